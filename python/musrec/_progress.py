@@ -1,0 +1,43 @@
+"""Progress bars that work in a terminal and in Jupyter (tqdm.auto), or stay silent."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def bar(total: int, desc: str, show: bool) -> Any:
+    """A tqdm bar (notebook widget where available) or a silent stand-in."""
+    if not show:
+        return _Silent()
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
+    except ImportError:  # tqdm.notebook without ipywidgets
+        from tqdm.std import tqdm
+
+        return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
+
+
+def callback(progress: Any, user_callback: Optional[Any] = None) -> Any:
+    """Adapter for the core's ``(done, total, loss)`` reports."""
+
+    def report(done: int, total: int, loss: Optional[float]) -> None:
+        progress.update(1)
+        if loss is not None:
+            progress.set_postfix(loss=f"{loss:.5f}")
+        if user_callback is not None:
+            user_callback(done, total, loss)
+
+    return report

@@ -1,0 +1,57 @@
+//! The one error type of the core. The PyO3 layer maps each variant to a Python exception.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A caller passed something unusable: wrong shape, bad value, out-of-range id.
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("file not found: {}", .0.display())]
+    NotFound(PathBuf),
+    #[error("permission denied: {}", .0.display())]
+    PermissionDenied(PathBuf),
+    #[error("{path}: {source}", path = .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A file exists but is not what we expect (corrupt, wrong format, wrong version).
+    #[error("{path}: {message}", path = .path.display())]
+    Format { path: PathBuf, message: String },
+    /// Work was stopped on request (Ctrl-C, a callback asking to stop).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidInput(msg.into())
+    }
+
+    /// Classify an I/O error on `path` so a missing file reads as such, not as a generic failure.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(path),
+            std::io::ErrorKind::PermissionDenied => Error::PermissionDenied(path),
+            _ => Error::Io { path, source },
+        }
+    }
+
+    pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `ensure!(cond, "message {}", x)` returns `Error::InvalidInput` when `cond` is false.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err($crate::error::Error::InvalidInput(format!($($arg)+)).into());
+        }
+    };
+}

@@ -1,0 +1,124 @@
+//! Files: atomic writes (models and caches go to a temporary file in the target's directory,
+//! flushed to disk, then renamed over the target, so a crash never leaves a half-written file
+//! under the real name) and named f32 tensors in safetensors format with a string metadata map.
+
+use crate::error::{Error, Result};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Write `path` atomically with whatever `write` produces.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::NotFound(dir));
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("not a file path: {}", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut out = BufWriter::new(file);
+        write(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// A named f32 tensor, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Write f32 tensors and string metadata as one safetensors file, atomically.
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[(&str, &[usize], &[f32])],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, data)| data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, shape, _), raw) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, shape.to_vec(), raw)
+            .map_err(|e| Error::invalid(format!("tensor {name}: {e}")))?;
+        views.push((*name, view));
+    }
+    let buffer = safetensors::tensor::serialize(views, Some(metadata))
+        .map_err(|e| Error::invalid(format!("cannot serialise {}: {e}", path.display())))?;
+    write_atomic(path, |w| w.write_all(&buffer))
+}
+
+/// Read every tensor (all must be f32) and the metadata map of a safetensors file.
+pub fn load_tensors(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let buffer = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |e: safetensors::SafeTensorError| Error::format(path, format!("not a valid safetensors file ({e})"));
+    let (_, header) = SafeTensors::read_metadata(&buffer).map_err(bad)?;
+    let metadata: HashMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let file = SafeTensors::deserialize(&buffer).map_err(bad)?;
+    let mut tensors = HashMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::format(
+                path,
+                format!("tensor {name} is {:?}, expected F32", view.dtype()),
+            ));
+        }
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.insert(
+            name,
+            Tensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    Ok((tensors, metadata))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_whole_file_and_leaves_no_temp() {
+        let dir = std::env::temp_dir().join(format!("musrec-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("model.bin");
+        write_atomic(&target, |w| w.write_all(b"hello")).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+        // A failing writer leaves the previous file intact and no temp file behind.
+        let err = write_atomic(&target, |_| Err(std::io::Error::other("boom")));
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_directory_is_not_found() {
+        let err = write_atomic(Path::new("/nonexistent-musrec-dir/x.bin"), |_| Ok(())).unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)));
+    }
+}

@@ -1,0 +1,178 @@
+//! Dense f32 kernels shared by the solvers, top-k and metrics.
+//!
+//! `dot`/`axpy` are `#[inline(always)]` so that they take on the target features of the
+//! `#[multiversion]` function they are inlined into (AVX2+FMA, AVX-512, NEON): one source,
+//! runtime dispatch at the level of a whole block of work rather than per call.
+//! Matrix products go through `matrixmultiply`, which is cache-blocked and detects SIMD itself.
+//! Plain `a * b + c` rather than `mul_add`: without FMA in the target, `mul_add` is a libm call.
+
+const LANES: usize = 16;
+
+/// Inner product with 16 independent accumulators so LLVM can vectorise the reduction.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += x * y;
+    }
+    // Pairwise fold keeps the summation order fixed (deterministic) and short.
+    let mut width = LANES / 2;
+    while width > 0 {
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+        width /= 2;
+    }
+    acc[0] + tail
+}
+
+/// y += alpha * x
+#[inline(always)]
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+/// C (m x n) = A (m x k, row-major) * B^T where B is (n x k, row-major); C is overwritten.
+pub fn gemm_abt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    debug_assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c[..m * n].fill(0.0);
+        return;
+    }
+    // SAFETY: the slices are at least as long as the strides below address (asserted by the
+    // callers' shapes); B^T is read through swapped strides without copying.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            1,
+            k as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// C (m x n) = A (m x k) * B (k x n), all row-major; C is overwritten.
+pub fn gemm_ab(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    debug_assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c[..m * n].fill(0.0);
+        return;
+    }
+    // SAFETY: as in gemm_abt.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// G (k x k) = A^T A for A (m x k, row-major); the Gram matrix, overwritten.
+pub fn gram(m: usize, k: usize, a: &[f32], g: &mut [f32]) {
+    debug_assert!(a.len() >= m * k && g.len() >= k * k);
+    if m == 0 {
+        g[..k * k].fill(0.0);
+        return;
+    }
+    // SAFETY: A^T is A read with swapped strides.
+    unsafe {
+        matrixmultiply::sgemm(
+            k,
+            m,
+            k,
+            1.0,
+            a.as_ptr(),
+            1,
+            k as isize,
+            a.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            g.as_mut_ptr(),
+            k as isize,
+            1,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_naive_for_odd_lengths() {
+        for n in [0, 1, 15, 16, 17, 100, 129] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - naive).abs() < 1e-4, "n={n}");
+        }
+    }
+
+    #[test]
+    fn gemms_match_naive() {
+        let (m, n, k) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let b: Vec<f32> = (0..n * k).map(|i| (i as f32).sqrt()).collect();
+        let mut c = vec![0f32; m * n];
+        gemm_abt(m, n, k, &a, &b, &mut c);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|t| a[i * k + t] * b[j * k + t]).sum();
+                assert!((c[i * n + j] - want).abs() < 1e-4);
+            }
+        }
+        let mut g = vec![0f32; k * k];
+        gram(m, k, &a, &mut g);
+        for i in 0..k {
+            for j in 0..k {
+                let want: f32 = (0..m).map(|t| a[t * k + i] * a[t * k + j]).sum();
+                assert!((g[i * k + j] - want).abs() < 1e-3);
+            }
+        }
+        let bt: Vec<f32> = (0..k * n).map(|idx| b[(idx % n) * k + idx / n]).collect();
+        let mut c2 = vec![0f32; m * n];
+        gemm_ab(m, n, k, &a, &bt, &mut c2);
+        assert_eq!(c, c2);
+    }
+}

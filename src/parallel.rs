@@ -1,0 +1,53 @@
+//! Thread pools and progress reporting for long-running work.
+
+use crate::error::{Error, Result};
+
+/// Where parallel sections run: rayon's global pool (one thread per core) or a pool of a
+/// chosen size. Loops that report progress stay on the caller's thread and send only their
+/// parallel sections here, so a caller on Python's main thread can still see Ctrl-C.
+pub struct Threads {
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl Threads {
+    /// `num_threads == 0` means one thread per core.
+    pub fn new(num_threads: usize) -> Result<Self> {
+        if num_threads == 0 {
+            return Ok(Threads { pool: None });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(num_threads)
+            .build()
+            .map_err(|e| Error::invalid(format!("cannot start {num_threads} threads: {e}")))?;
+        Ok(Threads { pool: Some(pool) })
+    }
+
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+}
+
+/// Run `f` with `num_threads` threads (0 = one per core).
+pub fn with_threads<R: Send>(num_threads: usize, f: impl FnOnce() -> R + Send) -> Result<R> {
+    Ok(Threads::new(num_threads)?.run(f))
+}
+
+/// One step of a long computation: `done` of `total` units, and a loss where one is known.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    pub done: usize,
+    pub total: usize,
+    pub loss: Option<f64>,
+}
+
+/// Called after each step on the caller's thread; returning an error (usually
+/// [`Error::Interrupted`]) stops the work cleanly, keeping what was computed so far.
+pub type Progress<'a> = &'a mut dyn FnMut(Step) -> Result<()>;
+
+/// A progress sink that never stops anything, for callers that do not watch.
+pub fn ignore_progress(_: Step) -> Result<()> {
+    Ok(())
+}

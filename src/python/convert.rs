@@ -1,0 +1,81 @@
+//! Crossing the boundary: numpy arrays in as borrowed slices (no copies), Vecs out as numpy
+//! arrays (moved, no copies), heavy work with the GIL released.
+
+use crate::error::{Error, Result};
+use crate::parallel::Step;
+use crate::sparse::CsrRef;
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+/// A scipy CSR matrix as the Python wrappers pass it: (indptr int64, indices int32,
+/// data float32, n_rows, n_cols).
+pub type CsrArgs<'py> = (
+    PyReadonlyArray1<'py, i64>,
+    PyReadonlyArray1<'py, i32>,
+    PyReadonlyArray1<'py, f32>,
+    usize,
+    usize,
+);
+
+pub fn csr<'a>(args: &'a CsrArgs<'_>) -> Result<CsrRef<'a>> {
+    CsrRef::new(
+        args.3,
+        args.4,
+        slice1(&args.0, "indptr")?,
+        slice1(&args.1, "indices")?,
+        slice1(&args.2, "data")?,
+    )
+}
+
+pub fn slice1<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> Result<&'a [T]> {
+    a.as_slice()
+        .map_err(|_| Error::invalid(format!("{name} must be a contiguous array")))
+}
+
+/// A C-contiguous 2-D array as (slice, rows, cols).
+pub fn slice2<'a, T: numpy::Element>(a: &'a PyReadonlyArray2<'_, T>, name: &str) -> Result<(&'a [T], usize, usize)> {
+    let shape = a.shape();
+    let s = a
+        .as_slice()
+        .map_err(|_| Error::invalid(format!("{name} must be a C-contiguous array")))?;
+    Ok((s, shape[0], shape[1]))
+}
+
+pub fn matrix<'py, T: numpy::Element>(
+    py: Python<'py>,
+    data: Vec<T>,
+    rows: usize,
+    cols: usize,
+) -> PyResult<Bound<'py, PyArray2<T>>> {
+    let arr = Array2::from_shape_vec((rows, cols), data).map_err(|e| Error::invalid(e.to_string()))?;
+    Ok(arr.into_pyarray(py))
+}
+
+/// Run `work` without the GIL. Its progress callback re-takes the GIL briefly to check for
+/// Ctrl-C and to call `callback(done, total, loss)`; an exception from either stops the
+/// work cleanly and is handed back (not raised) so the caller can keep partial results.
+pub fn detach_with_progress<T: Send>(
+    py: Python<'_>,
+    callback: Option<Py<PyAny>>,
+    work: impl FnOnce(&mut dyn FnMut(Step) -> Result<()>) -> Result<T> + Send,
+) -> (Result<T>, Option<PyErr>) {
+    let mut raised: Option<PyErr> = None;
+    let result = py.detach(|| {
+        let mut progress = |step: Step| -> Result<()> {
+            Python::attach(|py| {
+                py.check_signals()?;
+                if let Some(cb) = &callback {
+                    cb.call1(py, (step.done, step.total, step.loss))?;
+                }
+                Ok::<(), PyErr>(())
+            })
+            .map_err(|e| {
+                raised = Some(e);
+                Error::Interrupted
+            })
+        };
+        work(&mut progress)
+    });
+    (result, raised)
+}

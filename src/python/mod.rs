@@ -1,0 +1,18 @@
+//! The PyO3 layer: the compiled `musrec._musrec` module. Only conversion and GIL handling
+//! live here; every computation is a call into the core modules.
+
+mod convert;
+mod data;
+mod errors;
+mod wmf;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    wmf::register(m)?;
+    data::register(m)?;
+    Ok(())
+}

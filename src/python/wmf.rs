@@ -1,0 +1,181 @@
+//! Python bindings of WMF fitting, fold-in, persistence and top-N ranking.
+
+use super::convert::{CsrArgs, csr, detach_with_progress, matrix, slice1, slice2};
+use crate::ensure;
+use crate::error::{Error, Result};
+use crate::parallel::Threads;
+use crate::topk::{Exclusions, top_n as core_top_n};
+use crate::wmf::{self, WmfModel, WmfParams};
+use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::exceptions::PyBaseException;
+use pyo3::prelude::*;
+use std::path::PathBuf;
+
+fn parse_params(json: &str) -> Result<WmfParams> {
+    let p: WmfParams = serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad WMF parameters: {e}")))?;
+    p.validate()?;
+    Ok(p)
+}
+
+type Factors<'py> = Bound<'py, PyArray2<f32>>;
+/// (item ids, scores), queries x N.
+type Ranked<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<f32>>);
+
+/// Fit; returns (user_factors, item_factors, losses, iterations_done, exception or None).
+/// An exception (Ctrl-C, or one raised by `callback`) is returned rather than raised so
+/// the wrapper can keep the factors of the last complete iteration before re-raising it.
+#[pyfunction]
+#[pyo3(signature = (params_json, user_items, user_init=None, item_init=None, num_threads=0, callback=None))]
+#[allow(clippy::type_complexity)]
+fn wmf_fit<'py>(
+    py: Python<'py>,
+    params_json: &str,
+    user_items: CsrArgs<'py>,
+    user_init: Option<PyReadonlyArray2<'py, f32>>,
+    item_init: Option<PyReadonlyArray2<'py, f32>>,
+    num_threads: usize,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(Factors<'py>, Factors<'py>, Vec<f64>, usize, Option<Py<PyBaseException>>)> {
+    let params = parse_params(params_json)?;
+    let m = csr(&user_items)?;
+    let warm = match (&user_init, &item_init) {
+        (Some(u), Some(i)) => Some((slice2(u, "user_init")?.0.to_vec(), slice2(i, "item_init")?.0.to_vec())),
+        (None, None) => None,
+        _ => return Err(Error::invalid("give both user_init and item_init, or neither").into()),
+    };
+    let threads = Threads::new(num_threads)?;
+    let (result, raised) =
+        detach_with_progress(py, callback, |progress| wmf::fit(&params, m, warm, &threads, progress));
+    let (model, report) = result?;
+    let k = params.factors;
+    Ok((
+        matrix(py, model.user_factors, model.n_users, k)?,
+        matrix(py, model.item_factors, model.n_items, k)?,
+        report.losses,
+        report.iterations_done,
+        raised.map(|e| e.into_value(py)),
+    ))
+}
+
+#[pyfunction]
+#[pyo3(signature = (params_json, user_items, user_factors, item_factors, num_threads=0))]
+fn wmf_loss(
+    py: Python<'_>,
+    params_json: &str,
+    user_items: CsrArgs<'_>,
+    user_factors: PyReadonlyArray2<'_, f32>,
+    item_factors: PyReadonlyArray2<'_, f32>,
+    num_threads: usize,
+) -> PyResult<f64> {
+    let params = parse_params(params_json)?;
+    let m = csr(&user_items)?;
+    let (x, y) = (
+        slice2(&user_factors, "user_factors")?.0,
+        slice2(&item_factors, "item_factors")?.0,
+    );
+    let threads = Threads::new(num_threads)?;
+    Ok(py.detach(|| wmf::training_loss(&params, m, x, y, &threads))?)
+}
+
+/// Exact factors for new rows (users against item factors, or items against user factors).
+#[pyfunction]
+#[pyo3(signature = (params_json, fixed, rows, num_threads=0))]
+fn wmf_fold_in<'py>(
+    py: Python<'py>,
+    params_json: &str,
+    fixed: PyReadonlyArray2<'py, f32>,
+    rows: CsrArgs<'py>,
+    num_threads: usize,
+) -> PyResult<Factors<'py>> {
+    let params = parse_params(params_json)?;
+    let (fixed, _, k) = slice2(&fixed, "factors")?;
+    ensure_py(k == params.factors, || {
+        format!("factors have {k} columns, expected {}", params.factors)
+    })?;
+    let m = csr(&rows)?;
+    let threads = Threads::new(num_threads)?;
+    let out = py.detach(|| wmf::fold_in(&params, fixed, m, &threads))?;
+    matrix(py, out, m.n_rows, k)
+}
+
+fn ensure_py(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
+    if cond { Ok(()) } else { Err(Error::invalid(msg())) }
+}
+
+#[pyfunction]
+fn wmf_save(
+    py: Python<'_>,
+    path: PathBuf,
+    params_json: &str,
+    user_factors: PyReadonlyArray2<'_, f32>,
+    item_factors: PyReadonlyArray2<'_, f32>,
+) -> PyResult<()> {
+    let params = parse_params(params_json)?;
+    let (x, n_users, ku) = slice2(&user_factors, "user_factors")?;
+    let (y, n_items, ki) = slice2(&item_factors, "item_factors")?;
+    ensure_py(ku == params.factors && ki == params.factors, || {
+        "factor arrays do not match `factors`".into()
+    })?;
+    let model = WmfModel {
+        params,
+        n_users,
+        n_items,
+        user_factors: x.to_vec(),
+        item_factors: y.to_vec(),
+    };
+    Ok(py.detach(|| wmf::save(&model, &path))?)
+}
+
+/// Returns (params_json, user_factors, item_factors).
+#[pyfunction]
+fn wmf_load<'py>(py: Python<'py>, path: PathBuf) -> PyResult<(String, Factors<'py>, Factors<'py>)> {
+    let model = py.detach(|| wmf::load(&path))?;
+    let params = serde_json::to_string(&model.params).map_err(|e| Error::invalid(e.to_string()))?;
+    let k = model.params.factors;
+    Ok((
+        params,
+        matrix(py, model.user_factors, model.n_users, k)?,
+        matrix(py, model.item_factors, model.n_items, k)?,
+    ))
+}
+
+/// Top-`n` items by inner product for each query row; (ids int32, scores float32), padded
+/// with -1 / -inf where fewer than `n` items are eligible.
+#[pyfunction]
+#[pyo3(signature = (queries, items, n, exclude=None, filter_items=None, candidates=None, num_threads=0))]
+#[allow(clippy::too_many_arguments)]
+fn top_n<'py>(
+    py: Python<'py>,
+    queries: PyReadonlyArray2<'py, f32>,
+    items: PyReadonlyArray2<'py, f32>,
+    n: usize,
+    exclude: Option<CsrArgs<'py>>,
+    filter_items: Option<PyReadonlyArray1<'py, i32>>,
+    candidates: Option<PyReadonlyArray1<'py, i32>>,
+    num_threads: usize,
+) -> PyResult<Ranked<'py>> {
+    let (q, n_queries, kq) = slice2(&queries, "queries")?;
+    let (y, _, ky) = slice2(&items, "item factors")?;
+    ensure!(kq == ky, "queries have {kq} factors but items have {ky}");
+    ensure!(n >= 1, "N must be at least 1, got {n}");
+    let per_query = exclude.as_ref().map(csr).transpose()?;
+    let global = match &filter_items {
+        Some(a) => slice1(a, "filter_items")?,
+        None => &[],
+    };
+    let candidates = candidates.as_ref().map(|a| slice1(a, "items")).transpose()?;
+    let threads = Threads::new(num_threads)?;
+    let (ids, scores) =
+        py.detach(|| threads.run(|| core_top_n(q, y, kq, n, Exclusions { per_query, global }, candidates)))?;
+    Ok((matrix(py, ids, n_queries, n)?, matrix(py, scores, n_queries, n)?))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(wmf_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(wmf_loss, m)?)?;
+    m.add_function(wrap_pyfunction!(wmf_fold_in, m)?)?;
+    m.add_function(wrap_pyfunction!(wmf_save, m)?)?;
+    m.add_function(wrap_pyfunction!(wmf_load, m)?)?;
+    m.add_function(wrap_pyfunction!(top_n, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! Weighted Matrix Factorization for implicit feedback (Hu, Koren & Volinsky 2008), solved by
+//! alternating least squares over all user x item pairs with the YtY trick.
+//!
+//! Objective: min sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + lambda (sum ||x_u||^2 + sum ||y_i||^2),
+//! with p_ui = [r_ui > 0] and c_ui = 1 + alpha r_ui (linear) or 1 + alpha ln(1 + r_ui / eps) (log).
+
+mod cg;
+mod cholesky;
+mod loss;
+mod persist;
+mod sweep;
+
+pub use persist::{load, save};
+
+use crate::ensure;
+use crate::error::{Error, Result};
+use crate::parallel::{Progress, Step, Threads};
+use crate::sparse::{Csr, CsrRef};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// How a play count r becomes a confidence weight c >= 1.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Confidence {
+    /// c = 1 + alpha * r
+    Linear,
+    /// c = 1 + alpha * ln(1 + r / eps)
+    Log { eps: f32 },
+}
+
+/// The per-row least-squares solver.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Solver {
+    /// Conjugate gradient warm-started from the previous factors (Takacs et al. 2011):
+    /// `steps` iterations, never forming Y^T C_u Y.
+    Cg { steps: usize },
+    /// Exact solve by Cholesky factorisation of YtY + lambda I + Y^T (C_u - I) Y.
+    Cholesky,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WmfParams {
+    pub factors: usize,
+    pub regularization: f32,
+    pub alpha: f32,
+    pub confidence: Confidence,
+    pub iterations: usize,
+    pub solver: Solver,
+    pub seed: u64,
+    /// Compute the training loss after every iteration (costs about one extra half-sweep).
+    pub compute_loss: bool,
+}
+
+impl Default for WmfParams {
+    fn default() -> Self {
+        WmfParams {
+            factors: 100,
+            regularization: 0.01,
+            alpha: 1.0,
+            confidence: Confidence::Linear,
+            iterations: 15,
+            solver: Solver::Cg { steps: 3 },
+            seed: 0,
+            compute_loss: false,
+        }
+    }
+}
+
+impl WmfParams {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.factors >= 1, "factors must be at least 1, got {}", self.factors);
+        ensure!(
+            self.regularization.is_finite() && self.regularization >= 0.0,
+            "regularization must be a finite number >= 0, got {}",
+            self.regularization
+        );
+        ensure!(
+            self.alpha.is_finite() && self.alpha >= 0.0,
+            "alpha must be a finite number >= 0, got {}",
+            self.alpha
+        );
+        if let Confidence::Log { eps } = self.confidence {
+            ensure!(
+                eps.is_finite() && eps > 0.0,
+                "eps must be a finite number > 0, got {eps}"
+            );
+        }
+        if let Solver::Cg { steps } = self.solver {
+            ensure!(steps >= 1, "cg_steps must be at least 1, got {steps}");
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub fn confidence_of(&self, r: f32) -> f32 {
+        match self.confidence {
+            Confidence::Linear => 1.0 + self.alpha * r,
+            Confidence::Log { eps } => 1.0 + self.alpha * (r / eps).ln_1p(),
+        }
+    }
+}
+
+/// Fitted factors, row-major: `user_factors` is n_users x factors, `item_factors` n_items x factors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WmfModel {
+    pub params: WmfParams,
+    pub n_users: usize,
+    pub n_items: usize,
+    pub user_factors: Vec<f32>,
+    pub item_factors: Vec<f32>,
+}
+
+/// What happened during `fit`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FitReport {
+    /// Training loss after each iteration (empty unless `compute_loss`), see [`training_loss`].
+    pub losses: Vec<f64>,
+    pub iterations_done: usize,
+    /// The progress callback asked to stop; the factors are those of the last full iteration.
+    pub interrupted: bool,
+}
+
+/// Interactions prepared for the solvers: play counts checked, stored zeros dropped (they mean
+/// "no interaction"), confidences precomputed for both orientations.
+pub(crate) struct Prepared {
+    pub users: Csr,
+    pub user_conf: Vec<f32>,
+    pub items: Csr,
+    pub item_conf: Vec<f32>,
+}
+
+/// Check that the values are non-negative finite play counts; name the first offender.
+pub fn check_counts(m: CsrRef<'_>) -> Result<()> {
+    for row in 0..m.n_rows {
+        let (cols, vals) = m.row(row);
+        for (&c, &v) in cols.iter().zip(vals) {
+            ensure!(!v.is_nan(), "play count at (user {row}, item {c}) is NaN");
+            ensure!(v.is_finite(), "play count at (user {row}, item {c}) is infinite");
+            ensure!(v >= 0.0, "play count at (user {row}, item {c}) is negative ({v})");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn confidences(params: &WmfParams, data: &[f32]) -> Vec<f32> {
+    data.iter().map(|&r| params.confidence_of(r)).collect()
+}
+
+/// Copy without explicitly stored zeros.
+fn drop_zeros(m: CsrRef<'_>) -> Csr {
+    let mut out = Csr {
+        n_rows: m.n_rows,
+        n_cols: m.n_cols,
+        indptr: vec![0; m.n_rows + 1],
+        ..Csr::default()
+    };
+    for row in 0..m.n_rows {
+        let (cols, vals) = m.row(row);
+        for (&c, &v) in cols.iter().zip(vals) {
+            if v != 0.0 {
+                out.indices.push(c);
+                out.data.push(v);
+            }
+        }
+        out.indptr[row + 1] = out.indices.len() as i64;
+    }
+    out
+}
+
+pub(crate) fn prepare(params: &WmfParams, user_items: CsrRef<'_>) -> Result<Prepared> {
+    check_counts(user_items)?;
+    let users = drop_zeros(user_items);
+    let items = users.view().transpose();
+    let user_conf = confidences(params, &users.data);
+    let item_conf = confidences(params, &items.data);
+    Ok(Prepared {
+        users,
+        user_conf,
+        items,
+        item_conf,
+    })
+}
+
+/// Uniform [0, 0.01) start, as implicit does, so iteration counts compare like for like.
+pub fn random_factors(n_rows: usize, factors: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..n_rows * factors).map(|_| rng.random::<f32>() * 0.01).collect()
+}
+
+/// Fit WMF to a users x items matrix of play counts.
+///
+/// `warm_start` continues from earlier factors of the same shape. The loop runs on the
+/// caller's thread (so `progress` can see interrupts); each half-sweep runs on `threads`.
+pub fn fit(
+    params: &WmfParams,
+    user_items: CsrRef<'_>,
+    warm_start: Option<(Vec<f32>, Vec<f32>)>,
+    threads: &Threads,
+    progress: Progress<'_>,
+) -> Result<(WmfModel, FitReport)> {
+    params.validate()?;
+    ensure!(
+        user_items.n_rows > 0 && user_items.n_cols > 0,
+        "the user x item matrix is empty ({} x {})",
+        user_items.n_rows,
+        user_items.n_cols
+    );
+    let k = params.factors;
+    let data = prepare(params, user_items)?;
+    let (mut x, mut y) = match warm_start {
+        Some((x, y)) => {
+            ensure!(
+                x.len() == user_items.n_rows * k && y.len() == user_items.n_cols * k,
+                "warm-start factors do not match a {} x {} matrix with {k} factors",
+                user_items.n_rows,
+                user_items.n_cols
+            );
+            (x, y)
+        }
+        None => {
+            let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+            let x = random_factors(user_items.n_rows, k, &mut rng);
+            (x, random_factors(user_items.n_cols, k, &mut rng))
+        }
+    };
+    let mut report = FitReport::default();
+    for it in 0..params.iterations {
+        threads.run(|| sweep::solve_side(&mut x, &y, k, data.users.view(), &data.user_conf, params))?;
+        threads.run(|| sweep::solve_side(&mut y, &x, k, data.items.view(), &data.item_conf, params))?;
+        let loss = if params.compute_loss {
+            let l = threads.run(|| loss::training_loss(&x, &y, k, data.users.view(), &data.user_conf, params));
+            report.losses.push(l);
+            Some(l)
+        } else {
+            None
+        };
+        report.iterations_done = it + 1;
+        match progress(Step {
+            done: it + 1,
+            total: params.iterations,
+            loss,
+        }) {
+            Ok(()) => {}
+            Err(Error::Interrupted) => {
+                report.interrupted = true;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let model = WmfModel {
+        params: params.clone(),
+        n_users: user_items.n_rows,
+        n_items: user_items.n_cols,
+        user_factors: x,
+        item_factors: y,
+    };
+    Ok((model, report))
+}
+
+/// The training objective for given factors, normalised by the total confidence weight
+/// (n_users * n_items + sum (c_ui - 1)), so it reads as a weighted mean squared error plus
+/// the regularisation term on the same scale.
+pub fn training_loss(
+    params: &WmfParams,
+    user_items: CsrRef<'_>,
+    user_factors: &[f32],
+    item_factors: &[f32],
+    threads: &Threads,
+) -> Result<f64> {
+    let k = params.factors;
+    ensure!(
+        user_factors.len() == user_items.n_rows * k && item_factors.len() == user_items.n_cols * k,
+        "factors do not match a {} x {} matrix with {k} factors",
+        user_items.n_rows,
+        user_items.n_cols
+    );
+    let data = prepare(params, user_items)?;
+    Ok(threads.run(|| {
+        loss::training_loss(
+            user_factors,
+            item_factors,
+            k,
+            data.users.view(),
+            &data.user_conf,
+            params,
+        )
+    }))
+}
+
+/// Solve new rows against fixed factors without refitting ("fold-in"): each row of `rows`
+/// holds the play counts of one new user against the items (or of one new item against the
+/// users); the exact regularised least-squares solution is returned, rows x factors.
+pub fn fold_in(params: &WmfParams, fixed: &[f32], rows: CsrRef<'_>, threads: &Threads) -> Result<Vec<f32>> {
+    params.validate()?;
+    let k = params.factors;
+    ensure!(
+        fixed.len() == rows.n_cols * k,
+        "the rows have {} columns but the fixed factors have {} rows",
+        rows.n_cols,
+        fixed.len() / k
+    );
+    check_counts(rows)?;
+    let rows = drop_zeros(rows);
+    let conf = confidences(params, &rows.data);
+    let mut out = vec![0f32; rows.n_rows * k];
+    let exact = WmfParams {
+        solver: Solver::Cholesky,
+        ..params.clone()
+    };
+    threads.run(|| sweep::solve_side(&mut out, fixed, k, rows.view(), &conf, &exact))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+//! One ALS half-sweep: solve every row of one side given the other side's factors.
+//! Rows are grouped into blocks of bounded interaction count, so a popular item with
+//! thousands of listeners is a block of its own and rayon's work stealing balances the rest.
+
+use super::{Solver, WmfParams, cg, cholesky};
+use crate::error::Result;
+use crate::kernels::gram;
+use crate::sparse::CsrRef;
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// A block holds at most this many rows...
+const MAX_BLOCK_ROWS: usize = 64;
+/// ...and at most this many interactions (its gathered factors, 1024 x 100 f32 = 400 KiB,
+/// stay in L2 while the conjugate-gradient steps go over them again and again).
+const MAX_BLOCK_NNZ: usize = 1024;
+/// Rows per partial Gram product; fixed, so the summation order is independent of threads.
+const GRAM_CHUNK: usize = 4096;
+
+/// Consecutive row ranges, each within the limits above (a single long row may exceed them).
+pub(crate) fn blocks(m: CsrRef<'_>) -> Vec<Range<usize>> {
+    let mut out = Vec::with_capacity(m.n_rows / 16 + 1);
+    let mut lo = 0;
+    let mut nnz = 0;
+    for row in 0..m.n_rows {
+        let len = m.row_nnz(row);
+        if row > lo && (row - lo == MAX_BLOCK_ROWS || nnz + len > MAX_BLOCK_NNZ) {
+            out.push(lo..row);
+            lo = row;
+            nnz = 0;
+        }
+        nnz += len;
+    }
+    if lo < m.n_rows {
+        out.push(lo..m.n_rows);
+    }
+    out
+}
+
+/// Y^T Y + reg I (dim x dim, row-major).
+pub(crate) fn regularized_gram(y: &[f32], dim: usize, reg: f32) -> Vec<f32> {
+    let n = y.len() / dim;
+    let partials: Vec<Vec<f32>> = (0..n)
+        .step_by(GRAM_CHUNK)
+        .collect::<Vec<_>>()
+        .par_iter()
+        .map(|&lo| {
+            let hi = (lo + GRAM_CHUNK).min(n);
+            let mut g = vec![0f32; dim * dim];
+            gram(hi - lo, dim, &y[lo * dim..hi * dim], &mut g);
+            g
+        })
+        .collect();
+    let mut total = vec![0f32; dim * dim];
+    for p in partials {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    for d in 0..dim {
+        total[d * dim + d] += reg;
+    }
+    total
+}
+
+/// Overwrite `x` (rows of `m` x dim) with the solution given the other side's factors `y`.
+pub(crate) fn solve_side(
+    x: &mut [f32],
+    y: &[f32],
+    dim: usize,
+    m: CsrRef<'_>,
+    conf: &[f32],
+    params: &WmfParams,
+) -> Result<()> {
+    let a = regularized_gram(y, dim, params.regularization);
+    let ranges = blocks(m);
+    let mut pieces = Vec::with_capacity(ranges.len());
+    let mut rest = x;
+    for r in ranges {
+        let (head, tail) = rest.split_at_mut(r.len() * dim);
+        pieces.push((r.start, head));
+        rest = tail;
+    }
+    pieces.into_par_iter().try_for_each(|(first_row, xs)| {
+        let block = cg::Block {
+            first_row,
+            y,
+            dim,
+            a: &a,
+            m,
+            conf,
+        };
+        match params.solver {
+            Solver::Cg { steps } => {
+                cg::solve_block(&block, xs, steps);
+                Ok(())
+            }
+            Solver::Cholesky => cholesky::solve_block(&block, xs),
+        }
+    })
+}
