@@ -10,7 +10,8 @@
 //! taste = the normalised mix of their centres + noise; draw a long-tailed number of
 //! distinct songs, each by choosing a genre from a softmax of `taste_strength * taste ·
 //! centre`, a song in it by popularity, and accepting it with probability
-//! `sigmoid(taste_strength * taste · style)` (a few tries), except for a small share of
+//! `sigmoid(taste_strength / 2 * taste · (style - centre) / spread)` (a few tries) — the
+//! user's taste for what sets the song apart within its genre — except for a small share of
 //! draws that come from global popularity (exploration); the play count is a zeta (discrete
 //! power-law) draw, mostly 1, whose tail grows with the user's affinity to the song.
 
@@ -36,6 +37,8 @@ const ACTIVITY_SIGMA: f64 = 1.0;
 const EXPLORATION: f64 = 0.05;
 /// Candidates tried per draw before the last one is taken anyway.
 const ACCEPT_TRIES: usize = 8;
+/// Scales taste_strength for the within-genre choice (logits in units of the song spread).
+const WITHIN_GENRE_GAIN: f64 = 0.5;
 /// Draw attempts per wanted song: duplicates are redrawn, within this budget.
 const ATTEMPTS_PER_SONG: usize = 20;
 /// Zeta exponent of play counts at zero affinity; full affinity lowers it by
@@ -74,7 +77,7 @@ impl Default for WorldConfig {
             mean_songs_per_user: 40.0,
             n_genres: 24,
             style_dim: 16,
-            taste_strength: 5.0,
+            taste_strength: 10.0,
             popularity_exponent: 0.8,
             seed: 0,
         }
@@ -348,12 +351,18 @@ fn draw_song(
     }
     let genre = pick(genre_cumulative, rng);
     let songs = &catalog.genre_songs[genre];
+    // Within a genre every song has about the same affinity; what sets a user apart is
+    // taste for the song's own deviation from the genre centre, measured in units of the
+    // spread of those deviations, so it weighs as much as popularity does.
+    let genre_affinity = dot(taste, catalog.centre(genre));
+    let unit = SONG_SPREAD / (catalog.style_dim as f32).sqrt();
     let mut candidate = (0, 0.0);
     for _ in 0..ACCEPT_TRIES {
         let song = songs[pick(&catalog.genre_cumulative[genre], rng)];
         let affinity = dot(taste, catalog.style(song));
         candidate = (song, affinity);
-        if rng.random::<f64>() < sigmoid(cfg.taste_strength * affinity as f64) {
+        let personal = ((affinity - genre_affinity) / unit) as f64;
+        if rng.random::<f64>() < sigmoid(WITHIN_GENRE_GAIN * cfg.taste_strength * personal) {
             break;
         }
     }

@@ -43,7 +43,7 @@ def listening(
     mean_songs_per_user: float = 40.0,
     n_genres: int = 24,
     style_dim: int = 16,
-    taste_strength: float = 5.0,
+    taste_strength: float = 10.0,
     popularity_exponent: float = 0.8,
     seed: int = 0,
 ) -> Listening:
