@@ -46,39 +46,24 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 
 /// C (m x n) = A (m x k, row-major) * B^T where B is (n x k, row-major); C is overwritten.
 pub fn gemm_abt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    debug_assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c[..m * n].fill(0.0);
-        return;
-    }
-    // SAFETY: the slices are at least as long as the strides below address (asserted by the
-    // callers' shapes); B^T is read through swapped strides without copying.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            1,
-            k as isize,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
+    // B^T is B read with swapped strides, no copy.
+    sgemm(m, k, n, a, (k, 1), b, (1, k), c);
 }
 
 /// C (m x n) = A (m x k) * B (k x n), all row-major; C is overwritten.
 pub fn gemm_ab(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    debug_assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    sgemm(m, k, n, a, (k, 1), b, (n, 1), c);
+}
+
+/// G (k x k) = A^T A for A (m x k, row-major); the Gram matrix, overwritten.
+pub fn gram(m: usize, k: usize, a: &[f32], g: &mut [f32]) {
+    sgemm(k, m, k, a, (1, k), a, (k, 1), g);
+}
+
+/// C (m x n, row-major) = A (m x k) * B (k x n), A and B given by (row, column) strides in
+/// elements; the one place that calls into matrixmultiply.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(m: usize, k: usize, n: usize, a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize), c: &mut [f32]) {
     if m == 0 || n == 0 {
         return;
     }
@@ -86,7 +71,12 @@ pub fn gemm_ab(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
         c[..m * n].fill(0.0);
         return;
     }
-    // SAFETY: as in gemm_abt.
+    let last = |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(
+        last(m, k, sa) < a.len() && last(k, n, sb) < b.len() && m * n <= c.len(),
+        "sgemm operand too short (a bug in the caller's shapes)"
+    );
+    // SAFETY: the assertion above keeps every strided access inside the slices.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -94,42 +84,14 @@ pub fn gemm_ab(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
             n,
             1.0,
             a.as_ptr(),
-            k as isize,
-            1,
+            sa.0 as isize,
+            sa.1 as isize,
             b.as_ptr(),
-            n as isize,
-            1,
+            sb.0 as isize,
+            sb.1 as isize,
             0.0,
             c.as_mut_ptr(),
             n as isize,
-            1,
-        );
-    }
-}
-
-/// G (k x k) = A^T A for A (m x k, row-major); the Gram matrix, overwritten.
-pub fn gram(m: usize, k: usize, a: &[f32], g: &mut [f32]) {
-    debug_assert!(a.len() >= m * k && g.len() >= k * k);
-    if m == 0 {
-        g[..k * k].fill(0.0);
-        return;
-    }
-    // SAFETY: A^T is A read with swapped strides.
-    unsafe {
-        matrixmultiply::sgemm(
-            k,
-            m,
-            k,
-            1.0,
-            a.as_ptr(),
-            1,
-            k as isize,
-            a.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            g.as_mut_ptr(),
-            k as isize,
             1,
         );
     }

@@ -151,6 +151,30 @@ impl Csr {
         }
     }
 
+    /// A matrix with `n_cols` columns and no rows yet, to be filled by [`Csr::push_row`].
+    pub fn with_capacity(n_cols: usize, rows: usize, nnz: usize) -> Self {
+        let mut indptr = Vec::with_capacity(rows + 1);
+        indptr.push(0);
+        Csr {
+            n_rows: 0,
+            n_cols,
+            indptr,
+            indices: Vec::with_capacity(nnz),
+            data: Vec::with_capacity(nnz),
+        }
+    }
+
+    /// Append a row; its columns must be sorted, unique and below `n_cols`.
+    pub fn push_row(&mut self, entries: impl IntoIterator<Item = (i32, f32)>) {
+        for (c, v) in entries {
+            debug_assert!(c >= 0 && (c as usize) < self.n_cols);
+            self.indices.push(c);
+            self.data.push(v);
+        }
+        self.indptr.push(self.indices.len() as i64);
+        self.n_rows += 1;
+    }
+
     /// Build from (row, col, value) triplets; duplicates are summed, rows come out sorted.
     pub fn from_triplets(n_rows: usize, n_cols: usize, triplets: &[(u32, u32, f32)]) -> Result<Self> {
         for &(r, c, _) in triplets {

@@ -91,15 +91,9 @@ fn split_rows(m: CsrRef<'_>, lo: usize, hi: usize, test_fraction: f64, seed: u64
 /// Concatenate the blocks (in row order) into one matrix of `m`'s shape.
 fn assemble(m: CsrRef<'_>, parts: Vec<Part>) -> Csr {
     let nnz: usize = parts.iter().map(|p| p.indices.len()).sum();
-    let mut out = Csr {
-        n_rows: m.n_rows,
-        n_cols: m.n_cols,
-        indptr: Vec::with_capacity(m.n_rows + 1),
-        indices: Vec::with_capacity(nnz),
-        data: Vec::with_capacity(nnz),
-    };
+    let mut out = Csr::with_capacity(m.n_cols, m.n_rows, nnz);
+    out.n_rows = m.n_rows;
     let mut end = 0i64;
-    out.indptr.push(end);
     for part in parts {
         for n in part.row_nnz {
             end += n;

@@ -159,21 +159,10 @@ pub fn generate_listening(cfg: &WorldConfig) -> Result<Listening> {
         .collect();
 
     let nnz: usize = users.iter().map(|u| u.songs.len()).sum();
-    let mut plays = Csr {
-        n_rows: cfg.n_users,
-        n_cols: cfg.n_songs,
-        indptr: Vec::with_capacity(cfg.n_users + 1),
-        indices: Vec::with_capacity(nnz),
-        data: Vec::with_capacity(nnz),
-    };
+    let mut plays = Csr::with_capacity(cfg.n_songs, cfg.n_users, nnz);
     let mut user_taste = Vec::with_capacity(cfg.n_users * cfg.style_dim);
-    plays.indptr.push(0);
     for user in users {
-        for (song, count) in user.songs {
-            plays.indices.push(song as i32);
-            plays.data.push(count);
-        }
-        plays.indptr.push(plays.indices.len() as i64);
+        plays.push_row(user.songs.iter().map(|&(song, count)| (song as i32, count)));
         user_taste.extend_from_slice(&user.taste);
     }
     Ok(Listening {

@@ -55,11 +55,11 @@ impl TopN {
         let cand = Ranked { score, id };
         if self.heap.len() < self.n {
             self.heap.push(Reverse(cand));
-        } else if let Some(Reverse(worst)) = self.heap.peek() {
-            if cand > *worst {
-                self.heap.pop();
-                self.heap.push(Reverse(cand));
-            }
+        } else if let Some(Reverse(worst)) = self.heap.peek()
+            && cand > *worst
+        {
+            self.heap.pop();
+            self.heap.push(Reverse(cand));
         }
     }
 
@@ -77,10 +77,13 @@ impl TopN {
     /// must already be set to NEG_INFINITY.
     #[inline]
     pub fn scan(&mut self, scores: &[f32], first_id: u32) {
+        // The threshold only changes on a push, so the hot loop is one compare per score.
+        let mut threshold = self.threshold();
         for (j, &s) in scores.iter().enumerate() {
             // `>=` keeps ties for the heap's id tie-break; NEG_INFINITY never enters.
-            if s >= self.threshold() && s > f32::NEG_INFINITY {
+            if s >= threshold && s > f32::NEG_INFINITY {
                 self.push(first_id + j as u32, s);
+                threshold = self.threshold();
             }
         }
     }
@@ -121,8 +124,11 @@ pub fn top_n(
     candidates: Option<&[i32]>,
 ) -> Result<(Vec<i32>, Vec<f32>)> {
     ensure!(dim > 0, "factor dimension must be positive");
-    ensure!(queries.len() % dim == 0, "queries do not have {dim} columns");
-    ensure!(items.len() % dim == 0, "item factors do not have {dim} columns");
+    ensure!(queries.len().is_multiple_of(dim), "queries do not have {dim} columns");
+    ensure!(
+        items.len().is_multiple_of(dim),
+        "item factors do not have {dim} columns"
+    );
     let n_queries = queries.len() / dim;
     let n_items = items.len() / dim;
     if let Some(ex) = exclusions.per_query {

@@ -151,21 +151,15 @@ pub(crate) fn confidences(params: &WmfParams, data: &[f32]) -> Vec<f32> {
 
 /// Copy without explicitly stored zeros.
 fn drop_zeros(m: CsrRef<'_>) -> Csr {
-    let mut out = Csr {
-        n_rows: m.n_rows,
-        n_cols: m.n_cols,
-        indptr: vec![0; m.n_rows + 1],
-        ..Csr::default()
-    };
+    let mut out = Csr::with_capacity(m.n_cols, m.n_rows, m.nnz());
     for row in 0..m.n_rows {
         let (cols, vals) = m.row(row);
-        for (&c, &v) in cols.iter().zip(vals) {
-            if v != 0.0 {
-                out.indices.push(c);
-                out.data.push(v);
-            }
-        }
-        out.indptr[row + 1] = out.indices.len() as i64;
+        out.push_row(
+            cols.iter()
+                .copied()
+                .zip(vals.iter().copied())
+                .filter(|&(_, v)| v != 0.0),
+        );
     }
     out
 }
