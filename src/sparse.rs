@@ -53,6 +53,12 @@ impl<'a> CsrRef<'a> {
         for row in 0..n_rows {
             let (lo, hi) = (indptr[row], indptr[row + 1]);
             ensure!(lo <= hi, "indptr decreases at row {row} ({lo} > {hi})");
+            ensure!(
+                hi as usize <= indices.len(),
+                "indptr[{}] = {hi} points past the {} stored values",
+                row + 1,
+                indices.len()
+            );
             let cols = &indices[lo as usize..hi as usize];
             let mut prev = -1i64;
             for &c in cols {
@@ -231,6 +237,7 @@ mod tests {
         assert!(CsrRef::new(1, 2, &[0, 1], &[2], &[1.0]).is_err()); // out of range
         assert!(CsrRef::new(2, 2, &[0, 1], &[0], &[1.0]).is_err()); // indptr length
         assert!(CsrRef::new(1, 2, &[0, 2], &[0, 0], &[1.0, 1.0]).is_err()); // duplicate
+        assert!(CsrRef::new(2, 2, &[0, 5, 1], &[0], &[1.0]).is_err()); // past the end, then back
         assert!(CsrRef::new(1, 2, &[0, 1], &[1], &[1.0]).is_ok());
     }
 }

@@ -44,9 +44,10 @@ pub struct TopN {
 
 impl TopN {
     pub fn new(n: usize) -> Self {
+        // The heap grows as needed: an absurd `n` must not allocate up front.
         TopN {
             n,
-            heap: BinaryHeap::with_capacity(n + 1),
+            heap: BinaryHeap::with_capacity(n.min(1024) + 1),
         }
     }
 
@@ -114,7 +115,8 @@ pub struct Exclusions<'a> {
 
 /// Top-`n` items for each query by inner product, best first, as row-major
 /// (n_queries x n) id and score arrays; rows with fewer than `n` eligible items are padded
-/// with id -1 and score -inf. `candidates`, if given, restricts ranking to those item ids.
+/// with id -1 and score -inf; `n` is capped at the number of candidate items. `candidates`,
+/// if given, restricts ranking to those item ids.
 pub fn top_n(
     queries: &[f32],
     items: &[f32],
@@ -174,6 +176,8 @@ pub fn top_n(
         None => (items, None),
     };
     let pool_len = pool.len() / dim;
+    // No row can hold more than every candidate.
+    let n = n.min(pool_len.max(1));
 
     let blocks: Vec<(usize, usize)> = (0..n_queries)
         .step_by(QUERY_BLOCK)
@@ -320,8 +324,10 @@ mod tests {
         .unwrap();
         let want = brute(&queries[..dim], &items, dim, 9000, &[]);
         let rank = |id: i32| want.iter().position(|w| w.0 == id).unwrap();
-        assert_eq!(ids[2..], [-1, -1]);
-        assert!(scores[3].is_infinite());
+        // N = 4 is capped at the 3 candidates; the filtered one leaves a padded slot.
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[2], -1);
+        assert!(scores[2].is_infinite());
         assert_eq!(ids[0], if rank(2) < rank(11) { 2 } else { 11 });
     }
 

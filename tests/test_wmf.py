@@ -154,8 +154,12 @@ def test_recommend_filters_and_candidates(world):
     cands = np.array([5, 17, 99, 1000])
     ids, scores = model.recommend(0, N=10, items=cands, filter_already_liked=False)
     assert set(ids) == set(cands) and len(ids) == 4, "fewer eligible items than N: trimmed"
-    batch, bscores = model.recommend([0, 1], N=10, items=cands, filter_already_liked=False)
-    assert (batch[:, 4:] == -1).all() and np.isneginf(bscores[:, 4:]).all()
+    batch, _ = model.recommend([0, 1], N=10, items=cands, filter_already_liked=False)
+    assert batch.shape == (2, 4), "N is capped at the number of candidates"
+    batch, bscores = model.recommend([0, 1], N=4, items=cands, filter_items=cands[:1], filter_already_liked=False)
+    assert (batch[:, 3:] == -1).all() and np.isneginf(bscores[:, 3:]).all(), "filtered rows are padded"
+    ids, _ = model.recommend(0, N=10**15)  # capped, not allocated
+    assert len(ids) == world.plays.shape[1] - world.plays[0].nnz
 
 
 def test_recommend_input_errors(world):
@@ -199,6 +203,7 @@ def test_fold_in_of_a_known_user_matches_its_exact_solution(world):
     want_item = dense_als_half_step(col.T.tocsr(), model.user_factors, model.regularization, model.alpha)[0]
     np.testing.assert_allclose(model.recalculate_item(col), want_item, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(model.recalculate_item(col.toarray()[:, 0]), want_item, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(model.recalculate_item(col.toarray()), want_item, rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="items"):
         model.recalculate_user(np.ones(5))
     # A brand-new user is served from a few plays.

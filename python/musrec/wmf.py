@@ -229,7 +229,7 @@ class WMF:
 
         Returns ``(item_ids, scores)``: 1-D arrays for a single user id, 2-D
         (n_users_requested x N) for a batch, where rows with fewer than N eligible items are
-        padded with id -1 and score -inf.
+        padded with id -1 and score -inf (N is capped at the number of candidate items).
 
         ``user_items`` is the users x items play matrix (all users, or one row per requested
         user); it defaults to the matrix given to :meth:`fit`. With
@@ -343,7 +343,10 @@ class WMF:
             dense = np.asarray(plays, dtype=np.float32)
             if dense.ndim not in (1, 2):
                 raise ValueError(f"plays must be 1-D or 2-D, got shape {dense.shape}")
-            rows = to_csr(sp.csr_matrix(np.atleast_2d(dense)), "plays")
+            dense = np.atleast_2d(dense)
+            if dense.shape[1] != n_other and dense.shape[0] == n_other:
+                dense = dense.T  # a column of counts
+            rows = to_csr(sp.csr_matrix(dense), "plays")
         if rows.shape[1] != n_other:
             raise ValueError(f"plays have {rows.shape[1]} entries but the model has {n_other} {other}")
         out = _musrec.wmf_fold_in(self._params(), fixed, csr_tuple(rows), num_threads=self.num_threads)

@@ -167,7 +167,11 @@ fn top_n<'py>(
     let threads = Threads::new(num_threads)?;
     let (ids, scores) =
         py.detach(|| threads.run(|| core_top_n(q, y, kq, n, Exclusions { per_query, global }, candidates)))?;
-    Ok((matrix(py, ids, n_queries, n)?, matrix(py, scores, n_queries, n)?))
+    let width = ids.len().checked_div(n_queries).unwrap_or(n);
+    Ok((
+        matrix(py, ids, n_queries, width)?,
+        matrix(py, scores, n_queries, width)?,
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
