@@ -47,9 +47,8 @@ def reset_peak() -> None:
 
 
 def worker(lib: str, solver: str, size: str, args: argparse.Namespace) -> dict:
-    import numpy as np
-
     import musrec
+    import numpy as np
 
     users, songs, per_user = SIZES[size]
     world = musrec.synthetic.listening(n_users=users, n_songs=songs, mean_songs_per_user=per_user, seed=0)
@@ -62,8 +61,14 @@ def worker(lib: str, solver: str, size: str, args: argparse.Namespace) -> dict:
     reset_peak()
     if lib == "musrec":
         model = musrec.WMF(
-            factors=100, regularization=args.regularization, alpha=args.alpha, iterations=args.iterations,
-            solver=solver, cg_steps=3, random_state=0, num_threads=args.threads,
+            factors=100,
+            regularization=args.regularization,
+            alpha=args.alpha,
+            iterations=args.iterations,
+            solver=solver,
+            cg_steps=3,
+            random_state=0,
+            num_threads=args.threads,
         )
         t0 = time.perf_counter()
         model.fit(train, show_progress=False)
@@ -81,8 +86,13 @@ def worker(lib: str, solver: str, size: str, args: argparse.Namespace) -> dict:
         confidence.data = 1.0 + args.alpha * confidence.data
         with threadpool_limits(1, "blas"):
             model = AlternatingLeastSquares(
-                factors=100, regularization=args.regularization, alpha=1.0, iterations=args.iterations,
-                use_cg=(solver == "cg"), random_state=0, num_threads=args.threads,
+                factors=100,
+                regularization=args.regularization,
+                alpha=1.0,
+                iterations=args.iterations,
+                use_cg=(solver == "cg"),
+                random_state=0,
+                num_threads=args.threads,
                 calculate_training_loss=False,
             )
             model.cg_steps = 3  # an attribute in implicit 0.7, not a constructor argument
@@ -97,9 +107,18 @@ def worker(lib: str, solver: str, size: str, args: argparse.Namespace) -> dict:
         factors = model
     quality = musrec.metrics.ranking_metrics(factors, train, test, N=10)
     return {
-        "lib": lib, "solver": solver, "size": size, "users": users, "songs": songs, "plays": int(train.nnz),
-        "s_per_iter": fit_s / args.iterations, "fit_s": fit_s, "peak_mib": peak, "recommend_all_s": rec_s,
-        "precision@10": quality["precision"], "ndcg@10": quality["ndcg"],
+        "lib": lib,
+        "solver": solver,
+        "size": size,
+        "users": users,
+        "songs": songs,
+        "plays": int(train.nnz),
+        "s_per_iter": fit_s / args.iterations,
+        "fit_s": fit_s,
+        "peak_mib": peak,
+        "recommend_all_s": rec_s,
+        "precision@10": quality["precision"],
+        "ndcg@10": quality["ndcg"],
     }
 
 
@@ -124,8 +143,16 @@ def main() -> None:
     except ImportError:
         sys.exit("implicit is not installed: python3 -m pip install '.[bench]'")
     forwarded = [
-        "--iterations", str(args.iterations), "--threads", str(args.threads), "--alpha", str(args.alpha),
-        "--regularization", str(args.regularization), "--eval-users", str(args.eval_users),
+        "--iterations",
+        str(args.iterations),
+        "--threads",
+        str(args.threads),
+        "--alpha",
+        str(args.alpha),
+        "--regularization",
+        str(args.regularization),
+        "--eval-users",
+        str(args.eval_users),
     ]
     rows = []
     for size in args.sizes:
@@ -145,15 +172,21 @@ def main() -> None:
             m, i = pair["musrec"], pair["implicit"]
             rows.append(
                 {
-                    "size": size, "solver": solver, "plays": m["plays"], "musrec": m, "implicit": i,
+                    "size": size,
+                    "solver": solver,
+                    "plays": m["plays"],
+                    "musrec": m,
+                    "implicit": i,
                     "speedup_fit": i["s_per_iter"] / m["s_per_iter"],
                     "speedup_recommend": i["recommend_all_s"] / m["recommend_all_s"],
                     "precision_rel_diff": (m["precision@10"] - i["precision@10"]) / i["precision@10"],
                 }
             )
     print()
-    print("| size | plays | solver | musrec s/iter | implicit s/iter | speed-up | musrec peak MiB | implicit peak MiB "
-          "| recommend-all musrec / implicit (s) | speed-up | P@10 musrec / implicit | NDCG@10 musrec / implicit |")
+    print(
+        "| size | plays | solver | musrec s/iter | implicit s/iter | speed-up | musrec peak MiB | implicit peak MiB "
+        "| recommend-all musrec / implicit (s) | speed-up | P@10 musrec / implicit | NDCG@10 musrec / implicit |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         m, i = r["musrec"], r["implicit"]

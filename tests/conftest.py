@@ -1,8 +1,7 @@
+import musrec
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
-import musrec
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,9 @@ def test_reproduce_tiny_writes_results(tmp_path):
     assert exe, "the musrec console script is installed"
     out = subprocess.run(
         [exe, "reproduce", "--preset", "tiny", "--factors", "16", "--quiet", "--out", str(tmp_path)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     assert "| WMF |" in out.stdout and "| popularity |" in out.stdout
     rows = json.loads((tmp_path / "wmf_ranking.json").read_text())["rows"]

@@ -1,10 +1,9 @@
 """Metrics and split through the Python API, checked against a plain numpy reference."""
 
+import musrec
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
-import musrec
 from musrec import metrics
 
 
@@ -32,8 +31,15 @@ def reference_metrics(U, V, train, test, N):
             pos_s, neg_s = s[list(te)][:, None], s[neg][None, :]
             AUC.append(((pos_s > neg_s).sum() + 0.5 * (pos_s == neg_s).sum()) / (pos_s.size * neg_s.size))
     p, r = np.mean(P), np.mean(R)
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r > 0 else 0.0, "ndcg": np.mean(NDCG), "map": np.mean(AP),
-            "auc": np.mean(AUC), "users_evaluated": len(P)}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r > 0 else 0.0,
+        "ndcg": np.mean(NDCG),
+        "map": np.mean(AP),
+        "auc": np.mean(AUC),
+        "users_evaluated": len(P),
+    }
 
 
 class Factors:

@@ -4,11 +4,10 @@ import json
 import signal
 import threading
 
+import musrec
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
-import musrec
 from musrec import WMF
 
 
@@ -46,8 +45,16 @@ def test_cg_approaches_cholesky(tiny):
 
 
 def test_log_confidence_matches_its_formula(tiny):
-    model = WMF(factors=3, regularization=0.1, alpha=2.0, confidence="log", eps=0.5, solver="cholesky",
-                iterations=1, random_state=0)
+    model = WMF(
+        factors=3,
+        regularization=0.1,
+        alpha=2.0,
+        confidence="log",
+        eps=0.5,
+        solver="cholesky",
+        iterations=1,
+        random_state=0,
+    )
     model.fit(tiny, show_progress=False)
     R = tiny.T.tocsr()
     Rlog = R.copy()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
 class _Silent:
@@ -30,10 +30,10 @@ def bar(total: int, desc: str, show: bool) -> Any:
         return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True)
 
 
-def callback(progress: Any, user_callback: Optional[Any] = None) -> Any:
+def callback(progress: Any, user_callback: Any | None = None) -> Any:
     """Adapter for the core's ``(done, total, loss)`` reports."""
 
-    def report(done: int, total: int, loss: Optional[float]) -> None:
+    def report(done: int, total: int, loss: float | None) -> None:
         progress.update(1)
         if loss is not None:
             progress.set_postfix(loss=f"{loss:.5f}")

@@ -7,12 +7,12 @@ converted once here, never inside a loop.
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-CsrTuple = Tuple[np.ndarray, np.ndarray, np.ndarray, int, int]
+CsrTuple = tuple[np.ndarray, np.ndarray, np.ndarray, int, int]
 
 
 def to_csr(matrix: Any, name: str = "user_items") -> sp.csr_matrix:

@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from typing import List, Optional
 
 import numpy as np
 
@@ -19,7 +18,7 @@ PRESETS = {
 }
 
 
-def _table(rows: List[dict], n: int) -> str:
+def _table(rows: list[dict], n: int) -> str:
     cols = ["precision", "recall", "f1", "ndcg", "map", "auc"]
     head = "| model | " + " | ".join(f"{c}@{n}" if c != "auc" else "AUC" for c in cols) + " |"
     sep = "|---|" + "---|" * len(cols)
@@ -80,7 +79,7 @@ def reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="musrec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("reproduce", help="run the recommender end to end on the embedded synthetic data")

@@ -23,7 +23,7 @@ definitions, and precision and recall are reported separately.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-def _seed(random_state: Optional[int]) -> int:
+def _seed(random_state: int | None) -> int:
     if random_state is None:
         return int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
     if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
@@ -47,14 +47,14 @@ def _seed(random_state: Optional[int]) -> int:
     return int(random_state)
 
 
-def _from_tuple(t: Tuple[np.ndarray, np.ndarray, np.ndarray, int, int]) -> sp.csr_matrix:
+def _from_tuple(t: tuple[np.ndarray, np.ndarray, np.ndarray, int, int]) -> sp.csr_matrix:
     indptr, indices, data, n_rows, n_cols = t
     return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
 
 
 def train_test_split(
-    user_items: Any, test_fraction: float = 0.2, random_state: Optional[int] = None
-) -> Tuple[sp.csr_matrix, sp.csr_matrix]:
+    user_items: Any, test_fraction: float = 0.2, random_state: int | None = None
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """Split each user's interactions at random into train and test.
 
     A user with n >= 2 interactions holds out round(test_fraction * n) of them, at least one
@@ -69,7 +69,7 @@ def train_test_split(
     return _from_tuple(train), _from_tuple(test)
 
 
-def _pair(train: Any, test: Any) -> Tuple[sp.csr_matrix, sp.csr_matrix]:
+def _pair(train: Any, test: Any) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     train = to_csr(train, "train")
     test = to_csr(test, "test")
     if train.shape != test.shape:
@@ -83,7 +83,7 @@ def _n(N: Any) -> int:
     return int(N)
 
 
-def ranking_metrics(model: Any, train: Any, test: Any, N: int = 10, num_threads: int = 0) -> Dict[str, float]:
+def ranking_metrics(model: Any, train: Any, test: Any, N: int = 10, num_threads: int = 0) -> dict[str, float]:
     """Precision, recall, F1, NDCG, MAP at N and AUC of a factor model on a held-out split.
 
     ``model`` is a fitted :class:`musrec.WMF` (or anything with ``user_factors`` and
@@ -106,7 +106,7 @@ def ranking_metrics(model: Any, train: Any, test: Any, N: int = 10, num_threads:
     return _musrec.ranking_metrics(users, items, csr_tuple(train), csr_tuple(test), _n(N), num_threads=num_threads)
 
 
-def popularity_ranking_metrics(train: Any, test: Any, N: int = 10, num_threads: int = 0) -> Dict[str, float]:
+def popularity_ranking_metrics(train: Any, test: Any, N: int = 10, num_threads: int = 0) -> dict[str, float]:
     """The same metrics for the popularity baseline: every user is offered the items most
     training users played (minus their own)."""
     train, test = _pair(train, test)
@@ -114,8 +114,8 @@ def popularity_ranking_metrics(train: Any, test: Any, N: int = 10, num_threads: 
 
 
 def random_ranking_metrics(
-    train: Any, test: Any, N: int = 10, random_state: Optional[int] = None, num_threads: int = 0
-) -> Dict[str, float]:
+    train: Any, test: Any, N: int = 10, random_state: int | None = None, num_threads: int = 0
+) -> dict[str, float]:
     """The same metrics for a random ranking (the floor any recommender must clear)."""
     train, test = _pair(train, test)
     return _musrec.random_ranking_metrics(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import numbers
 import os
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -70,7 +70,7 @@ class WMF:
         iterations: int = 15,
         solver: str = "cg",
         cg_steps: int = 3,
-        random_state: Optional[int] = None,
+        random_state: int | None = None,
         num_threads: int = 0,
         calculate_training_loss: bool = False,
     ) -> None:
@@ -91,11 +91,11 @@ class WMF:
         self.random_state = random_state
         self.num_threads = _positive_int(num_threads, "num_threads", minimum=0)
         self.calculate_training_loss = bool(calculate_training_loss)
-        self.user_factors: Optional[np.ndarray] = None
-        self.item_factors: Optional[np.ndarray] = None
+        self.user_factors: np.ndarray | None = None
+        self.item_factors: np.ndarray | None = None
         #: Training loss after each iteration (when ``calculate_training_loss``).
         self.loss_history: list = []
-        self._user_items: Optional[sp.csr_matrix] = None
+        self._user_items: sp.csr_matrix | None = None
         self._normalized: dict = {}
 
     def __repr__(self) -> str:
@@ -139,8 +139,8 @@ class WMF:
         self,
         user_items: Any,
         show_progress: bool = True,
-        callback: Optional[Callable[[int, int, Optional[float]], None]] = None,
-    ) -> "WMF":
+        callback: Callable[[int, int, float | None], None] | None = None,
+    ) -> WMF:
         """Fit to ``user_items``, a users x items scipy.sparse matrix of non-negative play counts.
 
         ``callback(iteration, total, loss)`` is called after each iteration (loss is None
@@ -186,9 +186,7 @@ class WMF:
         csr = to_csr(user_items, "user_items")
         if csr.shape[1] != self.n_items:
             hint = " (is it items x users? pass users x items)" if csr.shape[0] == self.n_items else ""
-            raise ValueError(
-                f"user_items has {csr.shape[1]} columns but the model has {self.n_items} items{hint}"
-            )
+            raise ValueError(f"user_items has {csr.shape[1]} columns but the model has {self.n_items} items{hint}")
         if csr.shape[0] != rows:
             raise ValueError(f"user_items has {csr.shape[0]} rows, expected {rows}")
         return csr
@@ -224,7 +222,7 @@ class WMF:
         filter_items: Any = None,
         items: Any = None,
         recalculate_user: bool = False,
-    ) -> Tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-N items for one user or a batch of users, by predicted preference.
 
         Returns ``(item_ids, scores)``: 1-D arrays for a single user id, 2-D
@@ -277,17 +275,21 @@ class WMF:
         filter_already_liked: bool = True,
         filter_items: Any = None,
         items: Any = None,
-    ) -> Tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-N for every user: (n_users x N) ids and scores, as :meth:`recommend` returns."""
         self._require_fitted()
-        return self.recommend(
-            np.arange(self.n_users), user_items, N, filter_already_liked, filter_items, items
-        )
+        return self.recommend(np.arange(self.n_users), user_items, N, filter_already_liked, filter_items, items)
 
     def _cosine_neighbours(
-        self, factors: np.ndarray, key: str, query_ids: IdsLike, N: int, filter_ids: Any, candidates: Any,
+        self,
+        factors: np.ndarray,
+        key: str,
+        query_ids: IdsLike,
+        N: int,
+        filter_ids: Any,
+        candidates: Any,
         include_self: bool,
-    ) -> Tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         self._require_fitted()
         N = _positive_int(N, "N")
         n = factors.shape[0]
@@ -299,9 +301,7 @@ class WMF:
         normalized = self._normalized[key]
         exclude = None
         if not include_self:
-            rows = sp.csr_matrix(
-                (np.ones(len(qids), np.float32), (np.arange(len(qids)), qids)), shape=(len(qids), n)
-            )
+            rows = sp.csr_matrix((np.ones(len(qids), np.float32), (np.arange(len(qids)), qids)), shape=(len(qids), n))
             exclude = csr_tuple(to_csr(rows))
         out_ids, scores = _musrec.top_n(
             normalized[qids],
@@ -319,7 +319,7 @@ class WMF:
 
     def similar_items(
         self, item_ids: IdsLike, N: int = 10, filter_items: Any = None, items: Any = None, include_self: bool = False
-    ) -> Tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The N items most similar to each given item by cosine similarity of item factors.
 
         The query item itself is left out unless ``include_self`` (``implicit`` includes it).
@@ -328,7 +328,7 @@ class WMF:
 
     def similar_users(
         self, user_ids: IdsLike, N: int = 10, filter_users: Any = None, users: Any = None, include_self: bool = False
-    ) -> Tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The N users most similar to each given user by cosine similarity of user factors."""
         return self._cosine_neighbours(self.user_factors, "users", user_ids, N, filter_users, users, include_self)
 
@@ -372,7 +372,7 @@ class WMF:
         return self._fold_in(self.user_factors, item_users_col, "users")
 
     # -- persistence ----------------------------------------------------------------------
-    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model as a safetensors file (tensors ``user_factors``, ``item_factors``;
         hyperparameters as JSON in the metadata), atomically: a crash leaves any previous
         file intact."""
@@ -380,7 +380,7 @@ class WMF:
         _musrec.wmf_save(os.fspath(path), self._params(self.random_state or 0), self.user_factors, self.item_factors)
 
     @classmethod
-    def load(cls, path: Union[str, "os.PathLike[str]"]) -> "WMF":
+    def load(cls, path: str | os.PathLike[str]) -> WMF:
         """Read a model written by :meth:`save`. Raises FileNotFoundError or
         musrec.FormatError for a missing or invalid file."""
         params_json, users, items = _musrec.wmf_load(os.fspath(path))
