@@ -7,6 +7,7 @@
 // `!(x > 0.0)` is how we say "not positive, or NaN": NaN must take the failure path.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod audio;
 pub mod error;
 pub mod io;
 pub mod kernels;

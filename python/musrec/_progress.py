@@ -33,8 +33,11 @@ def bar(total: int, desc: str, show: bool) -> Any:
 def callback(progress: Any, user_callback: Any | None = None) -> Any:
     """Adapter for the core's ``(done, total, loss)`` reports."""
 
+    reported = [0]
+
     def report(done: int, total: int, loss: float | None) -> None:
-        progress.update(1)
+        progress.update(done - reported[0])  # reports may cover several units at once
+        reported[0] = done
         if loss is not None:
             progress.set_postfix(loss=f"{loss:.5f}")
         if user_callback is not None:

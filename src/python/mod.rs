@@ -1,6 +1,7 @@
 //! The PyO3 layer: the compiled `musrec._musrec` module. Only conversion and GIL handling
 //! live here; every computation is a call into the core modules.
 
+mod audio;
 mod convert;
 mod data;
 mod errors;
@@ -13,6 +14,7 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     wmf::register(m)?;
+    audio::register(m)?;
     data::register(m)?;
     Ok(())
 }

@@ -1,0 +1,884 @@
+//! Audio files to mono f32 samples: format detection, decoding (symphonia: WAV, MP3, FLAC,
+//! Ogg Vorbis), the down-mix to mono, start/duration windows, damaged-file policy, and
+//! [`load`] (decode then resample), the crate's `librosa.load`.
+
+use super::resample::resample;
+use crate::ensure;
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::errors::Error as CodecError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo, TrackType};
+use symphonia::core::io::{MediaSource, MediaSourceStream};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::packet::Packet;
+use symphonia::core::units::{Time, TimeBase};
+
+/// Packets that fail to decode are skipped; past this many the rest of the file is given up.
+const MAX_BAD_PACKETS: usize = 100;
+/// Seek this far before the requested start so decoders that need history (MP3's bit
+/// reservoir, overlapped transforms) have settled by the first sample kept.
+const SEEK_PREROLL_SECONDS: f64 = 0.1;
+/// Largest buffer reserved up front from a requested duration, so a huge `duration` on a
+/// short file cannot allocate more than the file can fill.
+const MAX_RESERVE: usize = 1 << 22;
+const SUPPORTED: &str = "WAV, MP3, FLAC, Ogg Vorbis";
+
+/// Mono audio decoded from a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded {
+    /// Mean of the channels, in [-1, 1] for integer formats.
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+    /// Channels in the file (before the down-mix).
+    pub channels: usize,
+    /// The stream ended early (cut-off file, too many corrupt packets); `samples` holds what
+    /// could be decoded.
+    pub truncated: bool,
+}
+
+/// Mono audio at the requested rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loaded {
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+    pub truncated: bool,
+}
+
+/// Decode `path` to mono f32 (the mean of the channels), keeping `[start, start + duration)`
+/// seconds (to the end when `duration` is `None`).
+///
+/// The format is detected from the content (the extension is only a hint). The decoder seeks
+/// to `start` when the format allows it, else decodes and discards, and stops once `duration`
+/// is covered. Corrupt packets are skipped (up to a bound); a stream that ends early after some
+/// audio sets `truncated` and returns what was decoded.
+///
+/// Errors: a missing file is `Error::NotFound`; not audio, an unsupported codec, no audio track,
+/// a corrupt header or no decodable samples is `Error::Format`; a bad `start` or `duration`,
+/// including a `start` at or past the end of the audio, is `Error::InvalidInput`.
+pub fn decode(path: &Path, start: f64, duration: Option<f64>) -> Result<Decoded> {
+    ensure!(
+        start.is_finite() && start >= 0.0,
+        "{}: start must be a finite number of seconds >= 0, got {start}",
+        path.display()
+    );
+    if let Some(duration) = duration {
+        ensure!(
+            duration.is_finite() && duration > 0.0,
+            "{}: duration must be a positive number of seconds, got {duration}",
+            path.display()
+        );
+    }
+    let mut stream = Stream::open(path)?;
+    let rate = f64::from(stream.sample_rate);
+    let first = (start * rate).round() as u64;
+    let window = Window {
+        first,
+        end: duration.map(|d| first.saturating_add(((d * rate).round() as u64).max(1))),
+    };
+    if first > 0 {
+        // The header already says the file is too short: no need to decode it all.
+        if let Some(frames) = stream.num_frames.filter(|&frames| first >= frames) {
+            return Err(beyond_end(path, start, frames as f64 / rate));
+        }
+        let preroll = start - SEEK_PREROLL_SECONDS;
+        if preroll > 0.0 {
+            if stream.seek(preroll).is_ok()
+                && let Outcome::Done(pass) = stream.decode(path, &window, true)?
+            {
+                return finish(path, start, pass, &window);
+            }
+            // The seek failed (the reader may be anywhere) or landed after the start: decode
+            // from the top and discard.
+            stream = Stream::open(path)?;
+        }
+    }
+    match stream.decode(path, &window, false)? {
+        Outcome::Done(decoded) => finish(path, start, decoded, &window),
+        Outcome::Overshot => Err(Error::format(path, "decoder lost its position")),
+    }
+}
+
+/// librosa.load-like: [`decode`] `[offset, offset + duration)` seconds, then resample to `sr`
+/// (`None` keeps the file's rate).
+pub fn load(path: &Path, sr: Option<u32>, offset: f64, duration: Option<f64>) -> Result<Loaded> {
+    ensure!(sr != Some(0), "{}: target sample rate must be > 0 Hz", path.display());
+    let decoded = decode(path, offset, duration)?;
+    match sr {
+        Some(to) if to != decoded.sample_rate => Ok(Loaded {
+            samples: resample(&decoded.samples, decoded.sample_rate, to)?,
+            sample_rate: to,
+            truncated: decoded.truncated,
+        }),
+        _ => Ok(Loaded {
+            samples: decoded.samples,
+            sample_rate: decoded.sample_rate,
+            truncated: decoded.truncated,
+        }),
+    }
+}
+
+/// Frames `[first, end)` of the file, at its own rate.
+struct Window {
+    first: u64,
+    end: Option<u64>,
+}
+
+/// What one pass over the stream produced.
+struct Pass {
+    decoded: Decoded,
+    /// Frame index just past the last decoded frame (the file's length when it ran to the end).
+    position: Option<u64>,
+    bad_packets: usize,
+}
+
+enum Outcome {
+    Done(Pass),
+    /// After a seek, the first decoded frame was already past the window's start.
+    Overshot,
+}
+
+fn finish(path: &Path, start: f64, pass: Pass, window: &Window) -> Result<Decoded> {
+    if !pass.decoded.samples.is_empty() {
+        return Ok(pass.decoded);
+    }
+    let rate = f64::from(pass.decoded.sample_rate);
+    if let Some(position) = pass.position.filter(|&p| window.first > 0 && p <= window.first) {
+        return Err(beyond_end(path, start, position as f64 / rate));
+    }
+    if pass.bad_packets > 0 {
+        return Err(Error::format(
+            path,
+            format!("no decodable audio ({} corrupt packets)", pass.bad_packets),
+        ));
+    }
+    if pass.decoded.truncated {
+        return Err(Error::format(
+            path,
+            "the stream ends before any audio (truncated file?)",
+        ));
+    }
+    Err(Error::format(path, "contains no audio"))
+}
+
+fn beyond_end(path: &Path, start: f64, seconds: f64) -> Error {
+    Error::invalid(format!(
+        "{}: start {start} s is at or beyond the end of the audio ({seconds:.3} s long)",
+        path.display()
+    ))
+}
+
+/// An open file: the demuxer, the decoder of its first audio track, and what the header says.
+struct Stream {
+    reader: Box<dyn FormatReader>,
+    decoder: Box<dyn AudioDecoder>,
+    track_id: u32,
+    sample_rate: u32,
+    time_base: Option<TimeBase>,
+    /// Length in frames per the header (exact for WAV, FLAC, Ogg and MP3 with a Xing/LAME
+    /// header; estimated from the bitrate for other MP3s).
+    num_frames: Option<u64>,
+}
+
+impl Stream {
+    fn open(path: &Path) -> Result<Stream> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
+        if metadata.is_dir() {
+            return Err(Error::format(path, "is a directory, not an audio file"));
+        }
+        if !metadata.is_file() {
+            return Err(Error::format(path, "not a regular file"));
+        }
+        let len = metadata.len();
+        if len == 0 {
+            return Err(Error::format(path, "empty file, not audio"));
+        }
+        let mut source = SkipId3 { file, skip: 0, len };
+        source.skip = id3v2_len(&mut source.file, len).map_err(|e| Error::io(path, e))?;
+        source
+            .file
+            .seek(SeekFrom::Start(source.skip))
+            .map_err(|e| Error::io(path, e))?;
+        let stream = MediaSourceStream::new(Box::new(source), Default::default());
+        let mut hint = Hint::new();
+        if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(extension);
+        }
+        let reader = symphonia::default::get_probe()
+            .probe(&hint, stream, FormatOptions::default(), MetadataOptions::default())
+            .map_err(|e| match e {
+                CodecError::Unsupported(_) => {
+                    Error::format(path, format!("not a recognised audio file (supported: {SUPPORTED})"))
+                }
+                e => header_error(path, e),
+            })?;
+        let track = reader
+            .default_track(TrackType::Audio)
+            .ok_or_else(|| Error::format(path, "no audio track"))?;
+        let (track_id, time_base, num_frames) = (track.id, track.time_base, track.num_frames);
+        let params = track
+            .codec_params
+            .as_ref()
+            .and_then(|p| p.audio())
+            .ok_or_else(|| Error::format(path, "no audio track"))?;
+        let sample_rate = params
+            .sample_rate
+            .filter(|&r| r > 0)
+            .ok_or_else(|| Error::format(path, "the audio track does not give its sample rate"))?;
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(params, &AudioDecoderOptions::default())
+            .map_err(|e| match e {
+                CodecError::Unsupported(what) => Error::format(
+                    path,
+                    format!("unsupported audio codec ({what}; supported: {SUPPORTED})"),
+                ),
+                e => header_error(path, e),
+            })?;
+        Ok(Stream {
+            reader,
+            decoder,
+            track_id,
+            sample_rate,
+            time_base,
+            num_frames,
+        })
+    }
+
+    fn seek(&mut self, seconds: f64) -> std::result::Result<(), CodecError> {
+        let time = Time::try_from_secs_f64(seconds).ok_or(CodecError::SeekError(
+            symphonia::core::errors::SeekErrorKind::OutOfRange,
+        ))?;
+        // Accurate: lands at or before the time; coarse may land after it.
+        self.reader.seek(
+            SeekMode::Accurate,
+            SeekTo::Time {
+                time,
+                track_id: Some(self.track_id),
+            },
+        )?;
+        self.decoder.reset();
+        Ok(())
+    }
+
+    /// Frame index of the first frame the decoder outputs for `packet` (frames the decoder
+    /// trims, such as MP3 encoder delay, come before it).
+    fn first_frame(&self, packet: &Packet) -> i64 {
+        let ts = packet
+            .pts
+            .get()
+            .saturating_add(packet.trim_start.get().min(i64::MAX as u64) as i64);
+        match self.time_base {
+            Some(tb) if !(tb.numer.get() == 1 && tb.denom.get() == self.sample_rate) => {
+                let scaled = i128::from(ts) * i128::from(tb.numer.get()) * i128::from(self.sample_rate);
+                let denom = i128::from(tb.denom.get());
+                i64::try_from((scaled + denom / 2).div_euclid(denom)).unwrap_or(i64::MAX)
+            }
+            _ => ts,
+        }
+    }
+
+    /// Decode packets into the window. After a seek, positions come from the packets'
+    /// timestamps; otherwise frames are counted from the start of the stream, so a corrupt
+    /// packet that is skipped shifts what follows rather than leaving a gap.
+    fn decode(&mut self, path: &Path, window: &Window, after_seek: bool) -> Result<Outcome> {
+        let mut samples: Vec<f32> = Vec::new();
+        if let Some(end) = window.end {
+            samples.reserve(((end - window.first) as usize).min(MAX_RESERVE));
+        }
+        let mut interleaved: Vec<f32> = Vec::new();
+        let mut position: Option<i64> = if after_seek { None } else { Some(0) };
+        let mut channels = 0usize;
+        let mut bad_packets = 0usize;
+        let mut truncated = false;
+        let mut ran_to_end = false;
+        loop {
+            if let (Some(end), Some(p)) = (window.end, position)
+                && p >= 0
+                && p as u64 >= end
+            {
+                break;
+            }
+            let packet = match self.reader.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) | Err(CodecError::ResetRequired) => {
+                    // ResetRequired: a chained Ogg stream starts; the first one is the file's audio.
+                    ran_to_end = true;
+                    break;
+                }
+                Err(CodecError::IoError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    ran_to_end = true;
+                    truncated = true;
+                    break;
+                }
+                Err(CodecError::IoError(e)) => return Err(Error::io(path, e)),
+                Err(CodecError::DecodeError(_)) => {
+                    bad_packets += 1;
+                    if bad_packets > MAX_BAD_PACKETS {
+                        truncated = true;
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(Error::format(path, format!("cannot read the stream: {e}"))),
+            };
+            if packet.track_id != self.track_id {
+                continue;
+            }
+            let packet_first = self.first_frame(&packet);
+            let buffer = match self.decoder.decode(&packet) {
+                Ok(buffer) => buffer,
+                Err(CodecError::DecodeError(_) | CodecError::IoError(_)) => {
+                    bad_packets += 1;
+                    if bad_packets > MAX_BAD_PACKETS {
+                        truncated = true;
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(Error::format(path, format!("cannot decode the audio: {e}"))),
+            };
+            let frames = buffer.frames();
+            if frames == 0 {
+                continue;
+            }
+            if buffer.spec().rate() != self.sample_rate {
+                return Err(Error::format(path, "the sample rate changes within the stream"));
+            }
+            let planes = buffer.num_planes();
+            if channels == 0 {
+                channels = planes;
+            } else if planes != channels {
+                return Err(Error::format(path, "the channel count changes within the stream"));
+            }
+            if channels == 0 {
+                continue;
+            }
+            let frame0 = match position {
+                Some(p) => p,
+                None if packet_first > window.first as i64 => return Ok(Outcome::Overshot),
+                None => packet_first,
+            };
+            position = Some(frame0.saturating_add(frames as i64));
+            // The part of [frame0, frame0 + frames) inside the window.
+            let lo = (window.first as i64).saturating_sub(frame0).clamp(0, frames as i64) as usize;
+            let hi = match window.end {
+                Some(end) => (end as i64).saturating_sub(frame0).clamp(0, frames as i64) as usize,
+                None => frames,
+            };
+            if lo >= hi {
+                continue;
+            }
+            buffer.copy_to_vec_interleaved(&mut interleaved);
+            let kept = &interleaved[lo * channels..hi * channels];
+            if channels == 1 {
+                samples.extend_from_slice(kept);
+            } else {
+                let scale = 1.0 / channels as f32;
+                samples.extend(
+                    kept.chunks_exact(channels)
+                        .map(|frame| frame.iter().sum::<f32>() * scale),
+                );
+            }
+        }
+        let position = position.map(|p| p.max(0) as u64);
+        // A header that promised more than the stream held means the file was cut off. MP3s
+        // without a Xing header only estimate their length, hence the slack.
+        if ran_to_end
+            && let (Some(expected), Some(got)) = (self.num_frames, position)
+            && got.saturating_add((expected / 100).max(4096)) < expected
+        {
+            truncated = true;
+        }
+        Ok(Outcome::Done(Pass {
+            decoded: Decoded {
+                samples,
+                sample_rate: self.sample_rate,
+                channels,
+                truncated,
+            },
+            position,
+            bad_packets,
+        }))
+    }
+}
+
+fn header_error(path: &Path, e: CodecError) -> Error {
+    match e {
+        CodecError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Error::format(path, "the file ends inside its header (truncated or not audio)")
+        }
+        CodecError::IoError(e) => Error::io(path, e),
+        e => Error::format(path, format!("corrupt or unsupported audio header: {e}")),
+    }
+}
+
+/// Length of the ID3v2 tags at the start of a file (0 when none). symphonia's probe would
+/// otherwise scan through them byte by byte, gives up after 1 MB (cover art is often larger),
+/// and can mistake bytes of an embedded image for an MPEG frame.
+fn id3v2_len(file: &mut File, file_len: u64) -> io::Result<u64> {
+    let mut skip = 0u64;
+    loop {
+        let mut header = [0u8; 10];
+        file.seek(SeekFrom::Start(skip))?;
+        if file_len - skip < 10 || file.read_exact(&mut header).is_err() {
+            return Ok(skip);
+        }
+        let syncsafe = header[6..10].iter().all(|&b| b < 0x80);
+        if &header[..3] != b"ID3" || header[3] == 0xff || header[4] == 0xff || !syncsafe {
+            return Ok(skip);
+        }
+        let body = header[6..10].iter().fold(0u64, |acc, &b| (acc << 7) | u64::from(b));
+        let footer = if header[5] & 0x10 != 0 { 10 } else { 0 };
+        let next = skip + 10 + body + footer;
+        if next >= file_len {
+            // A tag as long as the file is not a tag in front of audio; let the probe decide.
+            return Ok(skip);
+        }
+        skip = next;
+    }
+}
+
+/// The file seen from just after its ID3v2 tags, so the demuxer starts at the audio.
+struct SkipId3 {
+    file: File,
+    skip: u64,
+    len: u64,
+}
+
+impl Read for SkipId3 {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Seek for SkipId3 {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let target = match pos {
+            SeekFrom::Start(n) => n.checked_add(self.skip),
+            SeekFrom::Current(delta) => self.file.stream_position()?.checked_add_signed(delta),
+            SeekFrom::End(delta) => self.len.checked_add_signed(delta),
+        }
+        .filter(|&target| target >= self.skip)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the audio"))?;
+        Ok(self.file.seek(SeekFrom::Start(target))? - self.skip)
+    }
+}
+
+impl MediaSource for SkipId3 {
+    fn is_seekable(&self) -> bool {
+        true
+    }
+
+    fn byte_len(&self) -> Option<u64> {
+        Some(self.len - self.skip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f64::consts::PI;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/audio")
+            .join(name)
+    }
+
+    /// A scratch directory removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("musrec-decode-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+
+        fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+            let path = self.path(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A canonical RIFF/WAVE file: format 1 (PCM, 16-bit) or 3 (IEEE float, 32-bit).
+    fn wav_bytes(rate: u32, channels: u16, interleaved: &[f32], float: bool) -> Vec<u8> {
+        let (format, bits): (u16, u16) = if float { (3, 32) } else { (1, 16) };
+        let block = channels * bits / 8;
+        let data_len = (interleaved.len() * usize::from(bits / 8)) as u32;
+        let mut out = Vec::with_capacity(44 + data_len as usize);
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data_len).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&format.to_le_bytes());
+        out.extend_from_slice(&channels.to_le_bytes());
+        out.extend_from_slice(&rate.to_le_bytes());
+        out.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
+        out.extend_from_slice(&block.to_le_bytes());
+        out.extend_from_slice(&bits.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&data_len.to_le_bytes());
+        for &v in interleaved {
+            if float {
+                out.extend_from_slice(&v.to_le_bytes());
+            } else {
+                out.extend_from_slice(&pcm16(v).to_le_bytes());
+            }
+        }
+        out
+    }
+
+    fn pcm16(v: f32) -> i16 {
+        (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16
+    }
+
+    fn rms(x: &[f32]) -> f64 {
+        (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+    }
+
+    /// Amplitude and delay (in samples) of the component at `freq`, against sin(2 pi f t).
+    fn sine_fit(x: &[f32], freq: f64, rate: u32) -> (f64, f64) {
+        let (mut s, mut c) = (0.0, 0.0);
+        for (i, &v) in x.iter().enumerate() {
+            let phase = 2.0 * PI * freq * i as f64 / f64::from(rate);
+            s += f64::from(v) * phase.sin();
+            c += f64::from(v) * phase.cos();
+        }
+        let amplitude = 2.0 * (s * s + c * c).sqrt() / x.len() as f64;
+        (amplitude, -c.atan2(s) * f64::from(rate) / (2.0 * PI * freq))
+    }
+
+    fn dominant(x: &[f32], rate: u32) -> f64 {
+        [220.0, 330.0, 430.0, 440.0, 450.0, 550.0, 880.0, 1320.0]
+            .into_iter()
+            .max_by(|&a, &b| sine_fit(x, a, rate).0.total_cmp(&sine_fit(x, b, rate).0))
+            .unwrap()
+    }
+
+    /// The fixtures' signal: 1 s of 440 Hz at 44.1 kHz, mono mix amplitude 0.375.
+    const TONE_RATE: u32 = 44100;
+    const TONE_AMPLITUDE: f64 = 0.375;
+
+    fn tone(i: usize) -> f64 {
+        TONE_AMPLITUDE * (2.0 * PI * 440.0 * i as f64 / f64::from(TONE_RATE)).sin()
+    }
+
+    /// (file, channels in the file, largest sample error against the ideal mono mix)
+    const FIXTURES: [(&str, usize, f32); 4] = [
+        // 16-bit quantisation of each channel.
+        ("tone.wav", 1, 3.1e-5),
+        ("tone.flac", 2, 3.1e-5),
+        // Lossy: checked by amplitude and phase below; the sample error bound is loose.
+        ("tone.mp3", 2, 0.05),
+        ("tone.ogg", 2, 0.05),
+    ];
+
+    #[test]
+    fn every_format_decodes_to_the_mono_mix() {
+        for (name, channels, max_error) in FIXTURES {
+            let d = decode(&fixture(name), 0.0, None).unwrap();
+            assert_eq!(d.sample_rate, TONE_RATE, "{name}");
+            assert_eq!(d.channels, channels, "{name}");
+            assert!(!d.truncated, "{name}");
+            // The mp3's encoder delay and padding are trimmed from its LAME header (gapless),
+            // and Ogg's from its granule positions, so every format has exactly 1 s.
+            assert_eq!(d.samples.len(), 44100, "{name}");
+            // Away from the edges, where lossy codecs ring.
+            let middle = &d.samples[2205..d.samples.len() - 2205];
+            let expected_rms = TONE_AMPLITUDE / 2f64.sqrt();
+            let rms_error = (rms(middle) / expected_rms - 1.0).abs();
+            assert!(rms_error < 0.02, "{name}: rms off by {rms_error}");
+            assert_eq!(dominant(&d.samples, d.sample_rate), 440.0, "{name}");
+            let (amplitude, _) = sine_fit(middle, 440.0, d.sample_rate);
+            assert!(
+                (amplitude / TONE_AMPLITUDE - 1.0).abs() < 0.02,
+                "{name}: amplitude {amplitude}"
+            );
+            // No leftover codec delay: the sine starts at sample 0.
+            let (_, delay) = sine_fit(&d.samples, 440.0, d.sample_rate);
+            assert!(delay.abs() < 0.5, "{name}: shifted by {delay} samples");
+            let error = middle
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (f64::from(v) - tone(i + 2205)).abs() as f32)
+                .fold(0.0, f32::max);
+            assert!(error <= max_error, "{name}: max sample error {error}");
+        }
+    }
+
+    #[test]
+    fn wav_round_trips_exactly() {
+        let scratch = Scratch::new("roundtrip");
+        let n = 3000;
+        let left: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919 % 2000) as f32 / 1000.0 - 1.0) * 0.9)
+            .collect();
+        let right: Vec<f32> = (0..n).map(|i| (i as f32 * 0.01).sin() * 0.5).collect();
+        let stereo: Vec<f32> = left.iter().zip(&right).flat_map(|(&l, &r)| [l, r]).collect();
+
+        // Mono PCM16: the samples come back within the 16-bit step.
+        let path = scratch.write("mono16.wav", &wav_bytes(16000, 1, &left, false));
+        let d = decode(&path, 0.0, None).unwrap();
+        assert_eq!(
+            (d.sample_rate, d.channels, d.samples.len(), d.truncated),
+            (16000, 1, n, false)
+        );
+        for (got, &want) in d.samples.iter().zip(&left) {
+            assert!((got - want).abs() <= 1.0 / 32768.0, "{got} vs {want}");
+            assert_eq!(*got, f32::from(pcm16(want)) / 32768.0);
+        }
+
+        // Stereo PCM16: the mean of the two quantised channels.
+        let path = scratch.write("stereo16.wav", &wav_bytes(22050, 2, &stereo, false));
+        let d = decode(&path, 0.0, None).unwrap();
+        assert_eq!((d.sample_rate, d.channels, d.samples.len()), (22050, 2, n));
+        for ((got, &l), &r) in d.samples.iter().zip(&left).zip(&right) {
+            let want = (f32::from(pcm16(l)) / 32768.0 + f32::from(pcm16(r)) / 32768.0) * 0.5;
+            assert!((got - want).abs() <= 1e-7, "{got} vs {want}");
+            assert!((got - (l + r) / 2.0).abs() <= 1.0 / 32768.0);
+        }
+
+        // Float32: exact.
+        let path = scratch.write("mono32.wav", &wav_bytes(8000, 1, &right, true));
+        assert_eq!(decode(&path, 0.0, None).unwrap().samples, right);
+        let path = scratch.write("stereo32.wav", &wav_bytes(48000, 2, &stereo, true));
+        let d = decode(&path, 0.0, None).unwrap();
+        let want: Vec<f32> = left.iter().zip(&right).map(|(&l, &r)| (l + r) * 0.5).collect();
+        assert_eq!((d.sample_rate, d.channels), (48000, 2));
+        assert_eq!(d.samples, want);
+    }
+
+    #[test]
+    fn offset_and_duration_decode_the_right_span() {
+        for (name, ..) in FIXTURES {
+            let path = fixture(name);
+            let full = decode(&path, 0.0, None).unwrap().samples;
+            // 0.05 s is decoded and discarded; 0.25 s and 0.6 s are sought (minus a pre-roll).
+            for (start, duration) in [(0.05, Some(0.5)), (0.25, Some(0.5)), (0.6, None), (0.0, Some(0.1))] {
+                let part = decode(&path, start, duration).unwrap();
+                let first = (start * 44100.0) as usize;
+                let len = duration.map_or(full.len() - first, |d| (d * 44100.0) as usize);
+                assert_eq!(part.samples.len(), len, "{name} from {start} s");
+                let max_diff = part
+                    .samples
+                    .iter()
+                    .zip(&full[first..])
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                // Lossy decoders restart after a seek; the pre-roll lets them settle.
+                assert!(max_diff < 1e-4, "{name} from {start} s: differs by {max_diff}");
+            }
+            // A duration past the end stops at the end.
+            assert_eq!(decode(&path, 0.5, Some(10.0)).unwrap().samples.len(), 22050, "{name}");
+        }
+    }
+
+    #[test]
+    fn seeking_in_a_long_wav_lands_on_the_exact_sample() {
+        let scratch = Scratch::new("seek");
+        let rate = 8000;
+        let x: Vec<f32> = (0..rate * 20).map(|i| (i % 30000) as f32 / 30000.0).collect();
+        let path = scratch.write("long.wav", &wav_bytes(rate as u32, 1, &x, true));
+        for (start, duration) in [(12.3456, Some(2.0)), (19.5, None), (0.0625, Some(0.001))] {
+            let d = decode(&path, start, duration).unwrap();
+            let first = (start * rate as f64).round() as usize;
+            let len = duration.map_or(x.len() - first, |d| (d * rate as f64).round() as usize);
+            assert_eq!(d.samples, x[first..first + len].to_vec(), "from {start} s");
+        }
+    }
+
+    #[test]
+    fn start_at_or_past_the_end_is_an_error_naming_the_duration() {
+        for (name, ..) in FIXTURES {
+            for start in [1.0, 1.5, 100.0] {
+                let err = decode(&fixture(name), start, None).unwrap_err();
+                match &err {
+                    Error::InvalidInput(message) => {
+                        assert!(message.contains("1.000 s long"), "{name}: {message}");
+                        assert!(message.contains(name), "{name}: {message}");
+                    }
+                    _ => panic!("{name} from {start} s: {err:?}"),
+                }
+            }
+        }
+        // The truncated mp3's header promises 1 s but it holds less: the real length is named.
+        let err = decode(&fixture("truncated.mp3"), 0.9, None).unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput(m) if m.contains("0.4")), "{err:?}");
+    }
+
+    #[test]
+    fn truncated_mp3_returns_what_was_there() {
+        match decode(&fixture("truncated.mp3"), 0.0, None) {
+            Ok(d) => {
+                assert!(d.truncated);
+                assert!(
+                    d.samples.len() > 10_000 && d.samples.len() < 30_000,
+                    "{}",
+                    d.samples.len()
+                );
+                assert_eq!(dominant(&d.samples, d.sample_rate), 440.0);
+            }
+            Err(Error::Format { .. }) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        // A window inside what is there is not flagged: nothing was missing from it.
+        let d = decode(&fixture("truncated.mp3"), 0.0, Some(0.2)).unwrap();
+        assert!(!d.truncated);
+        assert_eq!(d.samples.len(), 8820);
+    }
+
+    #[test]
+    fn cut_wav_is_flagged_truncated() {
+        let scratch = Scratch::new("cutwav");
+        let x: Vec<f32> = (0..8000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
+        let bytes = wav_bytes(8000, 1, &x, false);
+        // The header still promises 8000 frames.
+        let path = scratch.write("cut.wav", &bytes[..44 + 2 * 5000]);
+        let d = decode(&path, 0.0, None).unwrap();
+        assert!(d.truncated);
+        assert_eq!(d.samples.len(), 5000);
+        // Odd byte count: the last partial frame is dropped.
+        let path = scratch.write("cut_odd.wav", &bytes[..44 + 2 * 5000 + 1]);
+        let d = decode(&path, 0.0, None).unwrap();
+        assert!(d.truncated);
+        assert!(d.samples.len() >= 5000 && d.samples.len() <= 5001);
+    }
+
+    #[test]
+    fn damaged_files_never_panic() {
+        let scratch = Scratch::new("damaged");
+        for (name, ..) in FIXTURES {
+            let bytes = std::fs::read(fixture(name)).unwrap();
+            let n = bytes.len();
+            let mut cases: Vec<(String, Vec<u8>)> = [1, 4, 10, 44, 100, 1000, n / 3, n / 2, n - 1]
+                .into_iter()
+                .filter(|&cut| cut < n)
+                .map(|cut| (format!("cut{cut}"), bytes[..cut].to_vec()))
+                .collect();
+            for (offset, stride) in [(n / 4, 1), (n / 2, 7), (200, 13), (64, 1)] {
+                let mut damaged = bytes.clone();
+                for b in damaged.iter_mut().skip(offset).step_by(stride).take(300) {
+                    *b ^= 0x5a;
+                }
+                cases.push((format!("noise{offset}-{stride}"), damaged));
+            }
+            for (case, data) in cases {
+                let path = scratch.write(&format!("{case}-{name}"), &data);
+                for (start, duration) in [(0.0, None), (0.3, Some(0.2))] {
+                    match decode(&path, start, duration) {
+                        Ok(d) => assert!(d.samples.iter().all(|v| v.is_finite()), "{case} {name}"),
+                        Err(Error::Format { path: p, .. }) => assert_eq!(p, path),
+                        Err(Error::InvalidInput(m)) => assert!(m.contains("beyond the end"), "{case} {name}: {m}"),
+                        Err(e) => panic!("{case} {name}: {e:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn not_audio_empty_and_missing_files_are_errors_naming_the_path() {
+        let scratch = Scratch::new("notaudio");
+        let empty = scratch.write("empty.wav", b"");
+        let binary = scratch.write(
+            "noise.flac",
+            &(0..5000u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+                .collect::<Vec<_>>(),
+        );
+        for path in [fixture("not_audio.mp3"), empty, binary, scratch.0.clone()] {
+            let err = decode(&path, 0.0, None).unwrap_err();
+            assert!(matches!(&err, Error::Format { path: p, .. } if *p == path), "{err:?}");
+            assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+        }
+        let missing = scratch.path("missing.ogg");
+        let err = decode(&missing, 0.0, None).unwrap_err();
+        assert!(matches!(&err, Error::NotFound(p) if *p == missing), "{err:?}");
+        assert!(err.to_string().contains("missing.ogg"), "{err}");
+    }
+
+    #[test]
+    fn format_is_detected_from_content_not_extension() {
+        let scratch = Scratch::new("extension");
+        for (name, ..) in FIXTURES {
+            let renamed = scratch.write(&format!("{name}.dat"), &std::fs::read(fixture(name)).unwrap());
+            let d = decode(&renamed, 0.0, None).unwrap();
+            assert_eq!(d.samples, decode(&fixture(name), 0.0, None).unwrap().samples, "{name}");
+        }
+    }
+
+    #[test]
+    fn large_id3v2_tag_in_front_of_an_mp3_is_skipped() {
+        // 2 MB of tag (past symphonia's 1 MB probe limit), full of bytes that look like MPEG
+        // frame headers.
+        let scratch = Scratch::new("id3");
+        let body_len: u32 = 2 << 20;
+        let mut bytes = b"ID3\x04\x00\x00".to_vec();
+        bytes.extend((0..4).rev().map(|i| ((body_len >> (7 * i)) & 0x7f) as u8));
+        bytes.extend((0..body_len).map(|i| if i % 2 == 0 { 0xff } else { 0xfb }));
+        bytes.extend(std::fs::read(fixture("tone.mp3")).unwrap());
+        let path = scratch.write("tagged.mp3", &bytes);
+        let tagged = decode(&path, 0.0, None).unwrap();
+        assert_eq!(tagged.samples, decode(&fixture("tone.mp3"), 0.0, None).unwrap().samples);
+        let part = decode(&path, 0.5, Some(0.25)).unwrap();
+        assert_eq!(part.samples, tagged.samples[22050..33075].to_vec());
+    }
+
+    #[test]
+    fn bad_arguments_are_invalid_input() {
+        let path = fixture("tone.wav");
+        for (start, duration) in [
+            (-0.1, None),
+            (f64::NAN, None),
+            (0.0, Some(0.0)),
+            (0.0, Some(-1.0)),
+            (0.0, Some(f64::INFINITY)),
+        ] {
+            assert!(
+                matches!(decode(&path, start, duration), Err(Error::InvalidInput(_))),
+                "{start} {duration:?}"
+            );
+        }
+        assert!(matches!(load(&path, Some(0), 0.0, None), Err(Error::InvalidInput(_))));
+    }
+
+    #[test]
+    fn load_resamples_like_librosa_load() {
+        let path = fixture("tone.flac");
+        let native = load(&path, None, 0.0, None).unwrap();
+        assert_eq!(
+            (native.sample_rate, native.samples.len(), native.truncated),
+            (44100, 44100, false)
+        );
+        assert_eq!(native.samples, decode(&path, 0.0, None).unwrap().samples);
+        let same = load(&path, Some(44100), 0.0, None).unwrap();
+        assert_eq!(same, native);
+        for rate in [22050, 8000] {
+            let y = load(&path, Some(rate), 0.25, Some(0.5)).unwrap();
+            assert_eq!((y.sample_rate, y.samples.len()), (rate, rate as usize / 2));
+            assert_eq!(dominant(&y.samples, rate), 440.0);
+            let (amplitude, _) = sine_fit(&y.samples, 440.0, rate);
+            assert!(
+                (amplitude / TONE_AMPLITUDE - 1.0).abs() < 0.01,
+                "{rate} Hz: amplitude {amplitude}"
+            );
+        }
+    }
+}

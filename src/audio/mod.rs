@@ -1,0 +1,14 @@
+//! Audio front end: real audio files to log-Mel spectrograms.
+//!
+//! decode (symphonia: WAV, MP3, FLAC, Ogg Vorbis) -> mono -> resample (rubato, band-limited)
+//! -> clip (random with a seed, centred, or from an offset; zero-padded when short)
+//! -> STFT (realfft) -> Mel filterbank -> power_to_db / log(1 + C x), matching librosa;
+//! `extract` runs that over many files in parallel.
+
+pub mod clip;
+pub mod decode;
+pub mod extract;
+pub mod features;
+pub mod mel;
+pub mod resample;
+pub mod spectrum;

@@ -1,0 +1,917 @@
+//! Short-time Fourier transform magnitude/power spectrograms and their log compression, as
+//! librosa 0.11 computes them (`np.abs(librosa.stft(...)) ** power`, `librosa.power_to_db`).
+//!
+//! Framing follows librosa exactly: with `center`, the signal is padded by `n_fft / 2` on
+//! both sides (zeros, or numpy's `reflect`) and frame `t` starts at `t * hop_length` in the
+//! padded signal; without it, frames start at `t * hop_length` in the signal itself. Windows
+//! are periodic (`scipy.signal.get_window(..., fftbins=True)`) and, when `win_length < n_fft`,
+//! zero-padded to `n_fft` with the window centred, as `librosa.util.pad_center` does.
+//!
+//! Reflect padding is numpy's `np.pad(mode="reflect")` of the whole signal, including for
+//! signals shorter than the padding: the reflection then repeats (period `2 (len - 1)`), and a
+//! one-sample signal is repeated as is — what numpy does, and what librosa 0.11 accepts with a
+//! warning. librosa pads the head and tail of long signals separately, which in one corner
+//! (reflect, `hop_length == n_fft / 2`, `len - n_fft / 2` a multiple of `hop_length`) changes
+//! the last sample of the last frame; that sample is weighted by `window[n_fft - 1]` (~1e-5
+//! for Hann), so the two differ by about 1e-7 of the frame's energy there. We keep the
+//! whole-signal padding, which is what librosa documents.
+//!
+//! Differences from librosa by design: the FFT runs in f32 (librosa multiplies in f64 and
+//! rounds the result to complex64), which keeps results within ~1e-6 of the frame's peak; and
+//! non-finite samples are an error, as in librosa (`valid_audio`).
+
+use crate::ensure;
+use crate::error::{Error, Result};
+use realfft::num_complex::Complex;
+use multiversion::multiversion;
+use realfft::{RealFftPlanner, RealToComplex};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Frames transformed before their spectra are transposed into the bins x frames output: the
+/// block (16 x n_bins) stays in L1/L2 and each output row receives a contiguous run.
+const BLOCK: usize = 8;
+/// Largest FFT accepted: far beyond any audio use, small enough that plans and buffers fit.
+const MAX_N_FFT: usize = 1 << 20;
+
+/// Analysis window, periodic (the DFT-even form used for spectral analysis).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    Hann,
+    Hamming,
+}
+
+impl Window {
+    /// The window of `len` samples as scipy computes it (`general_hamming(len + 1, alpha)`
+    /// truncated to `len`), in f64 and then rounded, so values match scipy's to the last bit
+    /// of f32.
+    fn periodic(self, len: usize) -> Vec<f64> {
+        if len <= 1 {
+            return vec![1.0; len];
+        }
+        let alpha = match self {
+            Window::Hann => 0.5,
+            Window::Hamming => 0.54,
+        };
+        // np.linspace(-pi, pi, len + 1): start + n * step.
+        let step = 2.0 * std::f64::consts::PI / len as f64;
+        (0..len)
+            .map(|n| {
+                let fac = n as f64 * step - std::f64::consts::PI;
+                alpha + (1.0 - alpha) * fac.cos()
+            })
+            .collect()
+    }
+}
+
+/// How the signal is extended beyond its ends when frames are centred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadMode {
+    /// Zeros: librosa's default since 0.10 for `stft` and `melspectrogram`.
+    Constant,
+    /// Mirror without repeating the edge sample (numpy `reflect`; torchaudio's default).
+    Reflect,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StftConfig {
+    pub n_fft: usize,
+    pub hop_length: usize,
+    /// Window length; the window is zero-padded (centred) to `n_fft` when shorter.
+    pub win_length: usize,
+    pub window: Window,
+    /// Pad `n_fft / 2` on both sides so frame `t` is centred on sample `t * hop_length`.
+    pub center: bool,
+    pub pad_mode: PadMode,
+    /// 1.0 for magnitude, 2.0 for power.
+    pub power: f32,
+}
+
+impl StftConfig {
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.n_fft >= 2, "n_fft must be at least 2, got {}", self.n_fft);
+        ensure!(self.n_fft <= MAX_N_FFT, "n_fft must be at most {MAX_N_FFT}, got {}", self.n_fft);
+        ensure!(
+            self.win_length >= 1 && self.win_length <= self.n_fft,
+            "win_length must be between 1 and n_fft = {}, got {}",
+            self.n_fft,
+            self.win_length
+        );
+        ensure!(self.hop_length >= 1, "hop_length must be at least 1, got {}", self.hop_length);
+        ensure!(
+            self.power == 1.0 || self.power == 2.0,
+            "power must be 1.0 (magnitude) or 2.0 (power), got {}",
+            self.power
+        );
+        Ok(())
+    }
+}
+
+/// A planned STFT: the realfft plan and the window, padded to `n_fft`. Immutable, so one
+/// instance serves every thread; each thread brings its own [`StftScratch`].
+pub struct Stft {
+    cfg: StftConfig,
+    fft: Arc<dyn RealToComplex<f64>>,
+    /// `n_fft` long, zero outside `support`.
+    window: Vec<f64>,
+    /// The window's non-zero span within the frame: only these samples are read.
+    support: std::ops::Range<usize>,
+}
+
+/// Per-thread buffers of [`Stft::spectrogram_into`]; sized on first use, then reused.
+#[derive(Default)]
+pub struct StftScratch {
+    frame: Vec<f64>,
+    spectrum: Vec<Complex<f64>>,
+    fft: Vec<Complex<f64>>,
+    /// Up to `BLOCK` frames of output, frame-major, before the transpose.
+    block: Vec<f32>,
+}
+
+impl Stft {
+    pub fn new(cfg: &StftConfig) -> Result<Self> {
+        cfg.validate()?;
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(cfg.n_fft);
+        // librosa.util.pad_center: the left pad is the smaller half.
+        let lpad = (cfg.n_fft - cfg.win_length) / 2;
+        let mut window = vec![0f64; cfg.n_fft];
+        window[lpad..lpad + cfg.win_length].copy_from_slice(&cfg.window.periodic(cfg.win_length));
+        Ok(Stft { cfg: cfg.clone(), fft, window, support: lpad..lpad + cfg.win_length })
+    }
+
+    pub fn config(&self) -> &StftConfig {
+        &self.cfg
+    }
+
+    pub fn n_bins(&self) -> usize {
+        self.cfg.n_fft / 2 + 1
+    }
+
+    /// Frames librosa produces for `n_samples` samples: `1 + (len + 2 (n_fft / 2) - n_fft) / hop`
+    /// when centred (`1 + n_samples / hop` for even `n_fft`), `1 + (n_samples - n_fft) / hop`
+    /// otherwise, and 0 when the (padded) signal is shorter than one frame.
+    pub fn n_frames(&self, n_samples: usize) -> usize {
+        let n_fft = self.cfg.n_fft;
+        let padded = if self.cfg.center { n_samples + 2 * (n_fft / 2) } else { n_samples };
+        if padded < n_fft { 0 } else { 1 + (padded - n_fft) / self.cfg.hop_length }
+    }
+
+    /// |STFT|^power laid out bins x frames, row-major (librosa's `(1 + n_fft/2, t)` layout).
+    /// `out.len()` must be `n_bins * n_frames(y.len())`. No allocation once scratch is warm.
+    pub fn spectrogram_into(&self, y: &[f32], out: &mut [f32], scratch: &mut StftScratch) -> Result<()> {
+        let n_fft = self.cfg.n_fft;
+        let n_bins = self.n_bins();
+        let frames = self.n_frames(y.len());
+        ensure!(!y.is_empty(), "the signal is empty");
+        ensure!(
+            frames > 0,
+            "n_fft = {n_fft} is too large for uncentered analysis of a signal of {} samples",
+            y.len()
+        );
+        if let Some(i) = first_non_finite(y) {
+            return Err(Error::invalid(format!("the signal is not finite everywhere (sample {i} is {})", y[i])));
+        }
+        ensure!(
+            out.len() == n_bins * frames,
+            "output holds {} values, expected {n_bins} bins x {frames} frames = {}",
+            out.len(),
+            n_bins * frames
+        );
+        let StftScratch { frame, spectrum, fft: fft_scratch, block } = scratch;
+        frame.resize(n_fft, 0.0);
+        spectrum.resize(n_bins, Complex::default());
+        fft_scratch.resize(self.fft.get_scratch_len(), Complex::default());
+        block.resize(BLOCK * n_bins, 0.0);
+        spectrogram_kernel(self, y, out, frames, frame, spectrum, fft_scratch, block)
+    }
+
+    pub fn spectrogram(&self, y: &[f32]) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; self.n_bins() * self.n_frames(y.len())];
+        self.spectrogram_into(y, &mut out, &mut StftScratch::default())?;
+        Ok(out)
+    }
+
+    /// Windowed frame `t` into `frame` (`n_fft` long). The FFT uses its input as scratch, so
+    /// every sample is written each time.
+    #[inline(always)]
+    fn fill_frame(&self, y: &[f32], t: usize, frame: &mut [f64]) {
+        let offset = if self.cfg.center { (self.cfg.n_fft / 2) as isize } else { 0 };
+        // Position of frame sample 0 in `y`; negative in the left padding.
+        let start = (t * self.cfg.hop_length) as isize - offset;
+        let (lo, hi) = (self.support.start, self.support.end);
+        frame[..lo].fill(0.0);
+        frame[hi..].fill(0.0);
+        let first = start + lo as isize;
+        let last = start + hi as isize;
+        let dst = &mut frame[lo..hi];
+        let win = &self.window[lo..hi];
+        if first >= 0 && last <= y.len() as isize {
+            // The common case: window multiply fused into the copy, one vectorised pass.
+            let src = &y[first as usize..last as usize];
+            for ((d, &s), &w) in dst.iter_mut().zip(src).zip(win) {
+                *d = s as f64 * w;
+            }
+        } else {
+            for (k, (d, &w)) in dst.iter_mut().zip(win).enumerate() {
+                *d = self.padded_sample(y, first + k as isize) as f64 * w;
+            }
+        }
+    }
+
+    /// Sample `i` of the padded signal, `i` relative to `y[0]` (`y` non-empty).
+    fn padded_sample(&self, y: &[f32], i: isize) -> f32 {
+        let n = y.len() as isize;
+        if (0..n).contains(&i) {
+            return y[i as usize];
+        }
+        match self.cfg.pad_mode {
+            PadMode::Constant => 0.0,
+            PadMode::Reflect => y[reflect_index(i, y.len())],
+        }
+    }
+}
+
+/// The frame loop: window, FFT, |X|^power, transpose. Compiled per SIMD level (chosen at run
+/// time) so the window multiply, the f64 -> f32 power and the transpose use AVX where present;
+/// the FFT dispatches on its own.
+#[multiversion(targets(
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+#[allow(clippy::too_many_arguments)]
+fn spectrogram_kernel(
+    stft: &Stft,
+    y: &[f32],
+    out: &mut [f32],
+    frames: usize,
+    frame: &mut [f64],
+    spectrum: &mut [Complex<f64>],
+    fft_scratch: &mut [Complex<f64>],
+    block: &mut [f32],
+) -> Result<()> {
+    let n_bins = spectrum.len();
+    let magnitude = stft.cfg.power == 1.0;
+    for t0 in (0..frames).step_by(BLOCK) {
+        let count = BLOCK.min(frames - t0);
+        for (j, dst) in block.chunks_exact_mut(n_bins).take(count).enumerate() {
+            stft.fill_frame(y, t0 + j, frame);
+            stft.fft
+                .process_with_scratch(frame, spectrum, fft_scratch)
+                .map_err(|e| Error::invalid(format!("FFT of size {} failed: {e}", stft.cfg.n_fft)))?;
+            // Power straight from the f64 spectrum, rounded once to f32.
+            if magnitude {
+                for (d, c) in dst.iter_mut().zip(spectrum.iter()) {
+                    *d = (c.re * c.re + c.im * c.im).sqrt() as f32;
+                }
+            } else {
+                for (d, c) in dst.iter_mut().zip(spectrum.iter()) {
+                    *d = (c.re * c.re + c.im * c.im) as f32;
+                }
+            }
+        }
+        transpose_block(block, n_bins, count, &mut out[t0..], frames);
+    }
+    Ok(())
+}
+
+/// Index of the first NaN or infinite sample. A branch-free OR over chunks vectorises; the
+/// position is searched only when something was found.
+fn first_non_finite(y: &[f32]) -> Option<usize> {
+    const EXP: u32 = 0x7f80_0000;
+    let bad = |c: &[f32]| c.iter().fold(0u32, |acc, v| acc | ((v.to_bits() & EXP) == EXP) as u32) != 0;
+    y.chunks(1024).position(bad).and_then(|c| {
+        let start = c * 1024;
+        y[start..].iter().position(|v| !v.is_finite()).map(|i| start + i)
+    })
+}
+
+/// numpy's `reflect` index for any `i`: mirror about both ends without repeating them,
+/// periodically (period `2 (n - 1)`); a single sample is repeated (numpy's legacy edge rule).
+fn reflect_index(i: isize, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let n = n as isize;
+    let period = 2 * (n - 1);
+    let r = i.rem_euclid(period);
+    (if r < n { r } else { period - r }) as usize
+}
+
+/// `block` holds `count` frames of `n_bins` values each; write them as columns of `out`
+/// (rows of length `stride`, `out` already offset to the block's first frame).
+#[inline(always)]
+fn transpose_block(block: &[f32], n_bins: usize, count: usize, out: &mut [f32], stride: usize) {
+    for k in 0..n_bins {
+        let row = &mut out[k * stride..k * stride + count];
+        for (j, d) in row.iter_mut().enumerate() {
+            *d = block[j * n_bins + k];
+        }
+    }
+}
+
+/// How the reference level of [`power_to_db`] is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DbRef {
+    /// A fixed reference (librosa's `ref=1.0` is `Value { value: 1.0 }`); its absolute value is used.
+    Value { value: f32 },
+    /// The largest value of the array (`ref=np.max`), so the loudest cell is 0 dB.
+    Max,
+}
+
+/// `librosa.power_to_db` in place: `10 log10(max(amin, S)) - 10 log10(max(amin, |ref|))`, then,
+/// when `top_db` is given, values below `max - top_db` are raised to it (the max of this
+/// array, so pass one clip at a time for per-clip behaviour). NaN in `s` is an error (librosa
+/// would return NaN everywhere) and leaves `s` unchanged.
+pub fn power_to_db(s: &mut [f32], reference: DbRef, amin: f32, top_db: Option<f32>) -> Result<()> {
+    ensure!(amin.is_finite() && amin > 0.0, "amin must be strictly positive, got {amin}");
+    if let Some(top_db) = top_db {
+        ensure!(top_db.is_finite() && top_db >= 0.0, "top_db must be non-negative, got {top_db}");
+    }
+    if let DbRef::Value { value } = reference {
+        ensure!(value.is_finite(), "the dB reference value must be finite, got {value}");
+    }
+    if let Some(i) = first_nan(s) {
+        return Err(Error::invalid(format!("power_to_db input is NaN at index {i}")));
+    }
+    if s.is_empty() {
+        return Ok(());
+    }
+    let ref_value = match reference {
+        DbRef::Value { value } => value.abs(),
+        DbRef::Max => max_kernel(s),
+    };
+    let ref_db = 10.0 * f64::from(amin.max(ref_value)).log10();
+    let peak = db_kernel(s, amin, ref_db);
+    if let Some(top_db) = top_db {
+        let floor = peak - top_db;
+        for v in s.iter_mut() {
+            *v = v.max(floor);
+        }
+    }
+    Ok(())
+}
+
+/// `log(1 + c S)` in place, for `c > 0` (NaN stays NaN, -1 gives -inf, below -1 NaN, as libm).
+pub fn log1p_compress(s: &mut [f32], c: f32) -> Result<()> {
+    ensure!(c.is_finite() && c > 0.0, "log1p constant c must be positive, got {c}");
+    log1p_kernel(s, f64::from(c));
+    Ok(())
+}
+
+fn first_nan(s: &[f32]) -> Option<usize> {
+    let any = |c: &[f32]| c.iter().fold(false, |acc, v| acc | v.is_nan());
+    s.chunks(1024).position(any).and_then(|c| s[c * 1024..].iter().position(|v| v.is_nan()).map(|i| c * 1024 + i))
+}
+
+/// Lanes of the element-wise log kernels: independent maxima so the loops vectorise.
+const LOG_LANES: usize = 16;
+
+/// `10 log10(max(amin, v)) - ref_db` for every element (no NaN in `s`); returns the largest
+/// result. libm's log10f costs ~8 ns per call, a third of a clip's time; this runs in f64
+/// (well below f32 rounding error) and vectorises.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn db_kernel(s: &mut [f32], amin: f32, ref_db: f64) -> f32 {
+    let scale = 10.0 * std::f64::consts::LOG10_E;
+    let db = |v: f32| (scale * ln_f32(amin.max(v)) - ref_db) as f32;
+    let mut peak = [f32::NEG_INFINITY; LOG_LANES];
+    let mut chunks = s.chunks_exact_mut(LOG_LANES);
+    for chunk in &mut chunks {
+        for (v, p) in chunk.iter_mut().zip(peak.iter_mut()) {
+            *v = db(*v);
+            *p = if *v > *p { *v } else { *p };
+        }
+    }
+    for (v, p) in chunks.into_remainder().iter_mut().zip(peak.iter_mut()) {
+        *v = db(*v);
+        *p = if *v > *p { *v } else { *p };
+    }
+    peak.iter().fold(f32::NEG_INFINITY, |m, &p| m.max(p))
+}
+
+/// Largest value of `s` (no NaN in it), with independent lanes so it vectorises.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn max_kernel(s: &[f32]) -> f32 {
+    let mut peak = [f32::NEG_INFINITY; LOG_LANES];
+    let mut chunks = s.chunks_exact(LOG_LANES);
+    for chunk in &mut chunks {
+        for (&v, p) in chunk.iter().zip(peak.iter_mut()) {
+            *p = if v > *p { v } else { *p };
+        }
+    }
+    chunks.remainder().iter().chain(&peak).fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+}
+
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn log1p_kernel(s: &mut [f32], c: f64) {
+    for v in s.iter_mut() {
+        let d = c * f64::from(*v);
+        let u = 1.0 + d;
+        // Goldberg's correction: ln(u) * d / (u - 1) is exact to rounding even when 1 + d
+        // loses most of d's digits.
+        let r = if u == 1.0 { d } else { ln_f64(u) * d / (u - 1.0) };
+        *v = if u > 0.0 && u < f64::INFINITY {
+            r as f32
+        } else if u == 0.0 {
+            f32::NEG_INFINITY
+        } else if u == f64::INFINITY {
+            f32::INFINITY
+        } else {
+            f32::NAN
+        };
+    }
+}
+
+/// Natural log of a positive f32 (subnormals and +inf included), in f64 to ~1e-15 relative:
+/// split into 2^e m with m in [sqrt(1/2), sqrt(2)), then ln m = 2 atanh(t), t = (m-1)/(m+1),
+/// |t| < 0.172, by its odd series to t^11 (truncation below 2e-11 absolute).
+#[inline(always)]
+fn ln_f32(x: f32) -> f64 {
+    let subnormal = x < f32::MIN_POSITIVE;
+    let xs = if subnormal { x * 16_777_216.0 } else { x };
+    let bits = xs.to_bits();
+    let e = ((bits >> 23) as i32 - 127 - if subnormal { 24 } else { 0 }) as f64;
+    let m = f64::from(f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000));
+    let r = ln_mantissa(m, e);
+    if xs == f32::INFINITY { f64::INFINITY } else { r }
+}
+
+/// Natural log of a positive normal finite f64 (callers select around other values).
+#[inline(always)]
+fn ln_f64(x: f64) -> f64 {
+    let bits = x.to_bits();
+    let e = ((bits >> 52) as i32 - 1023) as f64;
+    let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    ln_mantissa(m, e)
+}
+
+/// ln(m 2^e) for m in [1, 2).
+#[inline(always)]
+fn ln_mantissa(m: f64, e: f64) -> f64 {
+    let high = m > std::f64::consts::SQRT_2;
+    let m = if high { m * 0.5 } else { m };
+    let e = if high { e + 1.0 } else { e };
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    let series = ((((t2 * (1.0 / 11.0) + 1.0 / 9.0) * t2 + 1.0 / 7.0) * t2 + 1.0 / 5.0) * t2 + 1.0 / 3.0) * t2 + 1.0;
+    2.0 * t * series + e * std::f64::consts::LN_2
+}
+
+/// Reading the golden files written by tests/fixtures/make_librosa_fixtures.py (shared with
+/// the Mel tests).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use serde_json::Value;
+    use std::path::PathBuf;
+
+    pub struct Case {
+        pub name: String,
+        pub meta: Value,
+    }
+
+    fn dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/librosa")
+    }
+
+    impl Case {
+        pub fn load(name: &str) -> Case {
+            let path = dir().join(format!("{name}.json"));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            Case { name: name.to_string(), meta: serde_json::from_str(&text).expect("fixture JSON") }
+        }
+
+        /// Every case that holds a filterbank (i.e. all but the signal stores).
+        pub fn all() -> Vec<Case> {
+            let mut names: Vec<String> = std::fs::read_dir(dir())
+                .expect("fixture directory")
+                .filter_map(|e| {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    let stem = name.strip_suffix(".json")?;
+                    (!stem.starts_with("signals_")).then(|| stem.to_string())
+                })
+                .collect();
+            names.sort();
+            assert!(names.len() >= 6, "fixtures missing: run tests/fixtures/make_librosa_fixtures.py");
+            names.iter().map(|n| Case::load(n)).collect()
+        }
+
+        pub fn param(&self, key: &str) -> &Value {
+            &self.meta["params"][key]
+        }
+
+        pub fn usize(&self, key: &str) -> usize {
+            self.param(key).as_u64().unwrap_or_else(|| panic!("{}: {key}", self.name)) as usize
+        }
+
+        pub fn f32(&self, key: &str) -> f32 {
+            self.param(key).as_f64().unwrap_or_else(|| panic!("{}: {key}", self.name)) as f32
+        }
+
+        pub fn str(&self, key: &str) -> &str {
+            self.param(key).as_str().unwrap_or_else(|| panic!("{}: {key}", self.name))
+        }
+
+        pub fn has(&self, array: &str) -> bool {
+            self.meta["arrays"].get(array).is_some()
+        }
+
+        /// An array and its shape.
+        pub fn array(&self, array: &str) -> (Vec<f32>, Vec<usize>) {
+            let entry = &self.meta["arrays"][array];
+            let file = entry["file"].as_str().unwrap_or_else(|| panic!("{}: no array {array}", self.name));
+            let shape: Vec<usize> =
+                entry["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim") as usize).collect();
+            let bytes = std::fs::read(dir().join(file)).expect("fixture array");
+            let values: Vec<f32> =
+                bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            assert_eq!(values.len(), shape.iter().product::<usize>(), "{file}");
+            (values, shape)
+        }
+
+        /// (name, samples) of each input signal of this case.
+        pub fn signals(&self) -> Vec<(String, Vec<f32>)> {
+            if self.meta["signals"].as_array().is_none_or(|s| s.is_empty()) {
+                return Vec::new();
+            }
+            let store = Case::load(self.meta["signals_case"].as_str().expect("signals_case"));
+            self.meta["signals"]
+                .as_array()
+                .expect("signals")
+                .iter()
+                .map(|n| {
+                    let n = n.as_str().expect("signal name").to_string();
+                    let (y, _) = store.array(&n);
+                    (n, y)
+                })
+                .collect()
+        }
+
+        pub fn stft_config(&self) -> super::StftConfig {
+            super::StftConfig {
+                n_fft: self.usize("n_fft"),
+                hop_length: self.usize("hop_length"),
+                win_length: self.usize("win_length"),
+                window: match self.str("window") {
+                    "hann" => super::Window::Hann,
+                    "hamming" => super::Window::Hamming,
+                    w => panic!("window {w}"),
+                },
+                center: self.param("center").as_bool().expect("center"),
+                pad_mode: match self.str("pad_mode") {
+                    "constant" => super::PadMode::Constant,
+                    "reflect" => super::PadMode::Reflect,
+                    p => panic!("pad_mode {p}"),
+                },
+                power: self.f32("power"),
+            }
+        }
+    }
+
+    /// Largest |a - b| / (atol + rtol |b|) with `atol = atol_rel * max |b|`: at most 1 passes.
+    pub fn worst(a: &[f32], b: &[f32], rtol: f64, atol_rel: f64) -> (f64, f64) {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
+        let atol = atol_rel * scale;
+        let mut ratio = 0f64;
+        let mut abs = 0f64;
+        for (&x, &y) in a.iter().zip(b) {
+            let d = (x as f64 - y as f64).abs();
+            abs = abs.max(d);
+            ratio = ratio.max(d / (atol + rtol * (y as f64).abs()).max(f64::MIN_POSITIVE));
+        }
+        (ratio, if scale > 0.0 { abs / scale } else { abs })
+    }
+
+    pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).fold(0f64, |m, (&x, &y)| m.max((x as f64 - y as f64).abs()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{Case, max_abs_diff, worst};
+    use super::*;
+
+    fn cfg(n_fft: usize, hop: usize) -> StftConfig {
+        StftConfig {
+            n_fft,
+            hop_length: hop,
+            win_length: n_fft,
+            window: Window::Hann,
+            center: true,
+            pad_mode: PadMode::Constant,
+            power: 2.0,
+        }
+    }
+
+    fn message<T>(r: Result<T>) -> String {
+        match r {
+            Err(Error::InvalidInput(m)) => m,
+            Err(e) => panic!("expected InvalidInput, got {e}"),
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    #[test]
+    fn stft_power_matches_librosa() {
+        let mut checked = 0;
+        for case in Case::all() {
+            let signals = case.signals();
+            if signals.is_empty() {
+                continue;
+            }
+            let stft = Stft::new(&case.stft_config()).unwrap();
+            for (name, y) in signals {
+                let key = format!("{name}.stft_power");
+                if !case.has(&key) {
+                    continue;
+                }
+                let (expected, shape) = case.array(&key);
+                assert_eq!(shape, vec![stft.n_bins(), stft.n_frames(y.len())], "{} {key}", case.name);
+                let got = stft.spectrogram(&y).unwrap();
+                let (ratio, rel) = worst(&got, &expected, 1e-5, 1e-4);
+                eprintln!("stft {} {name}: max |diff| / max = {rel:.2e}, tolerance used {ratio:.3}", case.name);
+                assert!(ratio <= 1.0, "{} {name}: STFT power off by {ratio} x tolerance", case.name);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "only {checked} STFTs checked");
+    }
+
+    #[test]
+    fn power_to_db_matches_librosa_on_its_own_mel() {
+        for case in Case::all() {
+            let amin = match case.param("amin").as_f64() {
+                Some(a) => a as f32,
+                None => continue,
+            };
+            let top_db = Some(case.f32("top_db"));
+            for (name, _) in case.signals() {
+                let (mel, _) = case.array(&format!("{name}.mel"));
+                for (key, reference) in [("db_max", DbRef::Max), ("db_ref1", DbRef::Value { value: 1.0 })] {
+                    let key = format!("{name}.{key}");
+                    if !case.has(&key) {
+                        continue;
+                    }
+                    let (expected, _) = case.array(&key);
+                    let mut got = mel.clone();
+                    power_to_db(&mut got, reference, amin, top_db).unwrap();
+                    let d = max_abs_diff(&got, &expected);
+                    assert!(d <= 1e-4, "{} {key}: {d} dB", case.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn periodic_windows_match_closed_forms() {
+        for n in [1usize, 2, 3, 8, 1024, 1000] {
+            for (window, a) in [(Window::Hann, 0.5), (Window::Hamming, 0.54)] {
+                let w = window.periodic(n);
+                assert_eq!(w.len(), n);
+                for (i, &v) in w.iter().enumerate() {
+                    let expected = if n == 1 {
+                        1.0
+                    } else {
+                        a - (1.0 - a) * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()
+                    };
+                    assert!((v - expected).abs() < 1e-15, "{window:?} n={n} i={i}: {v} vs {expected}");
+                }
+            }
+        }
+        // Periodic, not symmetric: the first sample is the minimum, the last is not.
+        let h = Window::Hann.periodic(8);
+        assert_eq!(h[0], 0.0);
+        assert!((h[4] - 1.0).abs() < 1e-7 && h[7] > 0.1);
+        let m = Window::Hamming.periodic(8);
+        assert!((m[0] - 0.08).abs() < 1e-7);
+    }
+
+    #[test]
+    fn short_window_is_centred_in_the_frame() {
+        let stft = Stft::new(&StftConfig { win_length: 5, ..cfg(10, 2) }).unwrap();
+        // pad_center: (10 - 5) / 2 = 2 zeros on the left, 3 on the right.
+        assert_eq!(stft.support, 2..7);
+        assert!(stft.window[..2].iter().chain(&stft.window[7..]).all(|&v| v == 0.0));
+        assert_eq!(&stft.window[2..7], Window::Hann.periodic(5).as_slice());
+    }
+
+    #[test]
+    fn sinusoid_peaks_at_its_bin() {
+        let (sr, n_fft) = (8000.0f32, 1024usize);
+        for bin in [1usize, 37, 100, 300, 511] {
+            let f = bin as f32 * sr / n_fft as f32;
+            let y: Vec<f32> = (0..8000).map(|i| (2.0 * std::f32::consts::PI * f * i as f32 / sr).sin()).collect();
+            for window in [Window::Hann, Window::Hamming] {
+                let stft = Stft::new(&StftConfig { window, ..cfg(n_fft, 256) }).unwrap();
+                let frames = stft.n_frames(y.len());
+                let s = stft.spectrogram(&y).unwrap();
+                let t = frames / 2;
+                let column: Vec<f32> = (0..stft.n_bins()).map(|k| s[k * frames + t]).collect();
+                let peak = (0..column.len()).max_by(|&a, &b| column[a].total_cmp(&column[b])).unwrap();
+                assert_eq!(peak, bin, "{window:?} f={f}");
+                // |X| = A N sum(w) / (2 N): for Hann sum(w) = N/2, so |X|^2 = (N/4)^2.
+                if window == Window::Hann {
+                    let expected = (n_fft as f32 / 4.0).powi(2);
+                    assert!((column[bin] / expected - 1.0).abs() < 1e-3, "{} vs {expected}", column[bin]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn frame_count_follows_librosa() {
+        let s = Stft::new(&cfg(1024, 512)).unwrap();
+        assert_eq!(s.n_frames(66150), 1 + 66150 / 512); // 3 s at 22.05 kHz: 130
+        assert_eq!(s.n_frames(24000), 47); // 3 s at 8 kHz
+        for n in [1usize, 511, 512, 513, 1023, 1024, 5000] {
+            assert_eq!(s.n_frames(n), 1 + n / 512);
+            assert_eq!(s.spectrogram(&vec![0.5; n]).unwrap().len(), 513 * (1 + n / 512));
+        }
+        let odd = Stft::new(&cfg(255, 100)).unwrap();
+        assert_eq!(odd.n_frames(1000), 10); // librosa.stft(n_fft=255, hop_length=100) on 1000 samples
+        let uncentred = Stft::new(&StftConfig { center: false, ..cfg(1024, 512) }).unwrap();
+        assert_eq!(uncentred.n_frames(1024), 1);
+        assert_eq!(uncentred.n_frames(2047), 2);
+        assert_eq!(uncentred.n_frames(2048), 3);
+        assert_eq!(uncentred.n_frames(1023), 0);
+        let m = message(uncentred.spectrogram(&[0.0; 1023]));
+        assert!(m.contains("n_fft = 1024 is too large"), "{m}");
+    }
+
+    #[test]
+    fn uncentred_frames_start_at_the_signal() {
+        let c = StftConfig { center: false, ..cfg(16, 4) };
+        let stft = Stft::new(&c).unwrap();
+        let y: Vec<f32> = (0..40).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+        let s = stft.spectrogram(&y).unwrap();
+        let frames = stft.n_frames(y.len());
+        // DC bin of frame t = sum of window * y[t*hop..]
+        let w = Window::Hann.periodic(16);
+        for t in 0..frames {
+            let dc = (0..16).map(|i| w[i] * y[t * 4 + i] as f64).sum::<f64>() as f32;
+            assert!((s[t] - dc * dc).abs() < 1e-3 * (1.0 + dc * dc), "frame {t}");
+        }
+    }
+
+    #[test]
+    fn reflect_index_is_numpy_pad_reflect() {
+        // np.pad([0, 1, 2, 3], 7, mode="reflect")
+        let padded: Vec<usize> = (-7..11).map(|i| reflect_index(i, 4)).collect();
+        assert_eq!(padded, [1, 0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2]);
+        // np.pad([0, 1], 3, mode="reflect") == [1, 0, 1, 0, 1, 0, 1, 0]
+        let two: Vec<usize> = (-3..5).map(|i| reflect_index(i, 2)).collect();
+        assert_eq!(two, [1, 0, 1, 0, 1, 0, 1, 0]);
+        assert!((-5..6).all(|i| reflect_index(i, 1) == 0));
+    }
+
+    #[test]
+    fn validation_names_the_parameter() {
+        let bad = [
+            (StftConfig { n_fft: 1, win_length: 1, ..cfg(2, 1) }, "n_fft"),
+            (StftConfig { n_fft: 1 << 21, win_length: 8, ..cfg(2, 1) }, "n_fft"),
+            (StftConfig { win_length: 0, ..cfg(8, 2) }, "win_length"),
+            (StftConfig { win_length: 9, ..cfg(8, 2) }, "win_length"),
+            (StftConfig { hop_length: 0, ..cfg(8, 2) }, "hop_length"),
+            (StftConfig { power: 1.5, ..cfg(8, 2) }, "power"),
+            (StftConfig { power: f32::NAN, ..cfg(8, 2) }, "power"),
+        ];
+        for (c, word) in bad {
+            let m = message(c.validate());
+            assert!(m.contains(word), "{m}");
+            assert!(Stft::new(&c).is_err());
+        }
+        let stft = Stft::new(&cfg(8, 2)).unwrap();
+        assert!(message(stft.spectrogram(&[])).contains("empty"));
+        assert!(message(stft.spectrogram(&[0.0, f32::NAN, 1.0])).contains("sample 1"));
+        let mut out = vec![0f32; 3];
+        assert!(message(stft.spectrogram_into(&[0.0; 4], &mut out, &mut StftScratch::default())).contains("output"));
+        let mut s = vec![1f32; 4];
+        assert!(message(power_to_db(&mut s, DbRef::Max, 0.0, None)).contains("amin"));
+        assert!(message(power_to_db(&mut s, DbRef::Max, 1e-10, Some(-1.0))).contains("top_db"));
+        assert!(message(power_to_db(&mut s, DbRef::Value { value: f32::INFINITY }, 1e-10, None)).contains("reference"));
+        assert!(message(power_to_db(&mut [1.0, f32::NAN], DbRef::Max, 1e-10, None)).contains("NaN at index 1"));
+        assert!(message(log1p_compress(&mut s, 0.0)).contains("log1p"));
+        assert!(message(log1p_compress(&mut s, f32::NAN)).contains("log1p"));
+    }
+
+    #[test]
+    fn power_to_db_clips_at_top_db() {
+        let mut s = vec![1.0f32, 1e-2, 1e-6, 1e-12, 0.0, -1.0, 100.0];
+        power_to_db(&mut s, DbRef::Value { value: 1.0 }, 1e-10, Some(80.0)).unwrap();
+        // max is 20 dB, so the floor is -60 dB.
+        let expected = [0.0f32, -20.0, -60.0, -60.0, -60.0, -60.0, 20.0];
+        for (g, e) in s.iter().zip(expected) {
+            assert!((g - e).abs() < 1e-5, "{s:?}");
+        }
+        let mut s = vec![4.0f32, 1.0, 1e-20];
+        power_to_db(&mut s, DbRef::Max, 1e-10, None).unwrap();
+        assert!((s[0]).abs() < 1e-6 && (s[1] + 6.0206).abs() < 1e-3 && (s[2] + 106.0206).abs() < 1e-3, "{s:?}");
+        let mut s = vec![4.0f32, 1.0];
+        power_to_db(&mut s, DbRef::Value { value: -4.0 }, 1e-10, Some(0.0)).unwrap();
+        assert_eq!(s, [0.0, 0.0]);
+        let mut empty: [f32; 0] = [];
+        power_to_db(&mut empty, DbRef::Max, 1e-10, Some(80.0)).unwrap();
+        let mut s = vec![0.0f32, 1.0, 3.0];
+        log1p_compress(&mut s, 2.0).unwrap();
+        for (g, e) in s.iter().zip([0.0f32, 3f32.ln(), 7f32.ln()]) {
+            assert!((g - e).abs() <= 1e-6 * e, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn fast_logs_match_libm() {
+        // Every 9973rd f32 bit pattern: subnormals to the largest finite, plus the ends.
+        let mut xs: Vec<f32> = (1..0x7f80_0000u32).step_by(9973).map(f32::from_bits).collect();
+        xs.extend([f32::MIN_POSITIVE, f32::MAX, 1.0, 1e-10, f32::from_bits(1), std::f32::consts::SQRT_2]);
+        for &x in &xs {
+            let (got, want) = (ln_f32(x), f64::from(x).ln());
+            assert!((got - want).abs() <= 1e-10, "ln({x:e}) = {got} vs {want}");
+        }
+        assert_eq!(ln_f32(f32::INFINITY), f64::INFINITY);
+        let mut ds: Vec<f32> = xs.iter().flat_map(|&x| [x, -x.min(0.999_999)]).collect();
+        ds.extend([0.0, -0.0, -1.0, -2.0, f32::INFINITY, f32::NAN, 1e-30, -1e-30]);
+        let mut got = ds.clone();
+        log1p_compress(&mut got, 1.0).unwrap();
+        for (&d, &g) in ds.iter().zip(&got) {
+            let want = f64::from(d).ln_1p() as f32;
+            let ok = (g.is_nan() && want.is_nan()) || g == want || (g - want).abs() <= 2.0 * f32::EPSILON * want.abs();
+            assert!(ok, "log1p({d:e}) = {g} vs {want}");
+        }
+        let mut db: Vec<f32> = xs.clone();
+        power_to_db(&mut db, DbRef::Value { value: 1.0 }, f32::from_bits(1), None).unwrap();
+        for (&x, &g) in xs.iter().zip(&db) {
+            let want = (10.0 * f64::from(x).log10()) as f32;
+            assert!((g - want).abs() <= 2.0 * f32::EPSILON * want.abs().max(1.0), "dB({x:e}) = {g} vs {want}");
+        }
+    }
+
+    #[test]
+    fn reused_scratch_gives_identical_results() {
+        let y: Vec<f32> = (0..30000).map(|i| ((i as f32 * 0.37).sin() + (i as f32 * 0.011).cos()) * 0.3).collect();
+        let short: Vec<f32> = y[..300].to_vec();
+        let configs = [
+            cfg(1024, 512),
+            StftConfig { window: Window::Hamming, pad_mode: PadMode::Reflect, power: 1.0, ..cfg(512, 128) },
+            StftConfig { win_length: 800, ..cfg(2048, 300) },
+        ];
+        let mut scratch = StftScratch::default();
+        for _ in 0..2 {
+            for c in &configs {
+                let stft = Stft::new(c).unwrap();
+                for signal in [&y, &short] {
+                    let fresh = stft.spectrogram(signal).unwrap();
+                    let mut out = vec![f32::NAN; fresh.len()];
+                    stft.spectrogram_into(signal, &mut out, &mut scratch).unwrap();
+                    assert_eq!(out, fresh);
+                    stft.spectrogram_into(signal, &mut out, &mut scratch).unwrap();
+                    assert_eq!(out, fresh);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stft_is_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Stft>();
+        assert_send_sync::<StftScratch>();
+    }
+
+    #[test]
+    fn config_serde_round_trip() {
+        let c = StftConfig { window: Window::Hamming, pad_mode: PadMode::Reflect, ..cfg(1024, 512) };
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains("\"hamming\"") && json.contains("\"reflect\""), "{json}");
+        assert_eq!(serde_json::from_str::<StftConfig>(&json).unwrap(), c);
+        let r = serde_json::to_string(&DbRef::Value { value: 1.0 }).unwrap();
+        assert_eq!(r, r#"{"kind":"value","value":1.0}"#);
+        assert_eq!(serde_json::to_string(&DbRef::Max).unwrap(), r#"{"kind":"max"}"#);
+    }
+
+    /// Timing of the paper preset (3 s clips); run with
+    /// `cargo test --release --lib audio::spectrum -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn time_paper_preset() {
+        let stft = Stft::new(&StftConfig { window: Window::Hamming, ..cfg(1024, 512) }).unwrap();
+        for sr in [22050usize, 8000] {
+            let y: Vec<f32> = (0..3 * sr).map(|i| ((i as f32 * 0.37).sin() * 0.3)).collect();
+            let mut out = vec![0f32; stft.n_bins() * stft.n_frames(y.len())];
+            let mut scratch = StftScratch::default();
+            // Best of many short batches: robust to other work on the machine.
+            let mut best = f64::INFINITY;
+            for _ in 0..400 {
+                let t = std::time::Instant::now();
+                for _ in 0..4 {
+                    stft.spectrogram_into(&y, &mut out, &mut scratch).unwrap();
+                }
+                best = best.min(t.elapsed().as_secs_f64() / 4.0);
+            }
+            eprintln!("STFT power, 3 s at {sr} Hz: {:.1} us per clip (best of 400 x 4)", best * 1e6);
+        }
+    }
+}

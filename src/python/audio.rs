@@ -1,0 +1,224 @@
+//! Python bindings of the audio front end.
+
+use super::convert::{detach_with_progress, matrix, slice1, slice2};
+use crate::audio::decode::load;
+use crate::audio::extract::extract;
+use crate::audio::features::{FeatureConfig, LogMel, LogMelScratch, LogScale};
+use crate::audio::mel::{MelConfig, MelFilterbank};
+use crate::audio::spectrum::{DbRef, Stft, StftConfig, power_to_db};
+use crate::error::{Error, Result};
+use crate::parallel::Threads;
+use numpy::ndarray::{Array3, ArrayD, IxDyn};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyBaseException;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use rayon::prelude::*;
+use std::path::PathBuf;
+
+fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
+}
+
+/// The JSON of a named preset ("paper" or "common").
+#[pyfunction]
+fn feature_preset(name: &str) -> PyResult<String> {
+    let cfg = match name {
+        "paper" => FeatureConfig::paper(),
+        "common" => FeatureConfig::common(),
+        other => return Err(Error::invalid(format!("unknown preset {other:?}; use 'paper' or 'common'")).into()),
+    };
+    Ok(serde_json::to_string(&cfg).map_err(|e| Error::invalid(e.to_string()))?)
+}
+
+/// Validate a feature configuration; returns (clip samples, n_mels, frames).
+#[pyfunction]
+fn feature_shape(config_json: &str) -> PyResult<(usize, usize, usize)> {
+    let cfg: FeatureConfig = parse(config_json, "feature configuration")?;
+    let transform = LogMel::from_config(&cfg)?;
+    Ok((
+        cfg.clip_samples(),
+        transform.n_mels(),
+        transform.n_frames(cfg.clip_samples()),
+    ))
+}
+
+/// Decode and resample one file: (samples, sample_rate, truncated).
+#[pyfunction]
+#[pyo3(signature = (path, sr=None, offset=0.0, duration=None))]
+fn audio_load(
+    py: Python<'_>,
+    path: PathBuf,
+    sr: Option<u32>,
+    offset: f64,
+    duration: Option<f64>,
+) -> PyResult<(Bound<'_, PyArray1<f32>>, u32, bool)> {
+    let loaded = py.detach(|| load(&path, sr, offset, duration))?;
+    Ok((loaded.samples.into_pyarray(py), loaded.sample_rate, loaded.truncated))
+}
+
+/// |STFT|^power, bins x frames.
+#[pyfunction]
+fn stft_power<'py>(
+    py: Python<'py>,
+    y: PyReadonlyArray1<'py, f32>,
+    stft_json: &str,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let cfg: StftConfig = parse(stft_json, "STFT configuration")?;
+    let y = slice1(&y, "y")?;
+    let stft = Stft::new(&cfg)?;
+    let frames = stft.n_frames(y.len());
+    let out = py.detach(|| stft.spectrogram(y))?;
+    matrix(py, out, stft.n_bins(), frames)
+}
+
+/// A planned log-Mel transform (FFT plan, filterbank), built once and reused for every call.
+#[pyclass(frozen)]
+struct LogMelPlan {
+    inner: LogMel,
+}
+
+#[pymethods]
+impl LogMelPlan {
+    #[new]
+    fn new(stft_json: &str, mel_json: &str, log_json: &str) -> PyResult<Self> {
+        let stft: StftConfig = parse(stft_json, "STFT configuration")?;
+        let mel: MelConfig = parse(mel_json, "Mel configuration")?;
+        let log: LogScale = parse(log_json, "log scale")?;
+        Ok(LogMelPlan {
+            inner: LogMel::new(&stft, &mel, log)?,
+        })
+    }
+
+    /// Features (n_mels x frames) of one signal.
+    fn compute<'py>(&self, py: Python<'py>, y: PyReadonlyArray1<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let y = slice1(&y, "y")?;
+        let frames = self.inner.n_frames(y.len());
+        let out = py.detach(|| self.inner.compute(y))?;
+        matrix(py, out, self.inner.n_mels(), frames)
+    }
+
+    /// Features (clips x n_mels x frames) of equal-length signals, rows in parallel.
+    #[pyo3(signature = (y, num_threads=0))]
+    fn compute_batch<'py>(
+        &self,
+        py: Python<'py>,
+        y: PyReadonlyArray2<'py, f32>,
+        num_threads: usize,
+    ) -> PyResult<Bound<'py, PyArray3<f32>>> {
+        let (y, clips, len) = slice2(&y, "y")?;
+        let (n_mels, frames) = (self.inner.n_mels(), self.inner.n_frames(len));
+        let threads = Threads::new(num_threads)?;
+        let mut out = vec![0f32; clips * n_mels * frames];
+        if clips > 0 && len > 0 {
+            py.detach(|| {
+                threads.run(|| {
+                    out.par_chunks_mut(n_mels * frames)
+                        .zip(y.par_chunks(len))
+                        .try_for_each_init(LogMelScratch::default, |scratch, (dst, signal)| {
+                            self.inner.compute_into(signal, dst, scratch)
+                        })
+                })
+            })?;
+        }
+        let arr = Array3::from_shape_vec((clips, n_mels, frames), out).map_err(|e| Error::invalid(e.to_string()))?;
+        Ok(arr.into_pyarray(py))
+    }
+}
+
+/// The Mel filterbank, n_mels x (1 + n_fft / 2), as librosa.filters.mel returns it.
+#[pyfunction]
+fn mel_filters<'py>(py: Python<'py>, mel_json: &str) -> PyResult<(Bound<'py, PyArray2<f32>>, Vec<usize>)> {
+    let cfg: MelConfig = parse(mel_json, "Mel configuration")?;
+    let bank = MelFilterbank::new(&cfg)?;
+    Ok((
+        matrix(py, bank.dense(), bank.n_mels(), bank.n_bins())?,
+        bank.empty_bands(),
+    ))
+}
+
+/// power_to_db on a copy of `s` (any shape).
+#[pyfunction]
+#[pyo3(signature = (s, reference_json, amin, top_db=None))]
+fn db<'py>(
+    py: Python<'py>,
+    s: PyReadonlyArrayDyn<'py, f32>,
+    reference_json: &str,
+    amin: f32,
+    top_db: Option<f32>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let reference: DbRef = parse(reference_json, "reference")?;
+    let shape = s.shape().to_vec();
+    let mut data = s
+        .as_slice()
+        .map_err(|_| Error::invalid("S must be a contiguous array"))?
+        .to_vec();
+    py.detach(|| power_to_db(&mut data, reference, amin, top_db))?;
+    let arr = ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| Error::invalid(e.to_string()))?;
+    Ok(arr.into_pyarray(py))
+}
+
+type Batch<'py> = (
+    Bound<'py, PyArray3<f32>>,
+    Vec<bool>,
+    Vec<bool>,
+    Vec<bool>,
+    Vec<Bound<'py, PyDict>>,
+    Option<Py<PyBaseException>>,
+);
+
+/// Features of many files: (features files x n_mels x frames, ok, padded, truncated,
+/// failures as dicts, exception or None). An exception (Ctrl-C, callback) is returned, not
+/// raised, so the wrapper can keep what was extracted.
+#[pyfunction]
+#[pyo3(signature = (paths, config_json, num_threads=0, callback=None))]
+fn audio_extract<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    config_json: &str,
+    num_threads: usize,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<Batch<'py>> {
+    let cfg: FeatureConfig = parse(config_json, "feature configuration")?;
+    let threads = Threads::new(num_threads)?;
+    let (result, raised) = detach_with_progress(py, callback, |progress| extract(&paths, &cfg, &threads, progress));
+    let out = result?;
+    let failures = out
+        .failures
+        .iter()
+        .map(|f| {
+            let d = PyDict::new(py);
+            d.set_item("index", f.index)?;
+            d.set_item("path", &f.path)?;
+            d.set_item("reason", f.kind.as_str())?;
+            d.set_item("message", &f.message)?;
+            Ok(d)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let n = paths.len();
+    let features =
+        Array3::from_shape_vec((n, out.n_mels, out.frames), out.features).map_err(|e| Error::invalid(e.to_string()))?;
+    Ok((
+        features.into_pyarray(py),
+        out.ok,
+        out.padded,
+        out.truncated,
+        failures,
+        raised.map(|e| e.into_value(py)),
+    ))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(feature_preset, m)?)?;
+    m.add_function(wrap_pyfunction!(feature_shape, m)?)?;
+    m.add_function(wrap_pyfunction!(audio_load, m)?)?;
+    m.add_function(wrap_pyfunction!(stft_power, m)?)?;
+    m.add_class::<LogMelPlan>()?;
+    m.add_function(wrap_pyfunction!(mel_filters, m)?)?;
+    m.add_function(wrap_pyfunction!(db, m)?)?;
+    m.add_function(wrap_pyfunction!(audio_extract, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,219 @@
+"""The audio front end through the Python API: agreement with librosa (committed reference
+arrays from tests/fixtures/make_librosa_fixtures.py, so librosa is not needed here),
+decoding of real files, batch extraction and its failure reports."""
+
+import json
+import pathlib
+import shutil
+import wave
+
+import musrec
+import numpy as np
+import pytest
+from musrec import audio
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+LIBROSA = FIXTURES / "librosa"
+AUDIO = FIXTURES / "audio"
+
+
+def read_case(name):
+    meta = json.loads((LIBROSA / f"{name}.json").read_text())
+    arrays = {
+        key: np.fromfile(LIBROSA / spec["file"], dtype="<f4").reshape(spec["shape"])
+        for key, spec in meta["arrays"].items()
+    }
+    return meta["params"], arrays
+
+
+def signals(params, arrays):
+    sr = params["sample_rate"]
+    out = {k: v for k, v in arrays.items() if "." not in k and k != "filterbank"}
+    shared = LIBROSA / f"signals_sr{sr}.json"
+    if shared.exists():
+        out.update(read_case(shared.stem)[1])
+    return out
+
+
+CASES = sorted(p.stem for p in LIBROSA.glob("*.json") if not p.stem.startswith("signals_"))
+
+
+def mel_kwargs(p):
+    return dict(
+        sr=p["sample_rate"],
+        n_fft=p["n_fft"],
+        n_mels=p["n_mels"],
+        fmin=p["fmin"],
+        fmax=p["fmax"],
+        htk=p["htk"],
+        norm=p["norm"],
+    )
+
+
+def stft_kwargs(p):
+    return dict(
+        n_fft=p["n_fft"],
+        hop_length=p["hop_length"],
+        win_length=p["win_length"],
+        window=p["window"],
+        center=p["center"],
+        pad_mode=p["pad_mode"],
+        power=p["power"],
+    )
+
+
+def close_to_reference(got, want, what):
+    assert got.shape == want.shape, what
+    scale = max(float(np.abs(want).max()), 1e-30)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * scale, err_msg=what)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_librosa(case):
+    params, arrays = read_case(case)
+    if "filterbank" in arrays:
+        np.testing.assert_allclose(audio.mel_filters(**mel_kwargs(params)), arrays["filterbank"], atol=1e-6, rtol=0)
+    if "hop_length" not in params:
+        return
+    sigs = signals(params, arrays)
+    for key, want in arrays.items():
+        if "." not in key:
+            continue
+        name, what = key.split(".", 1)
+        y = sigs[name]
+        if what == "mel":
+            got = audio.melspectrogram(
+                y,
+                hop_length=params["hop_length"],
+                **{k: v for k, v in {**mel_kwargs(params), **stft_kwargs(params)}.items() if k != "hop_length"},
+            )
+            close_to_reference(got, want, f"{case} {key}")
+        elif what == "stft_power":
+            close_to_reference(audio.stft_power(y, **stft_kwargs(params)), want, f"{case} {key}")
+        elif what in ("db_max", "db_ref1"):
+            ref = np.max if what == "db_max" else 1.0
+            got = audio.power_to_db(arrays[f"{name}.mel"], ref=ref, amin=params["amin"], top_db=params["top_db"])
+            np.testing.assert_allclose(got, want, atol=1e-3, rtol=0, err_msg=f"{case} {key}")
+
+
+def test_paper_preset_matches_librosa_end_to_end():
+    params, arrays = read_case("paper_sr8000")
+    sigs = signals(params, arrays)
+    cfg = audio.FeatureConfig.paper()
+    assert params["n_fft"] == 1024 and params["hop_length"] == 512 and params["window"] == "hamming"
+    for name in ("noise", "music"):
+        got = audio.log_mel(sigs[name], cfg)
+        want = audio.power_to_db(arrays[f"{name}.mel"], ref=1.0, amin=1e-10, top_db=80.0)
+        np.testing.assert_allclose(got, want, atol=2e-3)
+    assert cfg.shape == (128, 47)  # 3 s at 8 kHz, hop 512, centred frames
+    assert audio.FeatureConfig.common().shape == (128, 130)
+
+
+def test_parameter_errors():
+    y = np.zeros(1000, np.float32)
+    with pytest.raises(ValueError, match="window"):
+        audio.melspectrogram(y, window="blackman")
+    with pytest.raises(ValueError, match="n_mels|n_fft|hop"):
+        audio.melspectrogram(y, hop_length=0)
+    with pytest.raises(ValueError, match="1-D"):
+        audio.melspectrogram(np.zeros((2, 100), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        audio.melspectrogram(np.full(100, np.nan, np.float32))
+    with pytest.raises(TypeError, match="unknown feature setting"):
+        audio.FeatureConfig.paper(colour="blue")
+    with pytest.raises(ValueError, match="clip_seconds"):
+        audio.FeatureConfig.paper(clip_seconds=-1)
+
+
+@pytest.mark.parametrize("name", ["tone.wav", "tone.flac", "tone.mp3", "tone.ogg"])
+def test_load_every_format(name):
+    y, sr = audio.load(AUDIO / name, sr=None)
+    assert sr == 44100 and y.dtype == np.float32
+    assert abs(len(y) / sr - 1.0) < 0.06
+    # Mono mix of a 440 Hz sine at 0.5 (left) and 0.25 (right): amplitude 0.375.
+    mid = y[len(y) // 4 : 3 * len(y) // 4]
+    assert np.sqrt(np.mean(mid**2)) == pytest.approx(0.375 / np.sqrt(2), rel=0.05)
+    spectrum = np.abs(np.fft.rfft(mid * np.hanning(mid.size)))
+    assert np.fft.rfftfreq(mid.size, 1 / sr)[spectrum.argmax()] == pytest.approx(440, abs=5)
+
+
+def test_load_resamples_and_selects_a_span():
+    y, sr = audio.load(AUDIO / "tone.wav", sr=8000, offset=0.25, duration=0.5)
+    assert sr == 8000 and len(y) == pytest.approx(4000, abs=2)
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(y.size)))
+    assert np.fft.rfftfreq(y.size, 1 / sr)[spectrum.argmax()] == pytest.approx(440, abs=10)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        audio.load(tmp_path / "missing.wav")
+    with pytest.raises(musrec.FormatError):
+        audio.load(AUDIO / "not_audio.mp3")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(musrec.FormatError):
+        audio.load(empty)
+
+
+def write_wav(path, samples, sr):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def test_extract_batch_reports_failures_and_finishes(tmp_path):
+    sr = 22050
+    t = np.arange(5 * sr) / sr
+    good = tmp_path / "good.wav"
+    write_wav(good, 0.3 * np.sin(2 * np.pi * 330 * t), sr)
+    short = tmp_path / "short.wav"
+    write_wav(short, 0.3 * np.sin(2 * np.pi * 330 * t[:sr]), sr)  # 1 s: padded to 3 s
+    tiny = tmp_path / "tiny.wav"
+    write_wav(tiny, 0.3 * np.sin(2 * np.pi * 330 * t[: sr // 10]), sr)  # 0.1 s: too short
+    silent = tmp_path / "silent.wav"
+    write_wav(silent, np.zeros(4 * sr), sr)
+    corrupt = tmp_path / "corrupt.mp3"
+    shutil.copy(AUDIO / "not_audio.mp3", corrupt)
+    paths = [good, tmp_path / "missing.wav", short, corrupt, silent, tiny, AUDIO / "tone.ogg"]
+    cfg = audio.FeatureConfig.paper(position="centre")
+    result = audio.extract(paths, cfg, num_threads=2, show_progress=False)
+    assert result.features.shape == (7, 128, 47) and result.features.dtype == np.float32
+    assert result.ok.tolist() == [True, False, True, False, False, False, True]
+    assert result.padded.tolist() == [False, False, True, False, False, False, True]
+    reasons = {f["index"]: f["reason"] for f in result.failures}
+    assert reasons == {1: "missing", 3: "corrupt", 4: "silent", 5: "too_short"}
+    assert all(str(paths[f["index"]]) in f["message"] or f["path"] for f in result.failures)
+    assert not result.features[~result.ok].any()
+    # The batch row equals the transform of the same excerpt cut from the whole resampled
+    # file (the centred 3 s of 5 s start at 1 s); edge frames see the resampler's edges.
+    y, _ = audio.load(good, sr=8000)
+    want = audio.log_mel(y[8000 : 8000 + 24000], cfg)
+    np.testing.assert_allclose(result.features[0][:, 1:-1], want[:, 1:-1], atol=0.05)
+
+
+def test_extract_is_deterministic_for_random_excerpts(tmp_path):
+    sr = 8000
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):
+        p = tmp_path / f"{i}.wav"
+        write_wav(p, 0.1 * rng.standard_normal(10 * sr), sr)
+        paths.append(p)
+    cfg = audio.FeatureConfig.paper(seed=3)
+    a = audio.extract(paths, cfg, num_threads=1, show_progress=False).features
+    b = audio.extract(paths[::-1], cfg, num_threads=2, show_progress=False).features[::-1]
+    np.testing.assert_array_equal(a, b)
+    c = audio.extract(paths, audio.FeatureConfig.paper(seed=4), show_progress=False).features
+    assert not np.array_equal(a, c)
+
+
+def test_log_mel_batch_equals_single_clips():
+    rng = np.random.default_rng(1)
+    clips = rng.standard_normal((5, 24000)).astype(np.float32) * 0.1
+    cfg = audio.FeatureConfig.paper()
+    batch = audio.log_mel(clips, cfg, num_threads=2)
+    assert batch.shape == (5, 128, 47)
+    for i in range(5):
+        np.testing.assert_array_equal(batch[i], audio.log_mel(clips[i], cfg))
