@@ -57,7 +57,11 @@ impl MelConfig {
             "n_mels must be between 1 and {MAX_N_MELS}, got {}",
             self.n_mels
         );
-        ensure!(self.fmin.is_finite() && self.fmin >= 0.0, "fmin must be a non-negative frequency, got {}", self.fmin);
+        ensure!(
+            self.fmin.is_finite() && self.fmin >= 0.0,
+            "fmin must be a non-negative frequency, got {}",
+            self.fmin
+        );
         let nyquist = self.sample_rate as f64 / 2.0;
         // librosa accepts fmax above Nyquist and leaves those bands empty; that is always a
         // mistake (often a sample rate mixed up), so it is refused here.
@@ -68,7 +72,11 @@ impl MelConfig {
             );
         }
         let fmax = self.fmax_hz();
-        ensure!((self.fmin as f64) < fmax, "fmin ({} Hz) must be below fmax ({fmax} Hz)", self.fmin);
+        ensure!(
+            (self.fmin as f64) < fmax,
+            "fmin ({} Hz) must be below fmax ({fmax} Hz)",
+            self.fmin
+        );
         Ok(())
     }
 
@@ -128,9 +136,17 @@ impl MelFilterbank {
             match (row.iter().position(|&w| w != 0.0), row.iter().rposition(|&w| w != 0.0)) {
                 (Some(first), Some(last)) => {
                     weights.extend_from_slice(&row[first..=last]);
-                    bands.push(Band { start: first, len: last + 1 - first, offset });
+                    bands.push(Band {
+                        start: first,
+                        len: last + 1 - first,
+                        offset,
+                    });
                 }
-                _ => bands.push(Band { start: 0, len: 0, offset }),
+                _ => bands.push(Band {
+                    start: 0,
+                    len: 0,
+                    offset,
+                }),
             }
         }
         Ok(MelFilterbank { n_bins, bands, weights })
@@ -157,7 +173,12 @@ impl MelFilterbank {
     /// and always output 0. librosa warns "Empty filters detected" for these, except for a band
     /// whose lower edge is 0 Hz, which it exempts; this lists every all-zero band.
     pub fn empty_bands(&self) -> Vec<usize> {
-        self.bands.iter().enumerate().filter(|(_, b)| b.len == 0).map(|(i, _)| i).collect()
+        self.bands
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.len == 0)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// `out (n_mels x frames) = filterbank @ spec (n_bins x frames)`, both row-major; `out` is
@@ -208,7 +229,9 @@ fn apply_kernel(bands: &[Band], weights: &[f32], spec: &[f32], frames: usize, ou
 fn mel_frequencies(n: usize, fmin: f64, fmax: f64, htk: bool) -> Vec<f64> {
     let (lo, hi) = (hz_to_mel(fmin, htk), hz_to_mel(fmax, htk));
     let step = (hi - lo) / (n - 1) as f64;
-    (0..n).map(|i| mel_to_hz(if i + 1 == n { hi } else { i as f64 * step + lo }, htk)).collect()
+    (0..n)
+        .map(|i| mel_to_hz(if i + 1 == n { hi } else { i as f64 * step + lo }, htk))
+        .collect()
 }
 
 /// Slaney's scale: linear below 1 kHz (200/3 Hz per Mel), logarithmic above.
@@ -254,8 +277,16 @@ mod tests {
             n_mels: case.usize("n_mels"),
             fmin: case.f32("fmin"),
             fmax: case.param("fmax").as_f64().map(|f| f as f32),
-            scale: if case.param("htk").as_bool() == Some(true) { MelScale::Htk } else { MelScale::Slaney },
-            norm: if case.param("norm").is_null() { MelNorm::None } else { MelNorm::Slaney },
+            scale: if case.param("htk").as_bool() == Some(true) {
+                MelScale::Htk
+            } else {
+                MelScale::Slaney
+            },
+            norm: if case.param("norm").is_null() {
+                MelNorm::None
+            } else {
+                MelNorm::Slaney
+            },
         }
     }
 
@@ -288,7 +319,11 @@ mod tests {
             let got = bank.dense();
             let d = max_abs_diff(&got, &expected);
             let exact = got.iter().zip(&expected).filter(|(a, b)| a == b).count();
-            eprintln!("filterbank {}: max |diff| {d:.2e}, {exact}/{} weights bit-identical", case.name, got.len());
+            eprintln!(
+                "filterbank {}: max |diff| {d:.2e}, {exact}/{} weights bit-identical",
+                case.name,
+                got.len()
+            );
             assert!(d <= 1e-6, "{}: filterbank off by {d}", case.name);
             let empty: Vec<usize> = case.meta["empty_bands"]
                 .as_array()
@@ -298,7 +333,12 @@ mod tests {
                 .collect();
             assert_eq!(bank.empty_bands(), empty, "{}", case.name);
         }
-        assert!(!MelFilterbank::new(&mel_config(&Case::load("empty_bands_sr22050"))).unwrap().empty_bands().is_empty());
+        assert!(
+            !MelFilterbank::new(&mel_config(&Case::load("empty_bands_sr22050")))
+                .unwrap()
+                .empty_bands()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -323,7 +363,11 @@ mod tests {
                 let (expected, shape) = case.array(&format!("{name}.mel"));
                 assert_eq!(shape, vec![bank.n_mels(), frames]);
                 let (ratio, _) = worst(&mel, &expected, 1e-5, 1e-4);
-                assert!(ratio <= 1.0, "{} {name}: Mel power off by {ratio} x tolerance", case.name);
+                assert!(
+                    ratio <= 1.0,
+                    "{} {name}: Mel power off by {ratio} x tolerance",
+                    case.name
+                );
                 worst_mel = worst_mel.max(ratio);
                 for (key, reference) in [("db_max", DbRef::Max), ("db_ref1", DbRef::Value { value: 1.0 })] {
                     let key = format!("{name}.{key}");
@@ -339,22 +383,34 @@ mod tests {
                 }
                 checked += 1;
             }
-            eprintln!("mel {}: worst {worst_mel:.3} x tolerance; dB max |diff| {worst_db:.2e}", case.name);
+            eprintln!(
+                "mel {}: worst {worst_mel:.3} x tolerance; dB max |diff| {worst_db:.2e}",
+                case.name
+            );
         }
         assert!(checked >= 20, "only {checked} signals checked");
     }
 
     #[test]
     fn apply_matches_dense_product() {
-        let bank = MelFilterbank::new(&MelConfig { n_fft: 64, n_mels: 10, ..base() }).unwrap();
+        let bank = MelFilterbank::new(&MelConfig {
+            n_fft: 64,
+            n_mels: 10,
+            ..base()
+        })
+        .unwrap();
         let frames = 7;
-        let spec: Vec<f32> = (0..bank.n_bins() * frames).map(|i| ((i * 37) % 11) as f32 * 0.25).collect();
+        let spec: Vec<f32> = (0..bank.n_bins() * frames)
+            .map(|i| ((i * 37) % 11) as f32 * 0.25)
+            .collect();
         let dense = bank.dense();
         let mut out = vec![f32::NAN; bank.n_mels() * frames];
         bank.apply_into(&spec, frames, &mut out).unwrap();
         for m in 0..bank.n_mels() {
             for t in 0..frames {
-                let e: f32 = (0..bank.n_bins()).map(|k| dense[m * bank.n_bins() + k] * spec[k * frames + t]).sum();
+                let e: f32 = (0..bank.n_bins())
+                    .map(|k| dense[m * bank.n_bins() + k] * spec[k * frames + t])
+                    .sum();
                 assert!((out[m * frames + t] - e).abs() <= 1e-5 * (1.0 + e.abs()));
             }
         }
@@ -378,7 +434,11 @@ mod tests {
     #[test]
     fn slaney_bands_have_equal_area() {
         // With Slaney norm each triangle integrates to ~1 over Hz (weight x bin width).
-        let cfg = MelConfig { n_fft: 8192, n_mels: 40, ..base() };
+        let cfg = MelConfig {
+            n_fft: 8192,
+            n_mels: 40,
+            ..base()
+        };
         let bank = MelFilterbank::new(&cfg).unwrap();
         let bin_hz = 22050.0 / 8192.0;
         let dense = bank.dense();
@@ -386,22 +446,64 @@ mod tests {
             let area: f32 = row.iter().sum::<f32>() * bin_hz;
             assert!((area - 1.0).abs() < 0.02, "{area}");
         }
-        let peak = MelFilterbank::new(&MelConfig { norm: MelNorm::None, ..cfg }).unwrap().dense();
+        let peak = MelFilterbank::new(&MelConfig {
+            norm: MelNorm::None,
+            ..cfg
+        })
+        .unwrap()
+        .dense();
         assert!(peak.iter().all(|&w| (0.0..=1.0).contains(&w)));
     }
 
     #[test]
     fn validation_names_the_parameter() {
         let bad = [
-            (MelConfig { sample_rate: 0, ..base() }, "sample_rate"),
+            (
+                MelConfig {
+                    sample_rate: 0,
+                    ..base()
+                },
+                "sample_rate",
+            ),
             (MelConfig { n_fft: 1, ..base() }, "n_fft"),
             (MelConfig { n_mels: 0, ..base() }, "n_mels"),
             (MelConfig { fmin: -1.0, ..base() }, "fmin"),
-            (MelConfig { fmin: f32::NAN, ..base() }, "fmin"),
-            (MelConfig { fmax: Some(12000.0), ..base() }, "fmax"),
-            (MelConfig { fmax: Some(f32::INFINITY), ..base() }, "fmax"),
-            (MelConfig { fmin: 500.0, fmax: Some(500.0), ..base() }, "fmin"),
-            (MelConfig { fmin: 20000.0, ..base() }, "fmin"),
+            (
+                MelConfig {
+                    fmin: f32::NAN,
+                    ..base()
+                },
+                "fmin",
+            ),
+            (
+                MelConfig {
+                    fmax: Some(12000.0),
+                    ..base()
+                },
+                "fmax",
+            ),
+            (
+                MelConfig {
+                    fmax: Some(f32::INFINITY),
+                    ..base()
+                },
+                "fmax",
+            ),
+            (
+                MelConfig {
+                    fmin: 500.0,
+                    fmax: Some(500.0),
+                    ..base()
+                },
+                "fmin",
+            ),
+            (
+                MelConfig {
+                    fmin: 20000.0,
+                    ..base()
+                },
+                "fmin",
+            ),
         ];
         for (c, word) in bad {
             let m = message(c.validate());
@@ -415,7 +517,12 @@ mod tests {
 
     #[test]
     fn config_serde_names() {
-        let json = serde_json::to_string(&MelConfig { scale: MelScale::Htk, norm: MelNorm::None, ..base() }).unwrap();
+        let json = serde_json::to_string(&MelConfig {
+            scale: MelScale::Htk,
+            norm: MelNorm::None,
+            ..base()
+        })
+        .unwrap();
         assert!(json.contains("\"htk\"") && json.contains("\"none\""), "{json}");
     }
 
@@ -436,9 +543,15 @@ mod tests {
         })
         .unwrap();
         for sr in [22050u32, 8000] {
-            let bank = MelFilterbank::new(&MelConfig { sample_rate: sr, ..base() }).unwrap();
+            let bank = MelFilterbank::new(&MelConfig {
+                sample_rate: sr,
+                ..base()
+            })
+            .unwrap();
             let n = 3 * sr as usize;
-            let y: Vec<f32> = (0..n).map(|i| ((i as f32 * 0.37).sin() + ((i * 7919) % 101) as f32 * 0.002)).collect();
+            let y: Vec<f32> = (0..n)
+                .map(|i| (i as f32 * 0.37).sin() + ((i * 7919) % 101) as f32 * 0.002)
+                .collect();
             let frames = stft.n_frames(n);
             let mut spec = vec![0f32; stft.n_bins() * frames];
             let mut mel = vec![0f32; bank.n_mels() * frames];
@@ -459,8 +572,7 @@ mod tests {
                 power_to_db(&mut db, DbRef::Value { value: 1.0 }, 1e-10, Some(80.0)).unwrap();
                 t_db = t_db.min(t.elapsed().as_secs_f64());
             }
-            let reps = 1;
-            let us = |s: f64| s / reps as f64 * 1e6;
+            let us = |s: f64| s * 1e6;
             let total = us(t_stft + t_mel + t_db);
             eprintln!(
                 "{sr} Hz, 3 s: STFT {:.1} us + Mel {:.1} us + dB {:.1} us = {total:.1} us per clip ({:.0} clips/s, 1 thread)",
