@@ -196,8 +196,10 @@ impl Csr {
         let mut data: Vec<f32> = Vec::with_capacity(sorted.len());
         let mut last: Option<(u32, u32)> = None;
         for (r, c, v) in sorted {
-            if last == Some((r, c)) {
-                *data.last_mut().expect("a previous value exists") += v;
+            if last == Some((r, c))
+                && let Some(previous) = data.last_mut()
+            {
+                *previous += v; // a duplicate of the entry just pushed: sum them
                 continue;
             }
             last = Some((r, c));
