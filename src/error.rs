@@ -19,6 +19,16 @@ pub enum Error {
     /// Work was stopped on request (Ctrl-C, a callback asking to stop).
     #[error("interrupted")]
     Interrupted,
+    /// A tensor operation failed inside the network code: a bug, not bad input (inputs are
+    /// validated before they reach candle).
+    #[error("network computation failed: {0}")]
+    Compute(String),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(err: candle_core::Error) -> Self {
+        Error::Compute(err.to_string())
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod io;
 pub mod kernels;
 pub mod metrics;
+pub mod nn;
 pub mod parallel;
 pub mod sparse;
 pub mod split;

@@ -31,6 +31,7 @@ impl From<Error> for PyErr {
             Error::Io { .. } => PyOSError::new_err(msg),
             Error::Format { .. } => FormatError::new_err(msg),
             Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
+            Error::Compute(_) => MusrecError::new_err(msg),
         }
     }
 }

@@ -1,0 +1,207 @@
+//! Training and prediction inputs: validation of shapes and values, per-band spectrogram
+//! standardisation fitted on the training songs, and assembly of mini-batches as tensors.
+
+use super::config::{ModelKind, NetConfig};
+use super::metadata::EncodedMetadata;
+use super::model::Batch;
+use crate::ensure;
+use crate::error::Result;
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Borrowed inputs for `n` songs; each kind reads only what it needs.
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
+    pub n: usize,
+    /// n x n_mels x n_frames log-Mel spectrograms, row-major.
+    pub spectrograms: Option<&'a [f32]>,
+    pub metadata: Option<&'a EncodedMetadata>,
+    /// n x n_factors WMF song vectors (training and evaluation only).
+    pub targets: Option<&'a [f32]>,
+}
+
+impl Inputs<'_> {
+    /// Check that everything `config.kind` reads is present, of the right size and finite.
+    pub fn validate(&self, config: &NetConfig, need_targets: bool) -> Result<()> {
+        ensure!(self.n > 0, "no songs given");
+        if config.kind.uses_audio() {
+            let spec = self.spectrograms.ok_or_else(|| {
+                crate::Error::invalid(format!("model kind {:?} needs spectrograms", config.kind.name()))
+            })?;
+            let per_song = config.n_mels * config.n_frames;
+            ensure!(
+                spec.len() == self.n * per_song,
+                "spectrograms must be ({}, {}, {}) to match the model; got {} values",
+                self.n,
+                config.n_mels,
+                config.n_frames,
+                spec.len()
+            );
+            if let Some(bad) = spec.par_iter().position_first(|v| !v.is_finite()) {
+                return Err(crate::Error::invalid(format!(
+                    "spectrogram of song {} has a non-finite value (NaN or inf)",
+                    bad / per_song
+                )));
+            }
+        }
+        if config.kind.uses_metadata() {
+            let meta = self
+                .metadata
+                .ok_or_else(|| crate::Error::invalid(format!("model kind {:?} needs metadata", config.kind.name())))?;
+            ensure!(
+                meta.len() == self.n,
+                "metadata has {} songs, spectrograms/targets have {}",
+                meta.len(),
+                self.n
+            );
+        }
+        if need_targets {
+            let targets = self
+                .targets
+                .ok_or_else(|| crate::Error::invalid("targets are required"))?;
+            ensure!(
+                targets.len() == self.n * config.n_factors,
+                "targets must be ({}, {}); got {} values",
+                self.n,
+                config.n_factors,
+                targets.len()
+            );
+            if let Some(bad) = targets.iter().position(|v| !v.is_finite()) {
+                return Err(crate::Error::invalid(format!(
+                    "target vector of song {} has a non-finite value",
+                    bad / config.n_factors
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-Mel-band affine map to zero mean and unit variance, fitted on the training songs
+/// (dB values sit around -80..0, which would swamp the first layer otherwise).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    pub mean: Vec<f32>,
+    pub scale: Vec<f32>,
+}
+
+impl Standardizer {
+    pub fn identity(n_mels: usize) -> Self {
+        Standardizer {
+            mean: vec![0.0; n_mels],
+            scale: vec![1.0; n_mels],
+        }
+    }
+
+    /// Fitted on the songs `rows` of `spectrograms` (n x n_mels x n_frames).
+    pub fn fit(spectrograms: &[f32], n_mels: usize, n_frames: usize, rows: &[usize]) -> Self {
+        let per_song = n_mels * n_frames;
+        let (sum, sum_sq) = rows
+            .par_iter()
+            .map(|&r| {
+                let song = &spectrograms[r * per_song..(r + 1) * per_song];
+                let mut sum = vec![0.0f64; n_mels];
+                let mut sum_sq = vec![0.0f64; n_mels];
+                for (band, row) in song.chunks_exact(n_frames).enumerate() {
+                    for &v in row {
+                        sum[band] += v as f64;
+                        sum_sq[band] += (v as f64) * (v as f64);
+                    }
+                }
+                (sum, sum_sq)
+            })
+            .reduce(
+                || (vec![0.0; n_mels], vec![0.0; n_mels]),
+                |(mut a, mut b), (c, d)| {
+                    a.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
+                    b.iter_mut().zip(&d).for_each(|(x, y)| *x += y);
+                    (a, b)
+                },
+            );
+        let count = (rows.len() * n_frames).max(1) as f64;
+        let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
+        let scale = sum
+            .iter()
+            .zip(&sum_sq)
+            .map(|(s, q)| {
+                let var = (q / count - (s / count).powi(2)).max(0.0);
+                // A constant band (e.g. silence floor) carries nothing; leave it unscaled.
+                if var > 1e-12 { (1.0 / var.sqrt()) as f32 } else { 1.0 }
+            })
+            .collect();
+        Standardizer { mean, scale }
+    }
+}
+
+/// Assemble the rows `rows` of `inputs` as one batch.
+pub fn make_batch(config: &NetConfig, inputs: &Inputs, standardizer: &Standardizer, rows: &[usize]) -> Result<Batch> {
+    let b = rows.len();
+    let dev = &Device::Cpu;
+    let mut batch = Batch::default();
+    if config.kind.uses_audio()
+        && let Some(spec) = inputs.spectrograms
+    {
+        let (m, t) = (config.n_mels, config.n_frames);
+        // Transposed to time-major while standardising: the audio branch reads frames as rows.
+        let mut audio = vec![0.0f32; b * m * t];
+        audio.par_chunks_mut(m * t).zip(rows).for_each(|(out, &r)| {
+            let song = &spec[r * m * t..(r + 1) * m * t];
+            for band in 0..m {
+                let (mu, s) = (standardizer.mean[band], standardizer.scale[band]);
+                for (frame, &v) in song[band * t..(band + 1) * t].iter().enumerate() {
+                    out[frame * m + band] = (v - mu) * s;
+                }
+            }
+        });
+        if config.kind == ModelKind::Autoencoder {
+            let segments = config.reconstruction_segments;
+            let target = segment_means(&audio, b, m, t, segments);
+            batch.reconstruction = Some(Tensor::from_vec(target, (b, m * segments), dev)?);
+        }
+        batch.audio = Some(Tensor::from_vec(audio, (b, t, m), dev)?);
+    }
+    if config.kind.uses_metadata()
+        && let Some(meta) = inputs.metadata
+    {
+        let mut tags = vec![0.0f32; b * config.n_tags];
+        for (i, &r) in rows.iter().enumerate() {
+            for k in meta.tag_indptr[r]..meta.tag_indptr[r + 1] {
+                let id = (meta.tag_ids[k] as usize).min(config.n_tags - 1);
+                tags[i * config.n_tags + id] += meta.tag_weights[k];
+            }
+        }
+        let clamp = |id: u32, n: usize| id.min(n as u32 - 1);
+        let artists: Vec<u32> = rows.iter().map(|&r| clamp(meta.artists[r], config.n_artists)).collect();
+        let years: Vec<u32> = rows.iter().map(|&r| clamp(meta.years[r], config.n_years)).collect();
+        batch.tags = Some(Tensor::from_vec(tags, (b, config.n_tags), dev)?);
+        batch.artists = Some(Tensor::from_vec(artists, b, dev)?);
+        batch.years = Some(Tensor::from_vec(years, b, dev)?);
+    }
+    if let Some(targets) = inputs.targets {
+        let d = config.n_factors;
+        let mut out = Vec::with_capacity(b * d);
+        for &r in rows {
+            out.extend_from_slice(&targets[r * d..(r + 1) * d]);
+        }
+        batch.targets = Some(Tensor::from_vec(out, (b, d), dev)?);
+    }
+    Ok(batch)
+}
+
+/// Each band's mean over `segments` equal stretches of time (from time-major songs): what
+/// the autoencoder rebuilds.
+fn segment_means(audio: &[f32], b: usize, m: usize, t: usize, segments: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; b * m * segments];
+    for (song, dst) in audio.chunks_exact(m * t).zip(out.chunks_exact_mut(m * segments)) {
+        for s in 0..segments {
+            let (lo, hi) = (s * t / segments, (s + 1) * t / segments);
+            for frame in &song[lo * m..hi * m].chunks_exact(m).collect::<Vec<_>>() {
+                for band in 0..m {
+                    dst[band * segments + s] += frame[band] / (hi - lo) as f32;
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,319 @@
+//! `FusionModel`: the user-facing model of stage 2 — fit on training songs (vocabularies,
+//! standardisation, network, training with optional resumable checkpoints), predict song
+//! vectors for new songs, save and load.
+
+use super::checkpoint::{self, ModelSpec};
+use super::config::{ModelKind, NetConfig, TrainConfig};
+use super::data::{Inputs, Standardizer};
+use super::metadata::{EncodedMetadata, MetadataEncoder, MetadataOptions, SongMetadata};
+use super::model::Network;
+use super::train::{TrainState, evaluate, predict, train};
+use crate::ensure;
+use crate::error::{Error, Result};
+use crate::parallel::Progress;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+
+/// Songs as the caller gives them. `n_mels`/`n_frames` describe `spectrograms`
+/// (n x n_mels x n_frames); `n_factors` describes `targets` (n x n_factors).
+#[derive(Clone, Copy)]
+pub struct Songs<'a> {
+    pub n: usize,
+    pub spectrograms: Option<&'a [f32]>,
+    pub n_mels: usize,
+    pub n_frames: usize,
+    pub metadata: Option<&'a [SongMetadata]>,
+    pub targets: Option<&'a [f32]>,
+    pub n_factors: usize,
+}
+
+/// Where early stopping looks: nowhere, a seeded random fraction of the training songs, or
+/// separate songs.
+pub enum Validation<'a> {
+    None,
+    Fraction(f64),
+    Songs(Songs<'a>),
+}
+
+/// A seeded split of `0..n` into (training, validation) rows, both sorted.
+fn split_rows(n: usize, fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
+    ensure!(
+        fraction > 0.0 && fraction < 1.0,
+        "validation fraction must be in (0, 1), got {fraction}"
+    );
+    let n_validation = ((n as f64 * fraction).round() as usize).max(1);
+    ensure!(
+        n_validation < n,
+        "{n} songs are too few to hold out a validation fraction of {fraction}"
+    );
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::MAX);
+    order.shuffle(&mut rng);
+    let mut validation = order[..n_validation].to_vec();
+    let mut train = order[n_validation..].to_vec();
+    validation.sort_unstable();
+    train.sort_unstable();
+    Ok((train, validation))
+}
+
+/// A trained network with everything needed to feed it.
+pub struct Fitted {
+    pub net: Network,
+    pub spec: ModelSpec,
+    pub state: TrainState,
+}
+
+pub struct FusionModel {
+    /// Kind and layer sizes; the input and vocabulary sizes are filled in by `fit`.
+    pub template: NetConfig,
+    pub train_config: TrainConfig,
+    pub metadata_options: MetadataOptions,
+    pub fitted: Option<Fitted>,
+}
+
+impl FusionModel {
+    pub fn new(template: NetConfig, train_config: TrainConfig, metadata_options: MetadataOptions) -> Result<Self> {
+        train_config.validate()?;
+        ensure!(metadata_options.year_bucket > 0, "year_bucket must be positive");
+        Ok(FusionModel {
+            template,
+            train_config,
+            metadata_options,
+            fitted: None,
+        })
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        self.template.kind
+    }
+
+    /// Train on `songs` (targets required), early-stopping on the validation songs when
+    /// there are any. With `checkpoint`, the state is written there after every epoch; with
+    /// `resume` and an existing checkpoint, training continues from it. On an interrupt the
+    /// model keeps the best weights so far and the error is returned.
+    pub fn fit(
+        &mut self,
+        songs: &Songs,
+        validation: Validation,
+        checkpoint: Option<&Path>,
+        resume: bool,
+        progress: Progress,
+    ) -> Result<()> {
+        ensure!(songs.targets.is_some(), "fit needs the songs' target vectors");
+        ensure!(songs.n > 0, "no training songs given");
+        let all: Vec<usize> = (0..songs.n).collect();
+        let (train_rows, held_out) = match &validation {
+            Validation::Fraction(f) => split_rows(songs.n, *f, self.train_config.seed)?,
+            _ => (all, Vec::new()),
+        };
+        let resumable = match checkpoint {
+            Some(path) if resume && path.exists() => Some(path),
+            _ => None,
+        };
+        let fitted = match resumable {
+            Some(path) => self.resume_from(path, songs)?,
+            None => self.fresh(songs, &train_rows)?,
+        };
+        let encoded = encode(&fitted.spec, songs)?;
+        let train_set = inputs(songs, encoded.as_ref());
+        train_set.validate(&fitted.net.config, true)?;
+        let other = match &validation {
+            Validation::Songs(v) => Some((v, encode(&fitted.spec, v)?, (0..v.n).collect::<Vec<_>>())),
+            _ => None,
+        };
+        let other_set = other.as_ref().map(|(v, e, _)| inputs(v, e.as_ref()));
+        let validation_set = match (&other_set, &other) {
+            (Some(set), Some((v, _, rows))) => {
+                check_shape(&fitted.net.config, v)?;
+                set.validate(&fitted.net.config, true)?;
+                Some((set, rows.as_slice()))
+            }
+            _ if !held_out.is_empty() => Some((&train_set, held_out.as_slice())),
+            _ => None,
+        };
+        let Fitted { net, spec, mut state } = fitted;
+        let mut save = |net: &Network, state: &TrainState| match checkpoint {
+            Some(path) => checkpoint::save(path, net, &spec, state, true),
+            None => Ok(()),
+        };
+        let result = train(
+            &net,
+            &spec.standardizer,
+            (&train_set, &train_rows),
+            validation_set,
+            &self.train_config,
+            &mut state,
+            &mut save,
+            progress,
+        );
+        self.fitted = Some(Fitted { net, spec, state });
+        result
+    }
+
+    fn fresh(&self, songs: &Songs, train_rows: &[usize]) -> Result<Fitted> {
+        let kind = self.template.kind;
+        let mut net = self.template.clone();
+        net.n_factors = songs.n_factors;
+        net.n_mels = songs.n_mels;
+        net.n_frames = songs.n_frames;
+        let encoder = if kind.uses_metadata() {
+            let meta = songs
+                .metadata
+                .ok_or_else(|| Error::invalid(format!("model kind {:?} needs metadata", kind.name())))?;
+            ensure!(
+                meta.len() == songs.n,
+                "metadata has {} songs, expected {}",
+                meta.len(),
+                songs.n
+            );
+            let training: Vec<SongMetadata> = train_rows.iter().map(|&r| meta[r].clone()).collect();
+            let encoder = MetadataEncoder::fit(&training, &self.metadata_options)?;
+            net.n_tags = encoder.tags.len();
+            net.n_artists = encoder.artists.len();
+            net.n_years = encoder.n_years;
+            Some(encoder)
+        } else {
+            None
+        };
+        let standardizer = match songs.spectrograms {
+            Some(spec) if kind.uses_audio() => {
+                ensure!(
+                    spec.len() == songs.n * songs.n_mels * songs.n_frames && songs.n_mels > 0,
+                    "spectrograms do not match ({}, {}, {})",
+                    songs.n,
+                    songs.n_mels,
+                    songs.n_frames
+                );
+                Standardizer::fit(spec, songs.n_mels, songs.n_frames, train_rows)
+            }
+            _ => Standardizer::identity(songs.n_mels),
+        };
+        let network = Network::new(net.clone(), self.train_config.seed)?;
+        Ok(Fitted {
+            net: network,
+            spec: ModelSpec {
+                net,
+                train: self.train_config.clone(),
+                metadata_options: self.metadata_options.clone(),
+                encoder,
+                standardizer,
+            },
+            state: TrainState::default(),
+        })
+    }
+
+    fn resume_from(&self, path: &Path, songs: &Songs) -> Result<Fitted> {
+        let (net, spec, state) = checkpoint::load(path)?;
+        let mut expected = self.template.clone();
+        expected.n_factors = songs.n_factors;
+        expected.n_mels = songs.n_mels;
+        expected.n_frames = songs.n_frames;
+        expected.n_tags = spec.net.n_tags;
+        expected.n_artists = spec.net.n_artists;
+        expected.n_years = spec.net.n_years;
+        ensure!(
+            spec.net == expected,
+            "checkpoint {} was written by a different model or for different input shapes; \
+             delete it or pass resume=False",
+            path.display()
+        );
+        let same_training = TrainConfig {
+            max_epochs: spec.train.max_epochs,
+            patience: spec.train.patience,
+            ..self.train_config.clone()
+        };
+        ensure!(
+            spec.train == same_training,
+            "checkpoint {} was trained with other settings (learning rate, batch size, seed or weight decay)",
+            path.display()
+        );
+        Ok(Fitted { net, spec, state })
+    }
+
+    fn fitted(&self) -> Result<&Fitted> {
+        self.fitted
+            .as_ref()
+            .ok_or_else(|| Error::invalid("the model is not fitted yet: call fit() or load()"))
+    }
+
+    /// Predicted song vectors (n x n_factors, row-major).
+    pub fn predict(&self, songs: &Songs, batch_size: usize) -> Result<Vec<f32>> {
+        let fitted = self.fitted()?;
+        let encoded = encode(&fitted.spec, songs)?;
+        let set = inputs(songs, encoded.as_ref());
+        check_shape(&fitted.net.config, songs)?;
+        set.validate(&fitted.net.config, false)?;
+        predict(&fitted.net, &fitted.spec.standardizer, &set, batch_size.max(1))
+    }
+
+    /// Mean squared error of the predictions against `songs`' targets.
+    pub fn score(&self, songs: &Songs, batch_size: usize) -> Result<f64> {
+        let fitted = self.fitted()?;
+        let encoded = encode(&fitted.spec, songs)?;
+        let set = inputs(songs, encoded.as_ref());
+        check_shape(&fitted.net.config, songs)?;
+        set.validate(&fitted.net.config, true)?;
+        let rows: Vec<usize> = (0..songs.n).collect();
+        evaluate(&fitted.net, &fitted.spec.standardizer, &set, &rows, batch_size.max(1))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let fitted = self.fitted()?;
+        checkpoint::save(path, &fitted.net, &fitted.spec, &fitted.state, false)
+    }
+
+    /// Load a saved model or a checkpoint (its best weights when it has them).
+    pub fn load(path: &Path) -> Result<Self> {
+        let (net, spec, mut state) = checkpoint::load(path)?;
+        if let Some(best) = state.best_params.take() {
+            super::train::set_params(&net, &best)?;
+        }
+        Ok(FusionModel {
+            template: spec.net.clone(),
+            train_config: spec.train.clone(),
+            metadata_options: spec.metadata_options.clone(),
+            fitted: Some(Fitted { net, spec, state }),
+        })
+    }
+}
+
+fn check_shape(config: &NetConfig, songs: &Songs) -> Result<()> {
+    if config.kind.uses_audio() {
+        ensure!(
+            songs.n_mels == config.n_mels && songs.n_frames == config.n_frames,
+            "the model was trained on ({}, {}) spectrograms; got ({}, {})",
+            config.n_mels,
+            config.n_frames,
+            songs.n_mels,
+            songs.n_frames
+        );
+    }
+    Ok(())
+}
+
+fn encode(spec: &ModelSpec, songs: &Songs) -> Result<Option<EncodedMetadata>> {
+    match (&spec.encoder, songs.metadata) {
+        (Some(encoder), Some(meta)) => {
+            ensure!(
+                meta.len() == songs.n,
+                "metadata has {} songs, expected {}",
+                meta.len(),
+                songs.n
+            );
+            Ok(Some(encoder.encode(meta)?))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn inputs<'a>(songs: &Songs<'a>, encoded: Option<&'a EncodedMetadata>) -> Inputs<'a> {
+    Inputs {
+        n: songs.n,
+        spectrograms: songs.spectrograms,
+        metadata: encoded,
+        targets: songs.targets,
+    }
+}

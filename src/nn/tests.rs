@@ -1,0 +1,476 @@
+//! Gradients against finite differences (each layer and every network kind), overfitting a
+//! tiny set, determinism, save/load and resume.
+
+use super::config::{ModelKind, NetConfig, TrainConfig};
+use super::estimator::{FusionModel, Songs, Validation};
+use super::layers::{ConvPool, Embedding, Linear, Lstm, ParamStore};
+use super::metadata::{MetadataOptions, SongMetadata};
+use super::model::{Batch, Network};
+use crate::parallel::{Step, ignore_progress};
+use candle_core::{Device, Tensor, Var};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn random_tensor(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+/// Compare the backprop gradient of `loss()` w.r.t. each var with central differences on a
+/// sample of entries. f32 arithmetic: eps 1e-2 keeps truncation (~eps^2) and rounding
+/// (~1e-7/eps) both near 1e-4 relative.
+fn check_gradients(vars: &[(String, Var)], loss: &dyn Fn() -> Tensor) {
+    let grads = loss().backward().unwrap();
+    let eps = 1e-2f32;
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    for (name, var) in vars {
+        let analytic = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let n = base.len();
+        for _ in 0..n.min(12) {
+            let i = rng.random_range(0..n);
+            let at = |delta: f32| {
+                let mut values = base.clone();
+                values[i] += delta;
+                var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                loss().to_scalar::<f32>().unwrap()
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            var.set(&Tensor::from_vec(base.clone(), var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+            let err = (numeric - analytic[i]).abs();
+            assert!(
+                err <= 2e-3 + 2e-2 * numeric.abs().max(analytic[i].abs()),
+                "{name}[{i}]: finite difference {numeric}, backprop {}",
+                analytic[i]
+            );
+        }
+    }
+}
+
+/// Weighted sum of a layer's output with fixed random weights: every output entry matters.
+fn probe(output: &Tensor, rng: &mut ChaCha8Rng) -> impl Fn(&Tensor) -> Tensor + use<> {
+    let weights = random_tensor(output.dims(), rng);
+    move |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap()
+}
+
+fn input_var(shape: &[usize], rng: &mut ChaCha8Rng) -> Var {
+    Var::from_tensor(&random_tensor(shape, rng)).unwrap()
+}
+
+#[test]
+fn linear_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut store = ParamStore::default();
+    let layer = Linear::new(&mut store, "fc", 5, 4, &mut rng).unwrap();
+    let x = input_var(&[3, 5], &mut rng);
+    let score = probe(&layer.forward(x.as_tensor()).unwrap(), &mut rng);
+    let mut vars = store.vars.clone();
+    vars.push(("input".into(), x.clone()));
+    check_gradients(&vars, &|| score(&layer.forward(x.as_tensor()).unwrap()));
+}
+
+#[test]
+fn convolution_and_pooling_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut store = ParamStore::default();
+    let layer = ConvPool::new(&mut store, "conv", (4, 3, 3, 2), &mut rng).unwrap();
+    // An odd length exercises the frames dropped before pooling.
+    let x = input_var(&[2, 11, 4], &mut rng);
+    let out = layer.forward(x.as_tensor()).unwrap();
+    assert_eq!(out.dims(), &[2, 5, 3]);
+    let score = probe(&out, &mut rng);
+    let mut vars = store.vars.clone();
+    vars.push(("input".into(), x.clone()));
+    check_gradients(&vars, &|| score(&layer.forward(x.as_tensor()).unwrap()));
+}
+
+#[test]
+fn lstm_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut store = ParamStore::default();
+    let layer = Lstm::new(&mut store, "lstm", 3, 4, &mut rng).unwrap();
+    let x = input_var(&[2, 5, 3], &mut rng);
+    let score = probe(&layer.forward(x.as_tensor()).unwrap(), &mut rng);
+    let mut vars = store.vars.clone();
+    vars.push(("input".into(), x.clone()));
+    check_gradients(&vars, &|| score(&layer.forward(x.as_tensor()).unwrap()));
+}
+
+#[test]
+fn lstm_matches_a_scalar_reference() {
+    // One hidden unit, one input, two steps, written out by hand.
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let mut store = ParamStore::default();
+    let layer = Lstm::new(&mut store, "lstm", 1, 1, &mut rng).unwrap();
+    let get = |k: usize| {
+        store.vars[k]
+            .1
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (wi, wh, b) = (get(0), get(1), get(2));
+    let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+    let (mut h, mut c) = (0.0f32, 0.0f32);
+    for x in [0.5f32, -1.5] {
+        let g: Vec<f32> = (0..4).map(|k| x * wi[k] + h * wh[k] + b[k]).collect();
+        c = sigmoid(g[1]) * c + sigmoid(g[0]) * g[2].tanh();
+        h = sigmoid(g[3]) * c.tanh();
+    }
+    let x = Tensor::from_vec(vec![0.5f32, -1.5], (1, 2, 1), &Device::Cpu).unwrap();
+    let out = layer
+        .forward(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert!((out[0] - h).abs() < 1e-6, "{} vs {h}", out[0]);
+}
+
+#[test]
+fn embedding_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut store = ParamStore::default();
+    let table = Embedding::new(&mut store, "emb", 6, 3, &mut rng).unwrap();
+    let ids = Tensor::new(&[1u32, 4, 4, 0], &Device::Cpu).unwrap();
+    let weights = Tensor::new(
+        &[[0.5f32, 0.5, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.25, 0.0, 0.0, 0.75]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let lookup = probe(&table.lookup(&ids).unwrap(), &mut rng);
+    let pooled = probe(&table.pool(&weights).unwrap(), &mut rng);
+    check_gradients(&store.vars, &|| {
+        (lookup(&table.lookup(&ids).unwrap()) + pooled(&table.pool(&weights).unwrap())).unwrap()
+    });
+}
+
+fn tiny_config(kind: ModelKind) -> NetConfig {
+    let mut c = NetConfig::new(kind, 3, 6, 16);
+    c.conv_channels = vec![5, 4, 4];
+    c.pool_sizes = vec![2, 2, 2];
+    c.lstm_hidden = 4;
+    c.tag_dim = 3;
+    c.artist_dim = 3;
+    c.year_dim = 2;
+    c.mlp_hidden = 6;
+    c.dropout = 0.0;
+    c.reconstruction_segments = 4;
+    c.n_tags = 5;
+    c.n_artists = 4;
+    c.n_years = 3;
+    c
+}
+
+fn tiny_batch(config: &NetConfig, rng: &mut ChaCha8Rng) -> Batch {
+    let b = 3;
+    let dev = &Device::Cpu;
+    Batch {
+        audio: Some(random_tensor(&[b, config.n_frames, config.n_mels], rng)),
+        tags: Some(
+            Tensor::new(
+                &[
+                    [0.5f32, 0.5, 0.0, 0.0, 0.0],
+                    [0.0, 0.0, 1.0, 0.0, 0.0],
+                    [0.2, 0.0, 0.0, 0.0, 0.8],
+                ],
+                dev,
+            )
+            .unwrap(),
+        ),
+        artists: Some(Tensor::new(&[1u32, 3, 0], dev).unwrap()),
+        years: Some(Tensor::new(&[2u32, 0, 1], dev).unwrap()),
+        targets: Some(random_tensor(&[b, config.n_factors], rng)),
+        reconstruction: Some(random_tensor(&[b, config.n_mels * config.reconstruction_segments], rng)),
+    }
+}
+
+#[test]
+fn every_kind_has_correct_gradients() {
+    for kind in ModelKind::ALL {
+        let config = tiny_config(kind);
+        let net = Network::new(config.clone(), 7).unwrap();
+        let batch = tiny_batch(&config, &mut ChaCha8Rng::seed_from_u64(8));
+        check_gradients(&net.params.vars, &|| net.loss(&batch, None).unwrap());
+    }
+}
+
+/// Songs whose target vector is a fixed function of their audio and metadata.
+struct ToySet {
+    spectrograms: Vec<f32>,
+    metadata: Vec<SongMetadata>,
+    targets: Vec<f32>,
+}
+
+fn toy_set(n: usize, seed: u64) -> ToySet {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (m, t) = (6, 16);
+    let mut spectrograms = Vec::new();
+    let mut metadata = Vec::new();
+    let mut targets = Vec::new();
+    for _ in 0..n {
+        let loud = rng.random_range(0..m);
+        let artist = rng.random_range(0..4usize);
+        for band in 0..m {
+            for _ in 0..t {
+                spectrograms.push(if band == loud { -10.0 } else { -60.0 } + rng.random::<f32>());
+            }
+        }
+        metadata.push(SongMetadata {
+            tags: vec![(format!("tag{}", artist % 2), 1.0)],
+            artist: Some(format!("artist{artist}")),
+            year: Some(1990 + 5 * artist as i32),
+        });
+        targets.extend([loud as f32 / m as f32, artist as f32 / 4.0, 0.5]);
+    }
+    ToySet {
+        spectrograms,
+        metadata,
+        targets,
+    }
+}
+
+fn songs(set: &ToySet) -> Songs<'_> {
+    Songs {
+        n: set.metadata.len(),
+        spectrograms: Some(&set.spectrograms),
+        n_mels: 6,
+        n_frames: 16,
+        metadata: Some(&set.metadata),
+        targets: Some(&set.targets),
+        n_factors: 3,
+    }
+}
+
+fn tiny_model(kind: ModelKind, epochs: usize) -> FusionModel {
+    let mut template = tiny_config(kind);
+    template.conv_channels = vec![8, 8, 8];
+    template.lstm_hidden = 8;
+    template.mlp_hidden = 16;
+    let train = TrainConfig {
+        learning_rate: 1e-2,
+        batch_size: 8,
+        max_epochs: epochs,
+        patience: 0,
+        ..TrainConfig::default()
+    };
+    let options = MetadataOptions {
+        min_count: 1,
+        ..MetadataOptions::default()
+    };
+    FusionModel::new(template, train, options).unwrap()
+}
+
+#[test]
+fn tiny_fusion_model_overfits_a_tiny_set() {
+    let set = toy_set(16, 1);
+    let mut model = tiny_model(ModelKind::Fusion, 150);
+    model
+        .fit(&songs(&set), Validation::None, None, false, &mut ignore_progress)
+        .unwrap();
+    let history = &model.fitted.as_ref().unwrap().state.history;
+    let (first, last) = (history.train_loss[0], *history.train_loss.last().unwrap());
+    assert!(last < 1e-3 && last < first / 50.0, "loss went {first} -> {last}");
+    assert!(model.score(&songs(&set), 64).unwrap() < 2e-3);
+}
+
+#[test]
+fn training_is_deterministic_and_save_load_round_trips() {
+    let set = toy_set(20, 2);
+    let fit = || {
+        let mut model = tiny_model(ModelKind::Fusion, 3);
+        model.template.dropout = 0.3;
+        model
+            .fit(&songs(&set), Validation::None, None, false, &mut ignore_progress)
+            .unwrap();
+        model
+    };
+    let (a, b) = (fit(), fit());
+    let pa = a.predict(&songs(&set), 7).unwrap();
+    assert_eq!(pa, b.predict(&songs(&set), 64).unwrap());
+    let dir = std::env::temp_dir().join(format!("musrec-nn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    a.save(&path).unwrap();
+    let loaded = FusionModel::load(&path).unwrap();
+    assert_eq!(loaded.predict(&songs(&set), 5).unwrap(), pa);
+    assert_eq!(
+        loaded.fitted.as_ref().unwrap().state.history,
+        a.fitted.as_ref().unwrap().state.history
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resume_continues_the_loss_curve() {
+    let set = toy_set(24, 3);
+    let validation = toy_set(8, 4);
+    let mut fraction = tiny_model(ModelKind::CnnLstm, 2);
+    fraction
+        .fit(
+            &songs(&set),
+            Validation::Fraction(0.25),
+            None,
+            false,
+            &mut ignore_progress,
+        )
+        .unwrap();
+    assert_eq!(fraction.fitted.as_ref().unwrap().state.history.validation_loss.len(), 2);
+
+    let dir = std::env::temp_dir().join(format!("musrec-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("ckpt.safetensors");
+
+    let mut straight = tiny_model(ModelKind::CnnLstm, 6);
+    straight
+        .fit(
+            &songs(&set),
+            Validation::Songs(songs(&validation)),
+            None,
+            false,
+            &mut ignore_progress,
+        )
+        .unwrap();
+
+    // Killed after the third epoch: the progress callback refuses to go on.
+    let mut first = tiny_model(ModelKind::CnnLstm, 6);
+    let batches_per_epoch = 3;
+    let mut stop_after = |s: Step| {
+        if s.done > 3 * batches_per_epoch {
+            Err(crate::Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    };
+    let err = first.fit(
+        &songs(&set),
+        Validation::Songs(songs(&validation)),
+        Some(&ckpt),
+        true,
+        &mut stop_after,
+    );
+    assert!(matches!(err, Err(crate::Error::Interrupted)));
+
+    let mut resumed = tiny_model(ModelKind::CnnLstm, 6);
+    resumed
+        .fit(
+            &songs(&set),
+            Validation::Songs(songs(&validation)),
+            Some(&ckpt),
+            true,
+            &mut ignore_progress,
+        )
+        .unwrap();
+    let (a, b) = (
+        &straight.fitted.as_ref().unwrap().state,
+        &resumed.fitted.as_ref().unwrap().state,
+    );
+    assert_eq!(a.history, b.history);
+    assert_eq!(a.history.train_loss.len(), 6);
+    assert_eq!(
+        straight.predict(&songs(&validation), 64).unwrap(),
+        resumed.predict(&songs(&validation), 64).unwrap()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unknown_metadata_and_missing_fields_predict() {
+    let set = toy_set(16, 5);
+    let mut model = tiny_model(ModelKind::Embedding, 2);
+    model
+        .fit(&songs(&set), Validation::None, None, false, &mut ignore_progress)
+        .unwrap();
+    let new = [
+        SongMetadata::default(),
+        SongMetadata {
+            tags: vec![("never seen".into(), 3.0)],
+            artist: Some("nobody".into()),
+            year: Some(2099),
+        },
+    ];
+    let query = Songs {
+        n: 2,
+        spectrograms: None,
+        n_mels: 0,
+        n_frames: 0,
+        metadata: Some(&new),
+        targets: None,
+        n_factors: 3,
+    };
+    let out = model.predict(&query, 64).unwrap();
+    assert_eq!(out.len(), 6);
+    assert!(out.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn bad_inputs_are_refused() {
+    let set = toy_set(8, 6);
+    let mut model = tiny_model(ModelKind::Fusion, 1);
+    let mut bad = songs(&set);
+    bad.metadata = None;
+    assert!(
+        model
+            .fit(&bad, Validation::None, None, false, &mut ignore_progress)
+            .is_err()
+    );
+    let mut nan = toy_set(8, 6);
+    nan.spectrograms[100] = f32::NAN;
+    let err = model
+        .fit(&songs(&nan), Validation::None, None, false, &mut ignore_progress)
+        .unwrap_err();
+    assert!(err.to_string().contains("song 1"), "{err}");
+    assert!(model.predict(&songs(&set), 64).is_err()); // not fitted
+}
+
+#[test]
+fn convolution_matches_a_direct_sum() {
+    // y[b, t, o] = max-free check (pool 1): relu(bias[o] + sum_{j, c} w[j*C + c, o] x[b, t+j-1, c]).
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut store = ParamStore::default();
+    let (c, o, t) = (3, 2, 5);
+    let layer = ConvPool::new(&mut store, "conv", (c, o, 3, 1), &mut rng).unwrap();
+    let x = random_tensor(&[1, t, c], &mut rng);
+    let out = layer
+        .forward(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let w = store.vars[0]
+        .1
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let bias = store.vars[1].1.as_tensor().to_vec1::<f32>().unwrap();
+    let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for frame in 0..t {
+        for oc in 0..o {
+            let mut sum = bias[oc];
+            for j in 0..3 {
+                let Some(s) = (frame + j).checked_sub(1).filter(|&s| s < t) else {
+                    continue;
+                };
+                for ch in 0..c {
+                    sum += w[(j * c + ch) * o + oc] * xs[s * c + ch];
+                }
+            }
+            assert!((out[frame * o + oc] - sum.max(0.0)).abs() < 1e-5);
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The training loop: seeded shuffling, mini-batch Adam, per-epoch validation, early stopping
+//! that keeps the best weights, a checkpoint after every epoch, and a clean stop on request.
+
+use super::adam::Adam;
+use super::config::TrainConfig;
+use super::data::{Inputs, Standardizer, make_batch};
+use super::model::Network;
+use crate::error::{Error, Result};
+use crate::parallel::{Progress, Step};
+use candle_core::Tensor;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Mean training loss and validation error per completed epoch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub train_loss: Vec<f64>,
+    pub validation_loss: Vec<f64>,
+}
+
+/// Everything a resumed run needs beyond the weights themselves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainState {
+    pub epochs_done: usize,
+    pub history: History,
+    pub best_epoch: Option<usize>,
+    pub best_validation: Option<f64>,
+    /// Weights of the best epoch by validation loss (store order).
+    pub best_params: Option<Vec<Vec<f32>>>,
+    pub adam: Adam,
+    /// True once early stopping fired: a resumed run has nothing left to do.
+    pub stopped_early: bool,
+}
+
+/// Called after every epoch with the state so far (the checkpoint writer).
+pub type EpochHook<'a> = &'a mut dyn FnMut(&Network, &TrainState) -> Result<()>;
+
+// The loop's inputs are all distinct roles; bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    net: &Network,
+    standardizer: &Standardizer,
+    (train_set, train_rows): (&Inputs, &[usize]),
+    validation: Option<(&Inputs, &[usize])>,
+    config: &TrainConfig,
+    state: &mut TrainState,
+    on_epoch: EpochHook,
+    progress: Progress,
+) -> Result<()> {
+    config.validate()?;
+    if state.adam.m.is_empty() {
+        state.adam = Adam::new(&net.params.vars);
+    }
+    crate::ensure!(!train_rows.is_empty(), "no training songs");
+    let n_batches = train_rows.len().div_ceil(config.batch_size);
+    let total = config.max_epochs * n_batches;
+    let mut order = train_rows.to_vec();
+    while state.epochs_done < config.max_epochs && !state.stopped_early {
+        let epoch = state.epochs_done;
+        // Keyed by (seed, epoch) so a resumed run sees the same batches as an unbroken one.
+        order.sort_unstable();
+        order.shuffle(&mut epoch_rng(config.seed, epoch, 0));
+        let mut dropout_rng = epoch_rng(config.seed, epoch, 1);
+        let mut loss_sum = 0.0;
+        for (b, rows) in order.chunks(config.batch_size).enumerate() {
+            let batch = make_batch(&net.config, train_set, standardizer, rows)?;
+            let loss = net.loss(&batch, Some(&mut dropout_rng))?;
+            let grads = loss.backward()?;
+            state
+                .adam
+                .update(&net.params.vars, &grads, config.learning_rate, config.weight_decay)?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            if !value.is_finite() {
+                restore_best(net, state)?;
+                return Err(Error::invalid(format!(
+                    "training diverged (loss {value}) in epoch {}; try a smaller learning_rate",
+                    epoch + 1
+                )));
+            }
+            loss_sum += value * rows.len() as f64;
+            let step = Step {
+                done: epoch * n_batches + b + 1,
+                total,
+                loss: Some(loss_sum / ((b * config.batch_size + rows.len()) as f64)),
+            };
+            if let Err(e) = progress(step) {
+                // Stop with the best weights seen so far (or the current ones before any
+                // validation), the state of the last complete epoch intact.
+                restore_best(net, state)?;
+                return Err(e);
+            }
+        }
+        state.history.train_loss.push(loss_sum / train_rows.len() as f64);
+        state.epochs_done += 1;
+        if let Some((validation, rows)) = validation {
+            let error = evaluate(net, standardizer, validation, rows, config.batch_size.max(256))?;
+            state.history.validation_loss.push(error);
+            if state.best_validation.is_none_or(|best| error < best) {
+                state.best_validation = Some(error);
+                state.best_epoch = Some(epoch);
+                state.best_params = Some(snapshot(net)?);
+            } else if config.patience > 0 && state.best_epoch.is_some_and(|best| epoch - best >= config.patience) {
+                state.stopped_early = true;
+            }
+        }
+        on_epoch(net, state)?;
+    }
+    restore_best(net, state)
+}
+
+/// Mean squared error of the predicted song vectors over `rows` of `inputs` (targets
+/// required).
+pub fn evaluate(
+    net: &Network,
+    standardizer: &Standardizer,
+    inputs: &Inputs,
+    rows: &[usize],
+    batch_size: usize,
+) -> Result<f64> {
+    let mut sum = 0.0;
+    for chunk in rows.chunks(batch_size) {
+        let batch = make_batch(&net.config, inputs, standardizer, chunk)?;
+        sum += net.prediction_error(&batch)? * chunk.len() as f64;
+    }
+    Ok(sum / rows.len().max(1) as f64)
+}
+
+/// Predicted song vectors for every song of `inputs`, row-major (n x n_factors).
+pub fn predict(net: &Network, standardizer: &Standardizer, inputs: &Inputs, batch_size: usize) -> Result<Vec<f32>> {
+    let rows: Vec<usize> = (0..inputs.n).collect();
+    let mut out = Vec::with_capacity(inputs.n * net.config.n_factors);
+    for chunk in rows.chunks(batch_size) {
+        let batch = make_batch(&net.config, inputs, standardizer, chunk)?;
+        let (prediction, _) = net.forward(&batch, None)?;
+        out.extend(prediction.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
+fn epoch_rng(seed: u64, epoch: usize, purpose: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream((epoch as u64) << 1 | purpose);
+    rng
+}
+
+pub fn snapshot(net: &Network) -> Result<Vec<Vec<f32>>> {
+    net.params
+        .vars
+        .iter()
+        .map(|(_, v)| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?))
+        .collect()
+}
+
+pub fn set_params(net: &Network, values: &[Vec<f32>]) -> Result<()> {
+    for ((_, var), data) in net.params.vars.iter().zip(values) {
+        var.set(&Tensor::from_vec(data.clone(), var.shape(), var.device())?)?;
+    }
+    Ok(())
+}
+
+fn restore_best(net: &Network, state: &TrainState) -> Result<()> {
+    match &state.best_params {
+        Some(best) => set_params(net, best),
+        None => Ok(()),
+    }
+}
