@@ -3,12 +3,22 @@
 Stage 1 of the two-stage recommender: :class:`WMF` (implicit-feedback ALS) turns a users x
 songs play-count matrix into user and song vectors; :mod:`musrec.metrics` evaluates Top-N
 rankings on a held-out split; :mod:`musrec.synthetic` generates the embedded default data.
-Stage 2's audio front end: :mod:`musrec.audio` (decoding, resampling, log-Mel like librosa).
+Stage 2's audio front end: :mod:`musrec.audio` (decoding, resampling, log-Mel like librosa),
+and :class:`FusionModel`, the network that predicts a song's WMF vector from its audio and
+metadata (the paper's fusion model and its four baselines).
 The compute runs in a Rust core (``musrec._musrec``).
 """
 
-from . import audio, metrics, synthetic
-from ._musrec import FormatError, MusrecError, __version__
-from .wmf import WMF
+import os
 
-__all__ = ["WMF", "audio", "metrics", "synthetic", "MusrecError", "FormatError", "__version__"]
+# candle runs large elementwise operations on a spinning thread pool of its own, which
+# competes with the pool musrec sizes from ``num_threads`` (measured: ~25% of a training
+# step spent spinning on 2 cores). Parallel work goes through musrec's pool instead.
+os.environ.setdefault("CANDLE_NUM_THREADS", "1")
+
+from . import audio, metrics, synthetic  # noqa: E402
+from ._musrec import FormatError, MusrecError, __version__  # noqa: E402
+from .fusion import FusionModel  # noqa: E402
+from .wmf import WMF  # noqa: E402
+
+__all__ = ["WMF", "FusionModel", "audio", "metrics", "synthetic", "MusrecError", "FormatError", "__version__"]

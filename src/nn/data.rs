@@ -97,7 +97,9 @@ impl Standardizer {
     /// Fitted on the songs `rows` of `spectrograms` (n x n_mels x n_frames).
     pub fn fit(spectrograms: &[f32], n_mels: usize, n_frames: usize, rows: &[usize]) -> Self {
         let per_song = n_mels * n_frames;
-        let (sum, sum_sq) = rows
+        // Per-song sums in parallel, then added in song order: deterministic whatever the
+        // scheduling.
+        let partials: Vec<(Vec<f64>, Vec<f64>)> = rows
             .par_iter()
             .map(|&r| {
                 let song = &spectrograms[r * per_song..(r + 1) * per_song];
@@ -111,14 +113,13 @@ impl Standardizer {
                 }
                 (sum, sum_sq)
             })
-            .reduce(
-                || (vec![0.0; n_mels], vec![0.0; n_mels]),
-                |(mut a, mut b), (c, d)| {
-                    a.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
-                    b.iter_mut().zip(&d).for_each(|(x, y)| *x += y);
-                    (a, b)
-                },
-            );
+            .collect();
+        let mut sum = vec![0.0f64; n_mels];
+        let mut sum_sq = vec![0.0f64; n_mels];
+        for (s, q) in &partials {
+            sum.iter_mut().zip(s).for_each(|(a, v)| *a += v);
+            sum_sq.iter_mut().zip(q).for_each(|(a, v)| *a += v);
+        }
         let count = (rows.len() * n_frames).max(1) as f64;
         let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
         let scale = sum

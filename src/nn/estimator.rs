@@ -10,7 +10,7 @@ use super::model::Network;
 use super::train::{TrainState, evaluate, predict, train};
 use crate::ensure;
 use crate::error::{Error, Result};
-use crate::parallel::Progress;
+use crate::parallel::{Progress, Threads};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -100,6 +100,7 @@ impl FusionModel {
         validation: Validation,
         checkpoint: Option<&Path>,
         resume: bool,
+        threads: &Threads,
         progress: Progress,
     ) -> Result<()> {
         ensure!(songs.targets.is_some(), "fit needs the songs' target vectors");
@@ -146,6 +147,7 @@ impl FusionModel {
             validation_set,
             &self.train_config,
             &mut state,
+            threads,
             &mut save,
             progress,
         );
@@ -240,24 +242,24 @@ impl FusionModel {
     }
 
     /// Predicted song vectors (n x n_factors, row-major).
-    pub fn predict(&self, songs: &Songs, batch_size: usize) -> Result<Vec<f32>> {
+    pub fn predict(&self, songs: &Songs, batch_size: usize, threads: &Threads) -> Result<Vec<f32>> {
         let fitted = self.fitted()?;
         let encoded = encode(&fitted.spec, songs)?;
         let set = inputs(songs, encoded.as_ref());
         check_shape(&fitted.net.config, songs)?;
         set.validate(&fitted.net.config, false)?;
-        predict(&fitted.net, &fitted.spec.standardizer, &set, batch_size.max(1))
+        threads.run(|| predict(&fitted.net, &fitted.spec.standardizer, &set, batch_size.max(1)))
     }
 
     /// Mean squared error of the predictions against `songs`' targets.
-    pub fn score(&self, songs: &Songs, batch_size: usize) -> Result<f64> {
+    pub fn score(&self, songs: &Songs, batch_size: usize, threads: &Threads) -> Result<f64> {
         let fitted = self.fitted()?;
         let encoded = encode(&fitted.spec, songs)?;
         let set = inputs(songs, encoded.as_ref());
         check_shape(&fitted.net.config, songs)?;
         set.validate(&fitted.net.config, true)?;
         let rows: Vec<usize> = (0..songs.n).collect();
-        evaluate(&fitted.net, &fitted.spec.standardizer, &set, &rows, batch_size.max(1))
+        threads.run(|| evaluate(&fitted.net, &fitted.spec.standardizer, &set, &rows, batch_size.max(1)))
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

@@ -106,9 +106,8 @@ impl ConvPool {
         let y = ops::unfold(x, self.kernel)?
             .reshape((b * t, self.kernel * c))?
             .matmul(self.w.as_tensor())?
-            .broadcast_add(self.b.as_tensor())?
             .reshape((b, t, outputs))?;
-        Ok(ops::pool_relu(&y, self.pool)?)
+        Ok(ops::bias_pool_relu(&y, self.b.as_tensor(), self.pool)?)
     }
 }
 

@@ -1,10 +1,10 @@
 //! Custom candle operations for the audio branch, which keeps activations time-major
 //! (batch, frames, channels): `unfold` lays each frame's receptive field out as one row, so a
 //! convolution over time is a single GEMM (candle's own conv1d is slower and its weight
-//! gradient was wrong with padding in our checks), and `pool_relu` fuses non-overlapping
-//! max-pooling over time with the ReLU that follows it.
+//! gradient was wrong with padding in our checks), and `bias_pool_relu` fuses the bias, the
+//! non-overlapping max-pooling over time and the ReLU that follow it.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
@@ -78,20 +78,22 @@ impl CustomOp1 for Unfold {
     }
 }
 
-/// (batch, frames, channels) -> (batch, frames / pool, channels): max over each run of `pool`
-/// frames (a trailing remainder is dropped), then ReLU.
-struct PoolRelu {
+/// (batch, frames, channels) + bias (channels) -> (batch, frames / pool, channels): the
+/// bias added, max over each run of `pool` frames (a trailing remainder is dropped), then
+/// ReLU — one pass instead of three candle operations and their backward passes.
+struct BiasPoolRelu {
     pool: usize,
 }
 
-impl CustomOp1 for PoolRelu {
+impl CustomOp2 for BiasPoolRelu {
     fn name(&self) -> &'static str {
-        "pool-relu-time"
+        "bias-pool-relu-time"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, t, c) = layout.shape().dims3()?;
-        let x = contiguous_f32(storage, layout)?;
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, t, c) = l1.shape().dims3()?;
+        let x = contiguous_f32(s1, l1)?;
+        let bias = contiguous_f32(s2, l2)?;
         let p = self.pool;
         let to = t / p;
         let mut out = vec![0.0f32; b * to * c];
@@ -100,43 +102,64 @@ impl CustomOp1 for PoolRelu {
                 .zip(x.par_chunks(t * c))
                 .for_each(|(dst, src)| {
                     for (i, row) in dst.chunks_exact_mut(c).enumerate() {
-                        for j in 0..p {
+                        row.copy_from_slice(&src[i * p * c..(i * p + 1) * c]);
+                        for j in 1..p {
                             let frame = &src[(i * p + j) * c..(i * p + j + 1) * c];
                             row.iter_mut().zip(frame).for_each(|(m, &v)| *m = m.max(v));
                         }
+                        row.iter_mut().zip(bias).for_each(|(m, &bv)| *m = (*m + bv).max(0.0));
                     }
                 });
         }
         Ok((CpuStorage::F32(out), Shape::from((b, to, c))))
     }
 
-    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (b, t, c) = arg.dims3()?;
         let p = self.pool;
         let to = t / p;
-        let (x, y, g) = (values(arg)?, values(res)?, values(grad)?);
+        let (x, y, g, bv) = (values(arg)?, values(res)?, values(grad)?, values(bias)?);
         let mut out = vec![0.0f32; b * t * c];
+        // Per-song bias gradients summed in song order afterwards: a parallel reduce would
+        // add in an order that depends on scheduling, and results must not.
+        let mut per_song = vec![0.0f32; b * c];
         if to > 0 {
             out.par_chunks_mut(t * c)
+                .zip(per_song.par_chunks_mut(c))
                 .zip(x.par_chunks(t * c))
                 .zip(y.par_chunks(to * c).zip(g.par_chunks(to * c)))
-                .for_each(|((dst, src), (ys, gs))| {
+                .for_each(|(((dst, bias_grad), src), (ys, gs))| {
                     for i in 0..to {
                         for ch in 0..c {
-                            let m = ys[i * c + ch];
-                            // ReLU passed nothing back for a non-positive max.
-                            if m <= 0.0 {
+                            // ReLU passed nothing back for a non-positive output.
+                            if ys[i * c + ch] <= 0.0 {
                                 continue;
                             }
-                            // The first frame holding the max takes the gradient (as PyTorch).
-                            if let Some(j) = (0..p).find(|j| src[(i * p + j) * c + ch] == m) {
-                                dst[(i * p + j) * c + ch] = gs[i * c + ch];
-                            }
+                            // The frame holding the max takes the gradient (the first on ties,
+                            // as PyTorch); `x + bias` reproduces the forward's sum exactly.
+                            let j = (0..p)
+                                .find(|j| src[(i * p + j) * c + ch] + bv[ch] == ys[i * c + ch])
+                                .unwrap_or(0);
+                            dst[(i * p + j) * c + ch] = gs[i * c + ch];
+                            bias_grad[ch] += gs[i * c + ch];
                         }
                     }
                 });
         }
-        Ok(Some(Tensor::from_vec(out, (b, t, c), arg.device())?))
+        let mut bias_grad = vec![0.0f32; c];
+        for song in per_song.chunks_exact(c) {
+            bias_grad.iter_mut().zip(song).for_each(|(a, v)| *a += v);
+        }
+        Ok((
+            Some(Tensor::from_vec(out, (b, t, c), arg.device())?),
+            Some(Tensor::from_vec(bias_grad, c, arg.device())?),
+        ))
     }
 }
 
@@ -144,6 +167,6 @@ pub fn unfold(x: &Tensor, kernel: usize) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Unfold { kernel })
 }
 
-pub fn pool_relu(x: &Tensor, pool: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(PoolRelu { pool })
+pub fn bias_pool_relu(x: &Tensor, bias: &Tensor, pool: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(bias, BiasPoolRelu { pool })
 }

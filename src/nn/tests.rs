@@ -6,7 +6,7 @@ use super::estimator::{FusionModel, Songs, Validation};
 use super::layers::{ConvPool, Embedding, Linear, Lstm, ParamStore};
 use super::metadata::{MetadataOptions, SongMetadata};
 use super::model::{Batch, Network};
-use crate::parallel::{Step, ignore_progress};
+use crate::parallel::{Step, Threads, ignore_progress};
 use candle_core::{Device, Tensor, Var};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -278,12 +278,19 @@ fn tiny_fusion_model_overfits_a_tiny_set() {
     let set = toy_set(16, 1);
     let mut model = tiny_model(ModelKind::Fusion, 150);
     model
-        .fit(&songs(&set), Validation::None, None, false, &mut ignore_progress)
+        .fit(
+            &songs(&set),
+            Validation::None,
+            None,
+            false,
+            &Threads::new(0).unwrap(),
+            &mut ignore_progress,
+        )
         .unwrap();
     let history = &model.fitted.as_ref().unwrap().state.history;
     let (first, last) = (history.train_loss[0], *history.train_loss.last().unwrap());
     assert!(last < 1e-3 && last < first / 50.0, "loss went {first} -> {last}");
-    assert!(model.score(&songs(&set), 64).unwrap() < 2e-3);
+    assert!(model.score(&songs(&set), 64, &Threads::new(0).unwrap()).unwrap() < 2e-3);
 }
 
 #[test]
@@ -293,19 +300,26 @@ fn training_is_deterministic_and_save_load_round_trips() {
         let mut model = tiny_model(ModelKind::Fusion, 3);
         model.template.dropout = 0.3;
         model
-            .fit(&songs(&set), Validation::None, None, false, &mut ignore_progress)
+            .fit(
+                &songs(&set),
+                Validation::None,
+                None,
+                false,
+                &Threads::new(0).unwrap(),
+                &mut ignore_progress,
+            )
             .unwrap();
         model
     };
     let (a, b) = (fit(), fit());
-    let pa = a.predict(&songs(&set), 7).unwrap();
-    assert_eq!(pa, b.predict(&songs(&set), 64).unwrap());
+    let pa = a.predict(&songs(&set), 7, &Threads::new(0).unwrap()).unwrap();
+    assert_eq!(pa, b.predict(&songs(&set), 64, &Threads::new(0).unwrap()).unwrap());
     let dir = std::env::temp_dir().join(format!("musrec-nn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.safetensors");
     a.save(&path).unwrap();
     let loaded = FusionModel::load(&path).unwrap();
-    assert_eq!(loaded.predict(&songs(&set), 5).unwrap(), pa);
+    assert_eq!(loaded.predict(&songs(&set), 5, &Threads::new(0).unwrap()).unwrap(), pa);
     assert_eq!(
         loaded.fitted.as_ref().unwrap().state.history,
         a.fitted.as_ref().unwrap().state.history
@@ -324,6 +338,7 @@ fn resume_continues_the_loss_curve() {
             Validation::Fraction(0.25),
             None,
             false,
+            &Threads::new(0).unwrap(),
             &mut ignore_progress,
         )
         .unwrap();
@@ -340,6 +355,7 @@ fn resume_continues_the_loss_curve() {
             Validation::Songs(songs(&validation)),
             None,
             false,
+            &Threads::new(0).unwrap(),
             &mut ignore_progress,
         )
         .unwrap();
@@ -359,6 +375,7 @@ fn resume_continues_the_loss_curve() {
         Validation::Songs(songs(&validation)),
         Some(&ckpt),
         true,
+        &Threads::new(0).unwrap(),
         &mut stop_after,
     );
     assert!(matches!(err, Err(crate::Error::Interrupted)));
@@ -370,6 +387,7 @@ fn resume_continues_the_loss_curve() {
             Validation::Songs(songs(&validation)),
             Some(&ckpt),
             true,
+            &Threads::new(0).unwrap(),
             &mut ignore_progress,
         )
         .unwrap();
@@ -380,8 +398,12 @@ fn resume_continues_the_loss_curve() {
     assert_eq!(a.history, b.history);
     assert_eq!(a.history.train_loss.len(), 6);
     assert_eq!(
-        straight.predict(&songs(&validation), 64).unwrap(),
-        resumed.predict(&songs(&validation), 64).unwrap()
+        straight
+            .predict(&songs(&validation), 64, &Threads::new(0).unwrap())
+            .unwrap(),
+        resumed
+            .predict(&songs(&validation), 64, &Threads::new(0).unwrap())
+            .unwrap()
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -391,7 +413,14 @@ fn unknown_metadata_and_missing_fields_predict() {
     let set = toy_set(16, 5);
     let mut model = tiny_model(ModelKind::Embedding, 2);
     model
-        .fit(&songs(&set), Validation::None, None, false, &mut ignore_progress)
+        .fit(
+            &songs(&set),
+            Validation::None,
+            None,
+            false,
+            &Threads::new(0).unwrap(),
+            &mut ignore_progress,
+        )
         .unwrap();
     let new = [
         SongMetadata::default(),
@@ -410,7 +439,7 @@ fn unknown_metadata_and_missing_fields_predict() {
         targets: None,
         n_factors: 3,
     };
-    let out = model.predict(&query, 64).unwrap();
+    let out = model.predict(&query, 64, &Threads::new(0).unwrap()).unwrap();
     assert_eq!(out.len(), 6);
     assert!(out.iter().all(|v| v.is_finite()));
 }
@@ -423,16 +452,30 @@ fn bad_inputs_are_refused() {
     bad.metadata = None;
     assert!(
         model
-            .fit(&bad, Validation::None, None, false, &mut ignore_progress)
+            .fit(
+                &bad,
+                Validation::None,
+                None,
+                false,
+                &Threads::new(0).unwrap(),
+                &mut ignore_progress
+            )
             .is_err()
     );
     let mut nan = toy_set(8, 6);
     nan.spectrograms[100] = f32::NAN;
     let err = model
-        .fit(&songs(&nan), Validation::None, None, false, &mut ignore_progress)
+        .fit(
+            &songs(&nan),
+            Validation::None,
+            None,
+            false,
+            &Threads::new(0).unwrap(),
+            &mut ignore_progress,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("song 1"), "{err}");
-    assert!(model.predict(&songs(&set), 64).is_err()); // not fitted
+    assert!(model.predict(&songs(&set), 64, &Threads::new(0).unwrap()).is_err()); // not fitted
 }
 
 #[test]

@@ -6,7 +6,7 @@ use super::config::TrainConfig;
 use super::data::{Inputs, Standardizer, make_batch};
 use super::model::Network;
 use crate::error::{Error, Result};
-use crate::parallel::{Progress, Step};
+use crate::parallel::{Progress, Step, Threads};
 use candle_core::Tensor;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -46,6 +46,7 @@ pub fn train(
     validation: Option<(&Inputs, &[usize])>,
     config: &TrainConfig,
     state: &mut TrainState,
+    threads: &Threads,
     on_epoch: EpochHook,
     progress: Progress,
 ) -> Result<()> {
@@ -65,13 +66,15 @@ pub fn train(
         let mut dropout_rng = epoch_rng(config.seed, epoch, 1);
         let mut loss_sum = 0.0;
         for (b, rows) in order.chunks(config.batch_size).enumerate() {
-            let batch = make_batch(&net.config, train_set, standardizer, rows)?;
-            let loss = net.loss(&batch, Some(&mut dropout_rng))?;
-            let grads = loss.backward()?;
-            state
-                .adam
-                .update(&net.params.vars, &grads, config.learning_rate, config.weight_decay)?;
-            let value = loss.to_scalar::<f32>()? as f64;
+            let adam = &mut state.adam;
+            let rng = &mut dropout_rng;
+            let value = threads.run(|| -> Result<f64> {
+                let batch = make_batch(&net.config, train_set, standardizer, rows)?;
+                let loss = net.loss(&batch, Some(rng))?;
+                let grads = loss.backward()?;
+                adam.update(&net.params.vars, &grads, config.learning_rate, config.weight_decay)?;
+                Ok(loss.to_scalar::<f32>()? as f64)
+            })?;
             if !value.is_finite() {
                 restore_best(net, state)?;
                 return Err(Error::invalid(format!(
@@ -95,7 +98,7 @@ pub fn train(
         state.history.train_loss.push(loss_sum / train_rows.len() as f64);
         state.epochs_done += 1;
         if let Some((validation, rows)) = validation {
-            let error = evaluate(net, standardizer, validation, rows, config.batch_size.max(256))?;
+            let error = threads.run(|| evaluate(net, standardizer, validation, rows, config.batch_size.max(256)))?;
             state.history.validation_loss.push(error);
             if state.best_validation.is_none_or(|best| error < best) {
                 state.best_validation = Some(error);

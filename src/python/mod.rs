@@ -5,6 +5,7 @@ mod audio;
 mod convert;
 mod data;
 mod errors;
+mod nn;
 mod wmf;
 
 use pyo3::prelude::*;
@@ -16,5 +17,6 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wmf::register(m)?;
     audio::register(m)?;
     data::register(m)?;
+    nn::register(m)?;
     Ok(())
 }

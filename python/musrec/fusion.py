@@ -1,0 +1,323 @@
+"""Stage 2: predict a song's WMF vector from its content, so new songs can be recommended.
+
+:class:`FusionModel` is the paper's network (audio CNN + LSTM fused with tag, artist and
+year embeddings) and, by ``kind``, its four baselines. Training and inference run in the
+Rust core (candle) with the GIL released.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from . import _musrec, _progress
+
+KINDS = ("fusion", "autoencoder", "cnn", "cnn_lstm", "embedding")
+_AUDIO_KINDS = {"fusion", "autoencoder", "cnn", "cnn_lstm"}
+_METADATA_KINDS = {"fusion", "embedding"}
+
+#: Metadata: a pandas DataFrame or a mapping of columns ``tags``, ``artist``, ``year``, or a
+#: sequence of per-song mappings with those keys. ``tags`` is a list of tag names or a
+#: ``{tag: weight}`` mapping (e.g. Last.fm strengths); missing values (None/NaN, year 0) are
+#: allowed everywhere.
+MetadataLike = Union[Sequence[Mapping[str, Any]], Mapping[str, Sequence[Any]], Any]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _tags(value: Any, song: int) -> list[tuple[str, float]]:
+    if _missing(value):
+        return []
+    if isinstance(value, str):
+        raise TypeError(f"song {song}: tags must be a list of tag names or a {{tag: weight}} mapping, not a string")
+    if isinstance(value, Mapping):
+        return [(str(tag), float(weight)) for tag, weight in value.items()]
+    out = []
+    for tag in value:
+        if isinstance(tag, (tuple, list)) and len(tag) == 2:
+            out.append((str(tag[0]), float(tag[1])))
+        else:
+            out.append((str(tag), 1.0))
+    return out
+
+
+def _year(value: Any, song: int) -> int | None:
+    if _missing(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or float(value) != int(value):
+        raise TypeError(f"song {song}: year must be an integer or None, got {value!r}")
+    return int(value) or None  # the MSD writes 0 for an unknown year
+
+
+def metadata_columns(metadata: MetadataLike) -> tuple[list, list, list]:
+    """Normalise metadata to (tags with weights, artists, years) lists, one entry per song."""
+    if hasattr(metadata, "to_dict") and hasattr(metadata, "columns"):  # pandas DataFrame
+        metadata = {c: list(metadata[c]) for c in metadata.columns if c in ("tags", "artist", "year")}
+    if isinstance(metadata, Mapping):
+        unknown = set(metadata) - {"tags", "artist", "year"}
+        if unknown:
+            raise ValueError(f"unknown metadata columns {sorted(unknown)}; expected tags, artist, year")
+        lengths = {k: len(v) for k, v in metadata.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"metadata columns differ in length: {lengths}")
+        n = next(iter(lengths.values()), 0)
+        rows = [{k: metadata[k][i] for k in metadata} for i in range(n)]
+    elif isinstance(metadata, Sequence) and not isinstance(metadata, str):
+        rows = list(metadata)
+    else:
+        raise TypeError("metadata must be a DataFrame, a mapping of columns or a sequence of per-song mappings")
+    tags, artists, years = [], [], []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"song {i}: metadata entries must be mappings with tags/artist/year keys")
+        tags.append(_tags(row.get("tags"), i))
+        artist = row.get("artist")
+        artists.append(None if _missing(artist) else str(artist))
+        years.append(_year(row.get("year"), i))
+    return tags, artists, years
+
+
+def _spectrograms(x: Any, name: str = "spectrograms") -> np.ndarray | None:
+    if x is None:
+        return None
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    if a.ndim != 3:
+        raise ValueError(f"{name} must be 3-D (songs, n_mels, frames); got shape {a.shape}")
+    return a
+
+
+def _targets(y: Any, name: str = "targets") -> np.ndarray:
+    a = np.ascontiguousarray(y, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (songs, n_factors); got shape {a.shape}")
+    return a
+
+
+class FusionModel:
+    """Predict WMF song vectors from log-Mel spectrograms and/or metadata.
+
+    ``kind`` picks the network (the paper's Table 1):
+
+    * ``"fusion"`` (the paper's model): audio branch — three 1-D convolutions over time with
+      the Mel bands as channels, each followed by non-overlapping max-pooling and ReLU, an
+      LSTM over the pooled frames, a fully connected layer of ``d`` units — and metadata
+      branch — embeddings of the tags (weighted mean over the song's tags), the artist and
+      the release year (``year_bucket``-year buckets; unknown is its own value), an MLP of
+      ``mlp_hidden`` and ``d`` units — concatenated, then a linear layer to the ``d``-dim
+      song vector (``d`` = the targets' width, 100 in the paper). ReLU in the hidden layers.
+    * ``"cnn_lstm"``: the audio branch alone. ``"cnn"``: convolutions averaged over time, no
+      LSTM. ``"embedding"``: the metadata branch alone. ``"autoencoder"``: the convolutional
+      encoder's ``d``-unit code is decoded back to the spectrogram (averaged over
+      ``reconstruction_segments`` stretches of time, loss weight ``reconstruction_weight``)
+      while a linear layer regresses the code to the song vector; both losses train jointly.
+
+    Defaults (the paper gives the layer types and the 512-unit MLP only): convolutions of
+    256 channels, width 3 ("same" padding), pooling 4, 2, 2 (a 3 s clip at 22,050 Hz is 130
+    frames, 8 LSTM steps); LSTM 256; tag and artist embeddings 64, year 16; dropout 0.2 on the
+    hidden fully connected layers. Tags and artists seen fewer than ``min_count`` times in
+    training, unseen ones, songs without tags and unknown years all map to an
+    out-of-vocabulary embedding, so cold-start songs always predict.
+
+    Training: mean squared error to the WMF vectors, Adam (AdamW with ``weight_decay=0``) at
+    ``learning_rate`` 1e-3, mini-batches of ``batch_size`` shuffled by ``seed``, early stopping
+    when the validation error has not improved for ``patience`` epochs (the best weights are
+    kept), at most ``max_epochs``. Spectrograms are standardised per Mel band with statistics
+    of the training songs. With ``checkpoint`` set, the full training state is written there
+    atomically after every epoch and ``fit(..., resume=True)`` continues from it.
+
+    Deterministic for a fixed ``seed`` and ``num_threads`` (0 = one per core).
+    """
+
+    def __init__(
+        self,
+        kind: str = "fusion",
+        *,
+        conv_channels: Sequence[int] = (256, 256, 256),
+        kernel_size: int = 3,
+        pool_sizes: Sequence[int] = (4, 2, 2),
+        lstm_hidden: int = 256,
+        tag_dim: int = 64,
+        artist_dim: int = 64,
+        year_dim: int = 16,
+        mlp_hidden: int = 512,
+        dropout: float = 0.2,
+        reconstruction_weight: float = 1.0,
+        reconstruction_segments: int = 8,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 64,
+        max_epochs: int = 100,
+        patience: int = 10,
+        min_count: int = 2,
+        max_tags: int = 5000,
+        max_artists: int = 100_000,
+        year_bucket: int = 5,
+        seed: int = 0,
+        num_threads: int = 0,
+        checkpoint: str | os.PathLike | None = None,
+    ):
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        self.kind = kind
+        self.num_threads = int(num_threads)
+        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+        net = {
+            "conv_channels": [int(c) for c in conv_channels],
+            "kernel_size": int(kernel_size),
+            "pool_sizes": [int(p) for p in pool_sizes],
+            "lstm_hidden": int(lstm_hidden),
+            "tag_dim": int(tag_dim),
+            "artist_dim": int(artist_dim),
+            "year_dim": int(year_dim),
+            "mlp_hidden": int(mlp_hidden),
+            "dropout": float(dropout),
+            "reconstruction_weight": float(reconstruction_weight),
+            "reconstruction_segments": int(reconstruction_segments),
+        }
+        train = {
+            "learning_rate": float(learning_rate),
+            "weight_decay": float(weight_decay),
+            "batch_size": int(batch_size),
+            "max_epochs": int(max_epochs),
+            "patience": int(patience),
+            "seed": int(seed),
+        }
+        meta = {
+            "min_count": int(min_count),
+            "max_tags": int(max_tags),
+            "max_artists": int(max_artists),
+            "year_bucket": int(year_bucket),
+        }
+        self._core = _musrec.FusionCore(kind, json.dumps(net), json.dumps(train), json.dumps(meta))
+
+    # ---- inputs -------------------------------------------------------------------------
+    def _inputs(self, spectrograms: Any, metadata: MetadataLike | None) -> tuple[np.ndarray | None, tuple | None]:
+        spec = _spectrograms(spectrograms) if self.kind in _AUDIO_KINDS else None
+        if self.kind in _AUDIO_KINDS and spec is None:
+            raise ValueError(f"kind {self.kind!r} needs spectrograms")
+        meta = None
+        if self.kind in _METADATA_KINDS:
+            if metadata is None:
+                raise ValueError(f"kind {self.kind!r} needs metadata")
+            meta = metadata_columns(metadata)
+        return spec, meta
+
+    # ---- training -----------------------------------------------------------------------
+    def fit(
+        self,
+        spectrograms: Any,
+        metadata: MetadataLike | None,
+        targets: Any,
+        validation: float | tuple | None = 0.1,
+        *,
+        resume: bool = False,
+        show_progress: bool = True,
+        callback: Callable[[int, int, float | None], None] | None = None,
+    ) -> FusionModel:
+        """Train on songs' spectrograms (songs x n_mels x frames), metadata and WMF vectors.
+
+        ``validation`` is a fraction of the songs held out at random (seeded), a tuple
+        ``(spectrograms, metadata, targets)`` of separate songs, or None (no early stopping).
+        ``callback(batches_done, total, running_loss)`` is called after every mini-batch.
+        Ctrl-C stops training with the best weights so far, then re-raises KeyboardInterrupt.
+        """
+        spec, meta = self._inputs(spectrograms, metadata)
+        y = _targets(targets)
+        kwargs: dict[str, Any] = {}
+        if isinstance(validation, tuple):
+            if len(validation) != 3:
+                raise ValueError("validation must be (spectrograms, metadata, targets)")
+            v_spec, v_meta = self._inputs(*validation[:2])
+            kwargs.update(val_spectrograms=v_spec, val_metadata=v_meta, val_targets=_targets(validation[2]))
+        elif validation is not None:
+            if isinstance(validation, bool) or not isinstance(validation, numbers.Real):
+                raise TypeError("validation must be a fraction, a (spectrograms, metadata, targets) tuple or None")
+            kwargs["val_fraction"] = float(validation)
+        if resume and self.checkpoint is None:
+            raise ValueError("resume=True needs a checkpoint path (FusionModel(checkpoint=...))")
+        n = y.shape[0]
+        batch_size = json.loads(self._core.spec_json())["train"]["batch_size"]
+        max_epochs = json.loads(self._core.spec_json())["train"]["max_epochs"]
+        fraction = kwargs.get("val_fraction", 0.0)
+        per_epoch = -(-max(1, n - int(round(n * fraction))) // batch_size)
+        bar = _progress.bar(max_epochs * per_epoch, f"train {self.kind}", show_progress)
+        try:
+            raised = self._core.fit(
+                spec,
+                meta,
+                y,
+                checkpoint=self.checkpoint,
+                resume=resume,
+                num_threads=self.num_threads,
+                callback=_progress.callback(bar, callback),
+                **kwargs,
+            )
+        finally:
+            bar.close()
+        if raised is not None:
+            raise raised
+        return self
+
+    # ---- inference ----------------------------------------------------------------------
+    def predict(
+        self, spectrograms: Any = None, metadata: MetadataLike | None = None, batch_size: int = 256
+    ) -> np.ndarray:
+        """Predicted song vectors, (songs, n_factors) float32."""
+        spec, meta = self._inputs(spectrograms, metadata)
+        return self._core.predict(spec, meta, batch_size=int(batch_size), num_threads=self.num_threads)
+
+    def score(self, spectrograms: Any, metadata: MetadataLike | None, targets: Any, batch_size: int = 256) -> float:
+        """Mean squared error of the predicted vectors against ``targets``."""
+        spec, meta = self._inputs(spectrograms, metadata)
+        return self._core.score(spec, meta, _targets(targets), batch_size=int(batch_size), num_threads=self.num_threads)
+
+    # ---- state --------------------------------------------------------------------------
+    @property
+    def history_(self) -> dict[str, list[float]]:
+        """Per-epoch mean training loss and validation MSE."""
+        train, val, *_ = self._core.training_state()
+        return {"train_loss": list(train), "validation_loss": list(val)}
+
+    @property
+    def best_epoch_(self) -> int | None:
+        """0-based epoch whose weights the model holds (by validation loss), if validated."""
+        return self._core.training_state()[3]
+
+    @property
+    def stopped_early_(self) -> bool:
+        return self._core.training_state()[4]
+
+    @property
+    def n_parameters_(self) -> int:
+        return self._core.n_parameters()
+
+    @property
+    def config_(self) -> dict[str, Any]:
+        """Network, training and metadata settings (with the fitted vocabularies)."""
+        return json.loads(self._core.spec_json())
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model (weights, settings, vocabularies) as one safetensors file, atomically."""
+        self._core.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, num_threads: int = 0) -> FusionModel:
+        """Read a model written by :meth:`save`, or a training checkpoint (its best weights)."""
+        model = cls.__new__(cls)
+        model._core = _musrec.FusionCore.load(os.fspath(path))
+        spec = json.loads(model._core.spec_json())
+        model.kind = spec["net"]["kind"]
+        model.num_threads = int(num_threads)
+        model.checkpoint = None
+        return model
+
+    def __repr__(self) -> str:
+        state = "fitted" if self._core.is_fitted() else "not fitted"
+        return f"FusionModel(kind={self.kind!r}, {state})"

@@ -1,0 +1,287 @@
+//! Python bindings of the stage-2 networks: `FusionCore` wraps `nn::FusionModel`; the
+//! Python `musrec.FusionModel` adds argument handling on top.
+
+use super::convert::{detach_with_progress, matrix};
+use crate::ensure;
+use crate::error::{Error, Result};
+use crate::nn::{FusionModel, MetadataOptions, ModelKind, NetConfig, SongMetadata, Songs, TrainConfig, Validation};
+use crate::parallel::Threads;
+use numpy::{PyArray2, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
+use pyo3::exceptions::PyBaseException;
+use pyo3::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+
+/// (tags with weights, artist, year) per song, as the wrapper normalises them.
+type MetadataArg = (Vec<Vec<(String, f32)>>, Vec<Option<String>>, Vec<Option<i64>>);
+
+/// `defaults` with the keys of the JSON object `overrides` replaced; unknown keys are errors.
+fn with_overrides<T: Serialize + DeserializeOwned>(defaults: T, overrides: &str, what: &str) -> Result<T> {
+    let mut value = serde_json::to_value(defaults).expect("config serialises");
+    let given: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(overrides).map_err(|e| Error::invalid(format!("bad {what}: {e}")))?;
+    let fields = value.as_object_mut().expect("configs are structs");
+    for (key, v) in given {
+        ensure!(fields.contains_key(&key), "unknown {what} setting {key:?}");
+        fields.insert(key, v);
+    }
+    serde_json::from_value(value).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
+}
+
+fn metadata(arg: Option<MetadataArg>) -> Result<Option<Vec<SongMetadata>>> {
+    let Some((tags, artists, years)) = arg else {
+        return Ok(None);
+    };
+    ensure!(
+        tags.len() == artists.len() && tags.len() == years.len(),
+        "metadata fields differ in length: {} tag lists, {} artists, {} years",
+        tags.len(),
+        artists.len(),
+        years.len()
+    );
+    let mut out = Vec::with_capacity(tags.len());
+    for (i, ((tags, artist), year)) in tags.into_iter().zip(artists).zip(years).enumerate() {
+        let year = match year {
+            Some(y) => {
+                Some(i32::try_from(y).map_err(|_| Error::invalid(format!("song {i}: year {y} is out of range")))?)
+            }
+            None => None,
+        };
+        out.push(SongMetadata { tags, artist, year });
+    }
+    Ok(Some(out))
+}
+
+/// Borrowed song arrays plus their owned metadata, checked for a common song count.
+struct SongArgs<'a> {
+    spectrograms: Option<(&'a [f32], usize, usize)>,
+    metadata: Option<Vec<SongMetadata>>,
+    targets: Option<(&'a [f32], usize)>,
+    n: usize,
+}
+
+impl<'a> SongArgs<'a> {
+    fn new(
+        spectrograms: &'a Option<PyReadonlyArray3<'_, f32>>,
+        metadata_arg: Option<MetadataArg>,
+        targets: &'a Option<PyReadonlyArray2<'_, f32>>,
+    ) -> Result<Self> {
+        let spec = match spectrograms {
+            Some(a) => {
+                let s = a.shape();
+                let data = a
+                    .as_slice()
+                    .map_err(|_| Error::invalid("spectrograms must be a C-contiguous float32 array"))?;
+                Some((data, s[1], s[2], s[0]))
+            }
+            None => None,
+        };
+        let tgt = match targets {
+            Some(a) => {
+                let s = a.shape();
+                let data = a
+                    .as_slice()
+                    .map_err(|_| Error::invalid("targets must be a C-contiguous float32 array"))?;
+                Some((data, s[1], s[0]))
+            }
+            None => None,
+        };
+        let meta = metadata(metadata_arg)?;
+        let counts: Vec<(&str, usize)> = [
+            spec.map(|s| ("spectrograms", s.3)),
+            meta.as_ref().map(|m| ("metadata", m.len())),
+            tgt.map(|t| ("targets", t.2)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        ensure!(!counts.is_empty(), "give spectrograms, metadata or both");
+        let n = counts[0].1;
+        ensure!(
+            counts.iter().all(|&(_, c)| c == n),
+            "inputs disagree on the number of songs: {}",
+            counts
+                .iter()
+                .map(|(k, c)| format!("{k} {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(SongArgs {
+            spectrograms: spec.map(|(d, m, t, _)| (d, m, t)),
+            metadata: meta,
+            targets: tgt.map(|(d, k, _)| (d, k)),
+            n,
+        })
+    }
+
+    fn songs(&self) -> Songs<'_> {
+        Songs {
+            n: self.n,
+            spectrograms: self.spectrograms.map(|s| s.0),
+            n_mels: self.spectrograms.map_or(0, |s| s.1),
+            n_frames: self.spectrograms.map_or(0, |s| s.2),
+            metadata: self.metadata.as_deref(),
+            targets: self.targets.map(|t| t.0),
+            n_factors: self.targets.map_or(0, |t| t.1),
+        }
+    }
+}
+
+#[pyclass(module = "musrec._musrec", name = "FusionCore")]
+pub struct FusionCore {
+    inner: FusionModel,
+}
+
+#[pymethods]
+impl FusionCore {
+    /// `net_json`, `train_json` and `metadata_json` are JSON objects of settings that
+    /// replace the defaults.
+    #[new]
+    fn new(kind: &str, net_json: &str, train_json: &str, metadata_json: &str) -> PyResult<Self> {
+        let kind = ModelKind::parse(kind)?;
+        let template = with_overrides(NetConfig::new(kind, 1, 1, 1), net_json, "network")?;
+        ensure!(template.kind == kind, "kind is given twice");
+        let train = with_overrides(TrainConfig::default(), train_json, "training")?;
+        let options = with_overrides(MetadataOptions::default(), metadata_json, "metadata")?;
+        Ok(FusionCore {
+            inner: FusionModel::new(template, train, options)?,
+        })
+    }
+
+    /// Train; returns the exception that stopped it early (Ctrl-C, callback) or None.
+    #[pyo3(signature = (spectrograms, metadata, targets, val_spectrograms=None, val_metadata=None,
+        val_targets=None, val_fraction=None, checkpoint=None, resume=false, num_threads=0, callback=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn fit(
+        &mut self,
+        py: Python<'_>,
+        spectrograms: Option<PyReadonlyArray3<'_, f32>>,
+        metadata: Option<MetadataArg>,
+        targets: Option<PyReadonlyArray2<'_, f32>>,
+        val_spectrograms: Option<PyReadonlyArray3<'_, f32>>,
+        val_metadata: Option<MetadataArg>,
+        val_targets: Option<PyReadonlyArray2<'_, f32>>,
+        val_fraction: Option<f64>,
+        checkpoint: Option<PathBuf>,
+        resume: bool,
+        num_threads: usize,
+        callback: Option<Py<PyAny>>,
+    ) -> PyResult<Option<Py<PyBaseException>>> {
+        let train = SongArgs::new(&spectrograms, metadata, &targets)?;
+        let held_out = if val_targets.is_some() {
+            Some(SongArgs::new(&val_spectrograms, val_metadata, &val_targets)?)
+        } else {
+            None
+        };
+        let threads = Threads::new(num_threads)?;
+        let model = &mut self.inner;
+        let (result, raised) = detach_with_progress(py, callback, |progress| {
+            let validation = match (&held_out, val_fraction) {
+                (Some(v), _) => Validation::Songs(v.songs()),
+                (None, Some(f)) => Validation::Fraction(f),
+                (None, None) => Validation::None,
+            };
+            model.fit(
+                &train.songs(),
+                validation,
+                checkpoint.as_deref(),
+                resume,
+                &threads,
+                progress,
+            )
+        });
+        match (result, raised) {
+            (Err(Error::Interrupted), Some(e)) => Ok(Some(e.into_value(py))),
+            (result, _) => {
+                result?;
+                Ok(None)
+            }
+        }
+    }
+
+    #[pyo3(signature = (spectrograms, metadata, batch_size=256, num_threads=0))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        spectrograms: Option<PyReadonlyArray3<'py, f32>>,
+        metadata: Option<MetadataArg>,
+        batch_size: usize,
+        num_threads: usize,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let songs = SongArgs::new(&spectrograms, metadata, &None)?;
+        let threads = Threads::new(num_threads)?;
+        let model = &self.inner;
+        let out = py.detach(|| model.predict(&songs.songs(), batch_size, &threads))?;
+        let d = out.len() / songs.n.max(1);
+        matrix(py, out, songs.n, d)
+    }
+
+    #[pyo3(signature = (spectrograms, metadata, targets, batch_size=256, num_threads=0))]
+    fn score(
+        &self,
+        py: Python<'_>,
+        spectrograms: Option<PyReadonlyArray3<'_, f32>>,
+        metadata: Option<MetadataArg>,
+        targets: PyReadonlyArray2<'_, f32>,
+        batch_size: usize,
+        num_threads: usize,
+    ) -> PyResult<f64> {
+        let targets = Some(targets);
+        let songs = SongArgs::new(&spectrograms, metadata, &targets)?;
+        let threads = Threads::new(num_threads)?;
+        let model = &self.inner;
+        Ok(py.detach(|| model.score(&songs.songs(), batch_size, &threads))?)
+    }
+
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let model = &self.inner;
+        Ok(py.detach(|| model.save(&path))?)
+    }
+
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = py.detach(|| FusionModel::load(&path))?;
+        Ok(FusionCore { inner })
+    }
+
+    /// Network, training and metadata settings with the fitted vocabularies, as JSON.
+    fn spec_json(&self) -> PyResult<String> {
+        let value = match &self.inner.fitted {
+            Some(f) => serde_json::to_string(&f.spec),
+            None => serde_json::to_string(&serde_json::json!({
+                "net": &self.inner.template,
+                "train": &self.inner.train_config,
+                "metadata_options": &self.inner.metadata_options,
+            })),
+        };
+        Ok(value.map_err(|e| Error::invalid(e.to_string()))?)
+    }
+
+    /// (train_loss, validation_loss, epochs_done, best_epoch or None, stopped_early).
+    fn training_state(&self) -> (Vec<f64>, Vec<f64>, usize, Option<usize>, bool) {
+        match &self.inner.fitted {
+            Some(f) => (
+                f.state.history.train_loss.clone(),
+                f.state.history.validation_loss.clone(),
+                f.state.epochs_done,
+                f.state.best_epoch,
+                f.state.stopped_early,
+            ),
+            None => (Vec::new(), Vec::new(), 0, None, false),
+        }
+    }
+
+    fn is_fitted(&self) -> bool {
+        self.inner.fitted.is_some()
+    }
+
+    fn n_parameters(&self) -> usize {
+        self.inner.fitted.as_ref().map_or(0, |f| f.net.params.n_parameters())
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<FusionCore>()?;
+    Ok(())
+}
