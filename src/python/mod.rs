@@ -4,6 +4,7 @@
 mod audio;
 mod convert;
 mod data;
+mod datasets;
 mod errors;
 mod wmf;
 
@@ -16,5 +17,6 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     wmf::register(m)?;
     audio::register(m)?;
     data::register(m)?;
+    datasets::register(m)?;
     Ok(())
 }
