@@ -395,3 +395,23 @@ def test_world_config_errors_are_clear(tmp_path):
     cfg = musrec.synthetic.world_config("paper")
     assert (cfg["listening"]["n_users"], cfg["listening"]["n_songs"]) == (10_000, 50_000)
     assert json.dumps(cfg)
+
+
+def test_world_progress_counts_audio_files_and_can_be_stopped(tmp_path):
+    seen = []
+
+    def stop(done, total, _):
+        seen.append((done, total))
+        if done >= 64:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        musrec.synthetic.write_world(
+            tmp_path, preset="tiny", seed=1, sample_rate=8000, duration=0.5, show_progress=False, callback=stop
+        )
+    # The total is the number of songs with audio, and what was written is whole.
+    assert seen[0][0] == 0 and seen[0][1] < 400
+    written = sorted((tmp_path / "audio").glob("*.wav"))
+    assert len(written) == 64 and not list((tmp_path / "audio").glob(".*"))
+    y, sr = musrec.audio.load(written[-1], sr=None)
+    assert (len(y), sr) == (4000, 8000)

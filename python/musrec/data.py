@@ -61,19 +61,6 @@ def _bytes_bar(desc: str, show: bool) -> Any:
     return bar
 
 
-def _bytes_callback(bar: Any, user_callback: Callback | None) -> Callback:
-    """Progress in bytes: the total is only known once the core reports it."""
-    inner = _progress.callback(bar, user_callback)
-
-    def report(done: int, total: int, loss: Any) -> None:
-        if hasattr(bar, "total") and bar.total != total:
-            bar.total = total
-            bar.refresh()
-        inner(done, total, loss)
-
-    return report
-
-
 @dataclass
 class Triplets:
     """A Taste Profile file as a users x songs matrix (float32 play counts)."""
@@ -101,7 +88,7 @@ def read_triplets(
     bar = _bytes_bar("triplets", show_progress)
     try:
         plays, users, songs, report = _musrec.read_triplets(
-            os.fspath(path), strict=strict, callback=_bytes_callback(bar, callback)
+            os.fspath(path), strict=strict, callback=_progress.callback_with_total(bar, callback)
         )
     finally:
         bar.close()
@@ -247,7 +234,8 @@ def load(
     }
     bar = _bytes_bar("triplets", show_progress)
     try:
-        out = _musrec.load_dataset(os.fspath(path), json.dumps(options), callback=_bytes_callback(bar, callback))
+        report = _progress.callback_with_total(bar, callback)
+        out = _musrec.load_dataset(os.fspath(path), json.dumps(options), callback=report)
     finally:
         bar.close()
     s = out["songs"]

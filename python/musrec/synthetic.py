@@ -140,9 +140,8 @@ def write_world(
     n_songs = config["listening"]["n_songs"]
     bar = _progress.bar(n_songs, "audio", show_progress)
     try:
-        summary = _musrec.write_world(
-            os.fspath(path), json.dumps(config), num_threads=num_threads, callback=_progress.callback(bar, callback)
-        )
+        report = _progress.callback_with_total(bar, callback)
+        summary = _musrec.write_world(os.fspath(path), json.dumps(config), num_threads=num_threads, callback=report)
     finally:
         bar.close()
     return json.loads(summary)
