@@ -9,8 +9,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Write `path` atomically with whatever `write` produces.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+/// Where `path` is written before the rename: a hidden file in the same directory (so the
+/// rename is atomic), which must exist.
+pub fn temp_sibling(path: &Path) -> Result<PathBuf> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -21,7 +22,12 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::
     let name = path
         .file_name()
         .ok_or_else(|| Error::invalid(format!("not a file path: {}", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    Ok(dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id())))
+}
+
+/// Write `path` atomically with whatever `write` produces.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let tmp = temp_sibling(path)?;
     let result = (|| {
         let file = File::create(&tmp)?;
         let mut out = BufWriter::new(file);

@@ -8,6 +8,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod audio;
+pub mod data;
 pub mod error;
 pub mod io;
 pub mod kernels;

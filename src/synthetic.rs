@@ -15,6 +15,9 @@
 //! draws that come from global popularity (exploration); the play count is a zeta (discrete
 //! power-law) draw, mostly 1, whose tail grows with the user's affinity to the song.
 
+pub mod sound;
+pub mod world;
+
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::sparse::Csr;

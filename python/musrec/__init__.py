@@ -2,7 +2,9 @@
 
 Stage 1 of the two-stage recommender: :class:`WMF` (implicit-feedback ALS) turns a users x
 songs play-count matrix into user and song vectors; :mod:`musrec.metrics` evaluates Top-N
-rankings on a held-out split; :mod:`musrec.synthetic` generates the embedded default data.
+rankings on a held-out split; :mod:`musrec.synthetic` generates the embedded default data
+(in memory, or written to disk in the real formats); :mod:`musrec.data` reads the real
+datasets (Taste Profile, MSD metadata, Last.fm tags, audio previews) and de-sparsifies them.
 Stage 2's audio front end: :mod:`musrec.audio` (decoding, resampling, log-Mel like librosa),
 and :class:`FusionModel`, the network that predicts a song's WMF vector from its audio and
 metadata (the paper's fusion model and its four baselines).
@@ -16,9 +18,9 @@ import os
 # step spent spinning on 2 cores). Parallel work goes through musrec's pool instead.
 os.environ.setdefault("CANDLE_NUM_THREADS", "1")
 
-from . import audio, metrics, synthetic  # noqa: E402
+from . import audio, data, metrics, synthetic  # noqa: E402
 from ._musrec import FormatError, MusrecError, __version__  # noqa: E402
 from .fusion import FusionModel  # noqa: E402
 from .wmf import WMF  # noqa: E402
 
-__all__ = ["WMF", "FusionModel", "audio", "metrics", "synthetic", "MusrecError", "FormatError", "__version__"]
+__all__ = ["WMF", "FusionModel", "audio", "data", "metrics", "synthetic", "MusrecError", "FormatError", "__version__"]

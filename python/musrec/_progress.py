@@ -44,3 +44,17 @@ def callback(progress: Any, user_callback: Any | None = None) -> Any:
             user_callback(done, total, loss)
 
     return report
+
+
+def callback_with_total(progress: Any, user_callback: Any | None = None) -> Any:
+    """:func:`callback` for work whose total only the core knows (bytes of a file, the
+    songs that get audio): the bar adopts the total of each report."""
+    inner = callback(progress, user_callback)
+
+    def report(done: int, total: int, loss: float | None) -> None:
+        if hasattr(progress, "total") and progress.total != total:
+            progress.total = total
+            progress.refresh()
+        inner(done, total, loss)
+
+    return report

@@ -2,21 +2,29 @@
 
 Songs belong to genres and carry a latent *style* vector; users have tastes in the same
 style space; listening follows taste (and long-tailed song popularity), and play counts
-are mostly 1 with a heavy tail, like the Echo Nest Taste Profile. Later stages attach audio
-and metadata generated from the same styles.
+are mostly 1 with a heavy tail, like the Echo Nest Taste Profile.
+
+:func:`listening` gives the play counts in memory. :func:`write_world` writes a whole world
+to disk in the real datasets' formats (triplets, MSD metadata SQLite, Last.fm tags SQLite,
+``unique_tracks.txt``, one audio file per track), readable by :func:`musrec.data.load`. The
+audio renders the first three quarters of the style dimensions, the metadata (artist, tags,
+year) the last three quarters, each with per-song noise: content predicts listening only
+partly, and audio and metadata each carry signal the other lacks.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from . import _musrec
+from . import _musrec, _progress
 
-__all__ = ["Listening", "listening"]
+__all__ = ["Listening", "listening", "load_truth", "world_config", "write_world"]
 
 
 @dataclass
@@ -77,3 +85,78 @@ def listening(
         user_taste=out["user_taste"],
         genre_centre=out["genre_centre"],
     )
+
+
+def world_config(preset: str = "tiny", **overrides: Any) -> dict:
+    """The configuration of a world preset (``"tiny"``: 300 users x 400 songs, seconds;
+    ``"small"``: 2,000 x 5,000; ``"paper"``: 10,000 x 50,000), with ``overrides`` applied.
+
+    Listening keys (``n_users``, ``n_songs``, ``mean_songs_per_user``, ``n_genres``,
+    ``style_dim``, ``taste_strength``, ``popularity_exponent``, ``seed``) go to the listening
+    part; the others (``sample_rate``, ``duration``, ``audio_format``, ``nested_audio``,
+    ``songs_per_artist``, ``content_noise``, ``share_without_track``, ``share_without_audio``,
+    ``share_second_track``, ``share_without_tags``, ``share_unknown_year``) to the files.
+    """
+    config = json.loads(_musrec.world_preset(preset))
+    for key, value in overrides.items():
+        if key in config["listening"]:
+            config["listening"][key] = value
+        elif key in config:
+            config[key] = value
+        else:
+            known = sorted([*config["listening"], *(k for k in config if k != "listening")])
+            raise ValueError(f"unknown world setting {key!r}; expected one of {known}")
+    if config["audio_format"] != "wav":
+        raise ValueError(
+            f"audio_format {config['audio_format']!r} is not written: only 'wav' has an encoder in pure Rust "
+            "(the loaders read MP3, FLAC and Ogg Vorbis)"
+        )
+    return config
+
+
+def write_world(
+    path: str | os.PathLike,
+    preset: str = "tiny",
+    seed: int = 0,
+    num_threads: int = 0,
+    show_progress: bool = True,
+    callback: Callable[[int, int, Any], None] | None = None,
+    **overrides: Any,
+) -> dict:
+    """Write a synthetic world into directory ``path`` in the real datasets' formats.
+
+    Files: ``train_triplets.txt``, ``track_metadata.db``, ``unique_tracks.txt``,
+    ``lastfm_tags.db``, ``audio/<track_id>.wav`` (mono 16-bit, ``duration`` seconds at
+    ``sample_rate``), and the ground truth ``world.json`` / ``world.safetensors`` (see
+    :func:`load_truth`). Planted like real data: a few songs without a track, some tracks
+    without audio, some songs with a duplicate track, tracks without tags, unknown years.
+    Deterministic for ``seed`` (independent of ``num_threads``). Audio renders in parallel
+    with a progress bar; Ctrl-C stops it (files already written stay valid). Returns a
+    summary of what was written and planted.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    config = world_config(preset, seed=int(seed), **overrides)
+    n_songs = config["listening"]["n_songs"]
+    bar = _progress.bar(n_songs, "audio", show_progress)
+    try:
+        report = _progress.callback_with_total(bar, callback)
+        summary = _musrec.write_world(os.fspath(path), json.dumps(config), num_threads=num_threads, callback=report)
+    finally:
+        bar.close()
+    return json.loads(summary)
+
+
+def load_truth(path: str | os.PathLike) -> dict:
+    """The ground truth of a world written by :func:`write_world`.
+
+    ``world.json`` (config, ids, planted flags, per-song genre / artist / year, which style
+    dimensions the audio and the metadata render) merged with the arrays of
+    ``world.safetensors``: ``song_style``, ``user_taste``, ``genre_centre``,
+    ``song_popularity`` and ``sound_params`` (the twelve audible qualities of each song).
+    """
+    path = os.fspath(path)
+    with open(os.path.join(path, "world.json"), encoding="utf-8") as f:
+        truth = json.load(f)
+    truth.update(_musrec.read_tensors(os.path.join(path, "world.safetensors")))
+    return truth

@@ -7,6 +7,7 @@
 
 pub mod clip;
 pub mod decode;
+pub mod encode;
 pub mod extract;
 pub mod features;
 pub mod mel;

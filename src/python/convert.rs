@@ -3,9 +3,9 @@
 
 use crate::error::{Error, Result};
 use crate::parallel::Step;
-use crate::sparse::CsrRef;
+use crate::sparse::{Csr, CsrRef};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 /// A scipy CSR matrix as the Python wrappers pass it: (indptr int64, indices int32,
@@ -17,6 +17,26 @@ pub type CsrArgs<'py> = (
     usize,
     usize,
 );
+
+/// A CSR matrix on its way out to Python: the same five parts, as numpy arrays.
+pub type CsrOut<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i32>>,
+    Bound<'py, PyArray1<f32>>,
+    usize,
+    usize,
+);
+
+/// Move `m`'s arrays into numpy (no copies).
+pub fn csr_out(py: Python<'_>, m: Csr) -> CsrOut<'_> {
+    (
+        m.indptr.into_pyarray(py),
+        m.indices.into_pyarray(py),
+        m.data.into_pyarray(py),
+        m.n_rows,
+        m.n_cols,
+    )
+}
 
 pub fn csr<'a>(args: &'a CsrArgs<'_>) -> Result<CsrRef<'a>> {
     CsrRef::new(

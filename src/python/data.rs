@@ -1,34 +1,15 @@
 //! Python bindings of the synthetic data, the train/test split and the ranking metrics.
 
-use super::convert::{CsrArgs, csr, matrix, slice2};
+use super::convert::{CsrArgs, CsrOut, csr, csr_out, matrix, slice2};
 use crate::ensure;
 use crate::error::Error;
 use crate::metrics::{self, RankingMetrics};
 use crate::parallel::Threads;
-use crate::sparse::Csr;
 use crate::split;
 use crate::synthetic::{self, WorldConfig};
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-
-type CsrOut<'py> = (
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<i32>>,
-    Bound<'py, PyArray1<f32>>,
-    usize,
-    usize,
-);
-
-fn csr_out(py: Python<'_>, m: Csr) -> CsrOut<'_> {
-    (
-        m.indptr.into_pyarray(py),
-        m.indices.into_pyarray(py),
-        m.data.into_pyarray(py),
-        m.n_rows,
-        m.n_cols,
-    )
-}
 
 fn metrics_dict<'py>(py: Python<'py>, m: RankingMetrics) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);

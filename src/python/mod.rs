@@ -4,6 +4,7 @@
 mod audio;
 mod convert;
 mod data;
+mod datasets;
 mod errors;
 mod nn;
 mod wmf;
@@ -18,5 +19,6 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     audio::register(m)?;
     data::register(m)?;
     nn::register(m)?;
+    datasets::register(m)?;
     Ok(())
 }

@@ -1,0 +1,217 @@
+//! Python bindings of the real-format loaders (`data/`) and the synthetic world writer.
+//! Reports cross as JSON strings (the Python side turns them into dicts).
+
+use super::convert::{CsrArgs, CsrOut, csr, csr_out, detach_with_progress, slice1};
+use crate::data::dataset::{self, LoadOptions};
+use crate::data::desparsify::desparsify as desparsify_core;
+use crate::data::join::SongTable;
+use crate::data::{audio_index, metadata, tags, triplets, unique_tracks};
+use crate::error::{Error, Result};
+use crate::io::load_tensors;
+use crate::parallel::Threads;
+use crate::sparse::Csr;
+use crate::synthetic::world::{self, WorldFilesConfig};
+use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::{IntoPyArray, PyReadonlyArray1};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::path::PathBuf;
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::invalid(format!("cannot serialise a report: {e}")))
+}
+
+/// The exception a progress callback raised (or Ctrl-C) wins over the core's `Interrupted`.
+fn finish<T>(result: Result<T>, raised: Option<PyErr>) -> PyResult<T> {
+    match (result, raised) {
+        (Err(_), Some(err)) => Err(err),
+        (result, _) => Ok(result?),
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (path, strict=false, callback=None))]
+fn read_triplets<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    strict: bool,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(CsrOut<'py>, Vec<String>, Vec<String>, String)> {
+    let (result, raised) = detach_with_progress(py, callback, |progress| triplets::read(&path, strict, progress));
+    let t = finish(result, raised)?;
+    let report = json(&t.report)?;
+    Ok((csr_out(py, t.plays), t.user_ids, t.song_ids, report))
+}
+
+#[pyfunction]
+fn read_track_metadata<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let t = py.detach(|| metadata::read(&path))?;
+    let d = PyDict::new(py);
+    d.set_item("track_id", t.track_id)?;
+    d.set_item("title", t.title)?;
+    d.set_item("song_id", t.song_id)?;
+    d.set_item("release", t.release)?;
+    d.set_item("artist_id", t.artist_id)?;
+    d.set_item("artist_mbid", t.artist_mbid)?;
+    d.set_item("artist_name", t.artist_name)?;
+    d.set_item("duration", t.duration.into_pyarray(py))?;
+    d.set_item("artist_familiarity", t.artist_familiarity.into_pyarray(py))?;
+    d.set_item("artist_hotttnesss", t.artist_hotttnesss.into_pyarray(py))?;
+    d.set_item("year", t.year.into_pyarray(py))?;
+    d.set_item("report", json(&t.skipped)?)?;
+    Ok(d)
+}
+
+#[pyfunction]
+fn read_tags<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let t = py.detach(|| tags::read(&path))?;
+    let d = PyDict::new(py);
+    let report = json(&t.report)?;
+    let n_tags = t.tag_names.len();
+    let n_tracks = t.track_id.len();
+    let indices: Vec<i32> = t.tag.iter().map(|&g| g as i32).collect();
+    let matrix = Csr {
+        n_rows: n_tracks,
+        n_cols: n_tags,
+        indptr: t.indptr,
+        indices,
+        data: t.value,
+    };
+    d.set_item("track_id", t.track_id)?;
+    d.set_item("tag_names", t.tag_names)?;
+    d.set_item("matrix", csr_out(py, matrix))?;
+    d.set_item("report", report)?;
+    Ok(d)
+}
+
+#[pyfunction]
+fn read_unique_tracks<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let t = py.detach(|| unique_tracks::read(&path))?;
+    let d = PyDict::new(py);
+    d.set_item("report", json(&t.malformed)?)?;
+    d.set_item("track_id", t.track_id)?;
+    d.set_item("song_id", t.song_id)?;
+    d.set_item("artist_name", t.artist_name)?;
+    d.set_item("title", t.title)?;
+    Ok(d)
+}
+
+#[pyfunction]
+fn index_audio(py: Python<'_>, path: PathBuf) -> PyResult<(Vec<String>, Vec<PathBuf>, String)> {
+    let idx = py.detach(|| audio_index::index(&path))?;
+    let report = json(&idx.report)?;
+    Ok((idx.track_id, idx.path, report))
+}
+
+#[pyfunction]
+fn desparsify<'py>(
+    py: Python<'py>,
+    user_items: CsrArgs<'py>,
+    eligible: PyReadonlyArray1<'py, bool>,
+    n_users: usize,
+    n_songs: usize,
+    rounds: usize,
+) -> PyResult<(CsrOut<'py>, Vec<usize>, Vec<usize>, String)> {
+    let m = csr(&user_items)?;
+    let eligible = slice1(&eligible, "eligible")?;
+    let d = py.detach(|| desparsify_core(m, eligible, n_users, n_songs, rounds))?;
+    let report = json(&d.report)?;
+    Ok((csr_out(py, d.plays), d.users, d.songs, report))
+}
+
+fn song_table<'py>(py: Python<'py>, t: SongTable) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let n_tags = t.tag_names.len();
+    let n_songs = t.song_id.len();
+    let tag_matrix = Csr {
+        n_rows: n_songs,
+        n_cols: n_tags,
+        indptr: t.tag_indptr,
+        indices: t.tag.iter().map(|&g| g as i32).collect(),
+        data: t.tag_value,
+    };
+    d.set_item("song_id", t.song_id)?;
+    d.set_item("track_id", t.track_id)?;
+    d.set_item("audio_path", t.audio_path)?;
+    d.set_item("artist_id", t.artist_id)?;
+    d.set_item("artist_name", t.artist_name)?;
+    d.set_item("title", t.title)?;
+    d.set_item("release", t.release)?;
+    d.set_item("year", t.year.into_pyarray(py))?;
+    d.set_item("duration", t.duration.into_pyarray(py))?;
+    d.set_item("tag_names", t.tag_names)?;
+    d.set_item("tags", csr_out(py, tag_matrix))?;
+    Ok(d)
+}
+
+/// Load a dataset directory; `options_json` is a serialised `LoadOptions`.
+#[pyfunction]
+#[pyo3(signature = (path, options_json, callback=None))]
+fn load_dataset<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    options_json: &str,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let options: LoadOptions =
+        serde_json::from_str(options_json).map_err(|e| Error::invalid(format!("bad load options: {e}")))?;
+    let (result, raised) = detach_with_progress(py, callback, |progress| dataset::load(&path, &options, progress));
+    let data = finish(result, raised)?;
+    let d = PyDict::new(py);
+    d.set_item("plays", csr_out(py, data.plays))?;
+    d.set_item("user_ids", data.user_ids)?;
+    d.set_item("songs", song_table(py, data.songs)?)?;
+    d.set_item("report", json(&data.report)?)?;
+    Ok(d)
+}
+
+/// The JSON of a world preset ("tiny", "small", "paper").
+#[pyfunction]
+fn world_preset(name: &str) -> PyResult<String> {
+    Ok(json(&WorldFilesConfig::preset(name)?)?)
+}
+
+/// Write a synthetic world into `path`; `config_json` is a serialised `WorldFilesConfig`.
+#[pyfunction]
+#[pyo3(signature = (path, config_json, num_threads=0, callback=None))]
+fn write_world(
+    py: Python<'_>,
+    path: PathBuf,
+    config_json: &str,
+    num_threads: usize,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    let cfg: WorldFilesConfig =
+        serde_json::from_str(config_json).map_err(|e| Error::invalid(format!("bad world config: {e}")))?;
+    let threads = Threads::new(num_threads)?;
+    let (result, raised) = detach_with_progress(py, callback, |progress| {
+        world::write_world(&path, &cfg, &threads, progress)
+    });
+    Ok(json(&finish(result, raised)?)?)
+}
+
+/// Every f32 tensor of a safetensors file, as numpy arrays of their shapes.
+#[pyfunction]
+fn read_tensors<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let (tensors, _) = py.detach(|| load_tensors(&path))?;
+    let d = PyDict::new(py);
+    for (name, t) in tensors {
+        let array = ArrayD::from_shape_vec(IxDyn(&t.shape), t.data).map_err(|e| Error::invalid(e.to_string()))?;
+        d.set_item(name, array.into_pyarray(py))?;
+    }
+    Ok(d)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(read_triplets, m)?)?;
+    m.add_function(wrap_pyfunction!(read_track_metadata, m)?)?;
+    m.add_function(wrap_pyfunction!(read_tags, m)?)?;
+    m.add_function(wrap_pyfunction!(read_unique_tracks, m)?)?;
+    m.add_function(wrap_pyfunction!(index_audio, m)?)?;
+    m.add_function(wrap_pyfunction!(desparsify, m)?)?;
+    m.add_function(wrap_pyfunction!(load_dataset, m)?)?;
+    m.add_function(wrap_pyfunction!(world_preset, m)?)?;
+    m.add_function(wrap_pyfunction!(write_world, m)?)?;
+    m.add_function(wrap_pyfunction!(read_tensors, m)?)?;
+    Ok(())
+}
