@@ -47,6 +47,16 @@ pub struct Step {
 /// [`Error::Interrupted`]) stops the work cleanly, keeping what was computed so far.
 pub type Progress<'a> = &'a mut dyn FnMut(Step) -> Result<()>;
 
+/// Report `step`: `Ok(false)` when the sink asked to stop ([`Error::Interrupted`], e.g. Ctrl-C),
+/// so the caller can keep what it has; other errors pass through.
+pub fn keep_going(progress: Progress<'_>, step: Step) -> Result<bool> {
+    match progress(step) {
+        Ok(()) => Ok(true),
+        Err(Error::Interrupted) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// A progress sink that never stops anything, for callers that do not watch.
 pub fn ignore_progress(_: Step) -> Result<()> {
     Ok(())

@@ -12,3 +12,5 @@ pub mod features;
 pub mod mel;
 pub mod resample;
 pub mod spectrum;
+#[cfg(test)]
+pub(crate) mod test_files;
