@@ -236,6 +236,20 @@ impl FeatureCache {
         let row = self.n_mels * self.frames;
         let mut buffer = vec![0f32; CHUNK.min(misses.len()) * row];
         let mut done = n - misses.len();
+        // The hits at once, so a progress bar moves (and Ctrl-C is seen) before the first chunk.
+        if done > 0
+            && !keep_going(
+                &mut *progress,
+                Step {
+                    done,
+                    total: n,
+                    loss: None,
+                },
+            )?
+        {
+            batch.interrupted = true;
+            misses.clear();
+        }
         for chunk in misses.chunks(CHUNK) {
             let chunk_paths: Vec<&Path> = chunk.iter().map(|&i| paths[i].as_path()).collect();
             let rows = &mut buffer[..chunk.len() * row];
@@ -575,7 +589,15 @@ mod tests {
         );
         assert_eq!(all_rows(&first), direct.features);
 
-        let (_, second) = run(&root, &cfg(), &paths);
+        let mut steps = Vec::new();
+        let mut record = |step: Step| {
+            steps.push(step.done);
+            Ok(())
+        };
+        let mut cache = FeatureCache::open(&root, &cfg()).unwrap();
+        let second = cache.extract(&paths, &Threads::new(2).unwrap(), &mut record).unwrap();
+        // The hits are reported at once, then the chunk of misses.
+        assert_eq!(steps, [n - 2, n]);
         // Only the two failures are tried again.
         assert_eq!(second.extracted, 2);
         assert_eq!(second.cached[..n - 2], vec![true; n - 2][..]);
