@@ -311,3 +311,20 @@ def test_feature_cache_per_config_and_damaged_shards(tmp_path):
     result = reopened.extract(paths, show_progress=False)
     assert result.extracted == 5 and not result.cached.any()
     np.testing.assert_array_equal(result.to_array(), reference)
+
+
+def test_feature_cache_refuses_reentrant_use_instead_of_deadlocking(tmp_path):
+    paths = tones(tmp_path, 2)
+    cache = audio.FeatureCache(tmp_path / "cache", CACHE_CFG)
+    seen = []
+
+    def callback(done, total, loss):
+        seen.append(done)
+        len(cache)  # the cache is mid-extract on this very thread
+
+    with pytest.raises(RuntimeError, match="busy"):
+        cache.extract(paths, show_progress=False, callback=callback)
+    assert seen == [4]
+    # The chunk finished before the callback stays cached, and the object is usable again.
+    assert len(cache) == 2
+    assert cache.extract(paths, show_progress=False).cached.tolist() == [True, True, False, False]

@@ -356,7 +356,9 @@ class FeatureCache:
     the excerpt); otherwise it is extracted and a new shard written, atomically under a
     unique name, so several processes can fill one cache at once. Failed files are not
     stored. Shards found damaged on opening are deleted (listed in ``removed``) and their
-    files extracted again.
+    files extracted again. One ``extract`` at a time per object: a second call from another
+    thread, or ``len(cache)`` from the progress callback, raises RuntimeError (open one
+    FeatureCache per thread; they can share the directory).
     """
 
     def __init__(self, directory: str | os.PathLike, config: FeatureConfig | None = None) -> None:

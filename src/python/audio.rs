@@ -14,12 +14,12 @@ use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::PyBaseException;
+use pyo3::exceptions::{PyBaseException, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rayon::prelude::*;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
@@ -226,17 +226,26 @@ fn audio_extract<'py>(
     ))
 }
 
-/// The on-disk cache of one feature configuration (see `audio::cache`). The lock lets two
-/// Python threads share one cache object; the second waits for the first's batch.
+/// The on-disk cache of one feature configuration (see `audio::cache`). One extract call at a
+/// time per object: a second one, from another thread or from the progress callback, raises
+/// RuntimeError rather than waiting on a lock the callback's own thread may hold.
 #[pyclass(frozen)]
 struct FeatureCache {
     inner: Mutex<Cache>,
+    dir: PathBuf,
+    removed: Vec<(PathBuf, String)>,
 }
 
 impl FeatureCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        // A panic cannot leave the index half-updated in a way reads would trip on.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> PyResult<MutexGuard<'_, Cache>> {
+        match self.inner.try_lock() {
+            Ok(guard) => Ok(guard),
+            // A panic cannot leave the index half-updated in a way reads would trip on.
+            Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
+                "this FeatureCache is busy with another extract call; use one FeatureCache per thread",
+            )),
+        }
     }
 }
 
@@ -247,6 +256,8 @@ impl FeatureCache {
         let cfg: FeatureConfig = parse(config_json, "feature configuration")?;
         let inner = py.detach(|| Cache::open(&root, &cfg))?;
         Ok(FeatureCache {
+            dir: inner.dir().to_path_buf(),
+            removed: inner.removed().to_vec(),
             inner: Mutex::new(inner),
         })
     }
@@ -254,17 +265,17 @@ impl FeatureCache {
     /// The configuration's directory, `<root>/<fingerprint>`.
     #[getter]
     fn path(&self) -> PathBuf {
-        self.lock().dir().to_path_buf()
+        self.dir.clone()
     }
 
     /// Invalid shards deleted on opening: (path, reason).
     #[getter]
     fn removed(&self) -> Vec<(PathBuf, String)> {
-        self.lock().removed().to_vec()
+        self.removed.clone()
     }
 
-    fn __len__(&self) -> usize {
-        self.lock().len()
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.lock()?.len())
     }
 
     /// (CachedFeatures, failures as dicts, exception or None), as audio_extract.
@@ -277,8 +288,10 @@ impl FeatureCache {
         callback: Option<Py<PyAny>>,
     ) -> PyResult<CacheBatch<'py>> {
         let threads = Threads::new(num_threads)?;
-        let (result, raised) =
-            detach_with_progress(py, callback, |progress| self.lock().extract(&paths, &threads, progress));
+        let mut guard = self.lock()?;
+        let cache: &mut Cache = &mut guard;
+        let (result, raised) = detach_with_progress(py, callback, |progress| cache.extract(&paths, &threads, progress));
+        drop(guard);
         let batch = result?;
         let failures = failure_dicts(py, &batch.failures)?;
         Ok((
