@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Where `path` is written before the rename: a hidden file in the same directory (so the
 /// rename is atomic), which must exist.
@@ -22,7 +23,15 @@ pub fn temp_sibling(path: &Path) -> Result<PathBuf> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::invalid(format!("not a file path: {}", path.display())))?;
-    Ok(dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id())))
+    // Unique per process and per write, so concurrent writers (processes or threads) of the
+    // same target never share a temporary file; the last rename wins whole.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    Ok(dir.join(format!(
+        ".{}.tmp-{}-{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    )))
 }
 
 /// Write `path` atomically with whatever `write` produces.

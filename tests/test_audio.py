@@ -3,6 +3,7 @@ arrays from tests/fixtures/make_librosa_fixtures.py, so librosa is not needed he
 decoding of real files, batch extraction and its failure reports."""
 
 import json
+import os
 import pathlib
 import shutil
 import wave
@@ -217,3 +218,113 @@ def test_log_mel_batch_equals_single_clips():
     assert batch.shape == (5, 128, 47)
     for i in range(5):
         np.testing.assert_array_equal(batch[i], audio.log_mel(clips[i], cfg))
+
+
+def test_log_mel_rejects_non_finite_signals():
+    cfg = audio.FeatureConfig.paper()
+    y = np.zeros(8000, np.float32)
+    y[100] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        audio.log_mel(y, cfg)
+    with pytest.raises(ValueError, match="not finite"):
+        audio.log_mel(np.stack([np.zeros(8000, np.float32), y]), cfg)
+    with pytest.raises(TypeError, match="floating"):
+        audio.log_mel(np.zeros((2, 8000), np.int16), cfg)
+
+
+def tones(tmp_path, n, seconds=1.0, sr=8000):
+    """``n`` short WAVs, each a different tone, then a missing file and a corrupt one."""
+    t = np.arange(int(seconds * sr)) / sr
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"tone{i:02d}.wav"
+        write_wav(p, 0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t), sr)
+        paths.append(p)
+    return paths + [tmp_path / "missing.wav", AUDIO / "not_audio.mp3"]
+
+
+CACHE_CFG = audio.FeatureConfig.paper(clip_seconds=0.5, min_seconds=0.1)
+
+
+def test_extract_with_cache_dir_reads_the_second_pass_from_disk(tmp_path):
+    paths = tones(tmp_path, 5)
+    direct = audio.extract(paths, CACHE_CFG, show_progress=False)
+    assert not direct.cached.any()
+    first = audio.extract(paths, CACHE_CFG, show_progress=False, cache_dir=tmp_path / "cache")
+    second = audio.extract(paths, CACHE_CFG, show_progress=False, cache_dir=tmp_path / "cache")
+    assert first.cached.tolist() == [False] * 7
+    # Successes come back from the cache; failures are not cached and are tried again.
+    assert second.cached.tolist() == [True] * 5 + [False, False]
+    for r in (first, second):
+        np.testing.assert_array_equal(r.features, direct.features)
+        assert r.ok.tolist() == direct.ok.tolist()
+        assert [(f["index"], f["reason"]) for f in r.failures] == [(5, "missing"), (6, "corrupt")]
+
+
+def test_feature_cache_reads_rows_on_demand_and_notices_changes(tmp_path):
+    paths = tones(tmp_path, 4)
+    cache = audio.FeatureCache(tmp_path / "cache", CACHE_CFG)
+    assert len(cache) == 0 and cache.path.startswith(str(tmp_path / "cache"))
+    first = cache.extract(paths, show_progress=False)
+    assert len(cache) == 4 and first.extracted == 6 and first.shape == (6, 128, 8)
+    everything = first.to_array()
+    assert everything.shape == (6, 128, 8) and not everything[4:].any()
+    np.testing.assert_array_equal(first[1], everything[1])
+    np.testing.assert_array_equal(first[-3], everything[3])
+    np.testing.assert_array_equal(first[[3, 0]], everything[[3, 0]])
+    np.testing.assert_array_equal(first[first.ok], everything[:4])
+    np.testing.assert_array_equal(first[1:5:2], everything[1:5:2])
+    batches = list(first.iter_batches(4))
+    assert [start for start, _ in batches] == [0, 4]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in batches]), everything)
+    with pytest.raises(IndexError):
+        first[6]
+    with pytest.raises(IndexError):
+        first[[0, 9]]
+
+    # A file rewritten with new content and a new modification time is extracted again.
+    t = np.arange(8000) / 8000
+    write_wav(paths[2], 0.3 * np.sin(2 * np.pi * 1000 * t), 8000)
+    stat = paths[2].stat()
+    os.utime(paths[2], ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    again = audio.FeatureCache(tmp_path / "cache", CACHE_CFG).extract(paths, show_progress=False)
+    assert again.cached.tolist() == [True, True, False, True, False, False]
+    assert again.extracted == 3
+    np.testing.assert_array_equal(again[[0, 1, 3]], everything[[0, 1, 3]])
+    assert not np.array_equal(again[2], everything[2])
+
+
+def test_feature_cache_per_config_and_damaged_shards(tmp_path):
+    paths = tones(tmp_path, 3)
+    root = tmp_path / "cache"
+    a = audio.FeatureCache(root, CACHE_CFG)
+    reference = a.extract(paths, show_progress=False).to_array()
+    b = audio.FeatureCache(root, CACHE_CFG.replace(n_mels=64))
+    assert b.path != a.path and len(b) == 0
+    assert json.loads((pathlib.Path(a.path) / "config.json").read_text()) == CACHE_CFG.values
+    # A shard overwritten with garbage is removed on opening and its files extracted again.
+    shards = list((pathlib.Path(a.path) / "shards").glob("*.safetensors"))
+    assert len(shards) == 1
+    shards[0].write_bytes(b"\x00" * 100)
+    reopened = audio.FeatureCache(root, CACHE_CFG)
+    assert [p for p, _ in reopened.removed] == [str(shards[0])] and len(reopened) == 0
+    result = reopened.extract(paths, show_progress=False)
+    assert result.extracted == 5 and not result.cached.any()
+    np.testing.assert_array_equal(result.to_array(), reference)
+
+
+def test_feature_cache_refuses_reentrant_use_instead_of_deadlocking(tmp_path):
+    paths = tones(tmp_path, 2)
+    cache = audio.FeatureCache(tmp_path / "cache", CACHE_CFG)
+    seen = []
+
+    def callback(done, total, loss):
+        seen.append(done)
+        len(cache)  # the cache is mid-extract on this very thread
+
+    with pytest.raises(RuntimeError, match="busy"):
+        cache.extract(paths, show_progress=False, callback=callback)
+    assert seen == [4]
+    # The chunk finished before the callback stays cached, and the object is usable again.
+    assert len(cache) == 2
+    assert cache.extract(paths, show_progress=False).cached.tolist() == [True, True, False, False]

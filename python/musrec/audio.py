@@ -6,7 +6,8 @@ and resamples with a band-limited (windowed-sinc) filter. ``melspectrogram``,
 librosa 0.11 to float32 precision (tests compare against reference arrays made by
 ``tests/fixtures/make_librosa_fixtures.py``). ``extract`` turns many files into one
 (files, n_mels, frames) array in parallel with the GIL released, reporting the files that
-failed instead of stopping.
+failed instead of stopping; ``FeatureCache`` keeps those features on disk so a second pass
+only reads them back, for directories of any size.
 
 Defaults follow librosa: Slaney Mel scale and area normalisation, periodic windows,
 zero (``"constant"``) padding for ``center=True``, ``power_to_db(ref=1.0, amin=1e-10,
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Callable
 
 import numpy as np
@@ -36,6 +38,8 @@ __all__ = [
     "stft_power",
     "log_mel",
     "extract",
+    "FeatureCache",
+    "CachedFeatures",
 ]
 
 
@@ -77,10 +81,8 @@ def _signal(y: Any) -> np.ndarray:
         raise ValueError(f"y must be a 1-D (mono) signal, got shape {y.shape}")
     if not np.issubdtype(y.dtype, np.floating):
         raise TypeError(f"y must hold floating-point samples, got dtype {y.dtype}")
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    if not np.isfinite(y).all():
-        raise ValueError("y contains NaN or infinite samples")
-    return y
+    # NaN and infinities are rejected by the core, which scans the samples anyway.
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 def load(
@@ -195,7 +197,7 @@ class FeatureConfig:
 
     @classmethod
     def _preset(cls, name: str, **overrides: Any) -> FeatureConfig:
-        cfg = cls(json.loads(_musrec.feature_preset(name)))
+        cfg = cls(json.loads(_preset_json(name)))
         return cfg.replace(**overrides) if overrides else cfg
 
     @classmethod
@@ -252,24 +254,24 @@ def log_mel(y: Any, config: FeatureConfig | None = None, num_threads: int = 0) -
     """Features of a signal already at ``config``'s sample rate (no clipping): (n_mels, frames)
     for a 1-D signal, (clips, n_mels, frames) for a 2-D batch of equal-length signals, which
     are transformed in parallel on ``num_threads`` threads (0 = one per core)."""
-    v = (config or FeatureConfig.paper()).values
-    mel = {
-        "sample_rate": v["sample_rate"],
-        "n_fft": v["stft"]["n_fft"],
-        "n_mels": v["n_mels"],
-        "fmin": v["fmin"],
-        "fmax": v["fmax"],
-        "scale": v["mel_scale"],
-        "norm": v["mel_norm"],
-    }
-    plan = _plan(json.dumps(v["stft"]), json.dumps(mel), json.dumps(v["log"]))
+    plan = _config_plan(config.to_json() if config is not None else _preset_json("paper"))
     y = np.asarray(y)
     if y.ndim == 2:
-        batch = np.ascontiguousarray(y, dtype=np.float32)
-        if not np.isfinite(batch).all():
-            raise ValueError("y contains NaN or infinite samples")
-        return plan.compute_batch(batch, num_threads=num_threads)
+        if not np.issubdtype(y.dtype, np.floating):
+            raise TypeError(f"y must hold floating-point samples, got dtype {y.dtype}")
+        return plan.compute_batch(np.ascontiguousarray(y, dtype=np.float32), num_threads=num_threads)
     return plan.compute(_signal(y))
+
+
+@lru_cache(maxsize=32)
+def _config_plan(config_json: str) -> _musrec.LogMelPlan:
+    """The transform of a configuration, planned once: repeated calls pay only a dict lookup."""
+    return _musrec.LogMelPlan.from_config(config_json)
+
+
+@cache
+def _preset_json(name: str) -> str:
+    return _musrec.feature_preset(name)
 
 
 @dataclass
@@ -286,6 +288,14 @@ class ExtractResult:
     truncated: np.ndarray
     #: one dict per failed file: index, path, reason (missing, unreadable, corrupt, silent, too_short), message.
     failures: list
+    #: per file: read from the on-disk cache (``cache_dir``) instead of extracted.
+    cached: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+
+def _path_list(paths: Any) -> list[str]:
+    if isinstance(paths, (str, os.PathLike)):
+        raise TypeError("paths must be a list of paths, not a single path")
+    return [os.fspath(p) for p in paths]
 
 
 def extract(
@@ -294,17 +304,28 @@ def extract(
     num_threads: int = 0,
     show_progress: bool = True,
     callback: Callable[[int, int, Any], None] | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> ExtractResult:
     """Decode, clip, resample and transform many files in parallel (GIL released).
 
     A file that cannot be used never stops the batch: it is listed in ``failures`` with
-    the reason, and its row is zero. Ctrl-C stops after the current chunk of files and
-    raises KeyboardInterrupt.
+    the reason, and its row is zero. Only the excerpt's span of each file is decoded when
+    the file's header states its length (WAV, FLAC, Ogg, MP3 with a Xing/LAME header).
+    With ``cache_dir``, features are kept in a :class:`FeatureCache` there: files already
+    extracted with this configuration (same path, size and modification time) are read
+    back instead (``result.cached``). For more files than fit in memory, use
+    :class:`FeatureCache` directly. Ctrl-C stops after the current chunk of files and raises
+    KeyboardInterrupt (with a cache, the finished chunks are kept).
     """
-    if isinstance(paths, (str, os.PathLike)):
-        raise TypeError("paths must be a list of paths, not a single path")
-    paths = [os.fspath(p) for p in paths]
+    paths = _path_list(paths)
     config = config or FeatureConfig.paper()
+    if cache_dir is not None:
+        cached = FeatureCache(cache_dir, config).extract(
+            paths, num_threads=num_threads, show_progress=show_progress, callback=callback
+        )
+        return ExtractResult(
+            cached.to_array(), cached.ok, cached.padded, cached.truncated, cached.failures, cached.cached
+        )
     bar = _progress.bar(len(paths), "log-Mel", show_progress)
     try:
         features, ok, padded, truncated, failures, raised = _musrec.audio_extract(
@@ -314,4 +335,131 @@ def extract(
         bar.close()
     if raised is not None:
         raise raised
-    return ExtractResult(features, np.array(ok, bool), np.array(padded, bool), np.array(truncated, bool), failures)
+    return ExtractResult(
+        features,
+        np.array(ok, bool),
+        np.array(padded, bool),
+        np.array(truncated, bool),
+        failures,
+        np.zeros(len(paths), bool),
+    )
+
+
+class FeatureCache:
+    """Log-Mel features of audio files kept on disk, so a second pass over the same files
+    only reads them back, and a directory of any size streams through bounded memory.
+
+    ``FeatureCache(directory, config)`` uses ``directory/<fingerprint of config>/``:
+    ``config.json`` and safetensors shards of up to 64 clips (tensor ``features``, metadata
+    ``entries`` naming each row's file). A file is found again when its canonical path, size
+    and modification time match (and, for random excerpts, the path as spelled, which seeds
+    the excerpt); otherwise it is extracted and a new shard written, atomically under a
+    unique name, so several processes can fill one cache at once. Failed files are not
+    stored. Shards found damaged on opening are deleted (listed in ``removed``) and their
+    files extracted again. One ``extract`` at a time per object: a second call from another
+    thread, or ``len(cache)`` from the progress callback, raises RuntimeError (open one
+    FeatureCache per thread; they can share the directory).
+    """
+
+    def __init__(self, directory: str | os.PathLike, config: FeatureConfig | None = None) -> None:
+        self.config = config or FeatureConfig.paper()
+        self._inner = _musrec.FeatureCache(os.fspath(directory), self.config.to_json())
+
+    @property
+    def path(self) -> str:
+        """This configuration's directory, ``directory/<fingerprint>``."""
+        return os.fspath(self._inner.path)
+
+    @property
+    def removed(self) -> list[tuple[str, str]]:
+        """Damaged shards deleted on opening, as (path, reason)."""
+        return [(os.fspath(p), why) for p, why in self._inner.removed]
+
+    def __len__(self) -> int:
+        """Files with cached features."""
+        return len(self._inner)
+
+    def extract(
+        self,
+        paths: Any,
+        num_threads: int = 0,
+        show_progress: bool = True,
+        callback: Callable[[int, int, Any], None] | None = None,
+    ) -> CachedFeatures:
+        """Features of ``paths``: cached files are found, the others extracted (as
+        :func:`extract`) 64 at a time, each chunk written to the cache before the next, so
+        memory does not grow with the number of files. Returns a :class:`CachedFeatures`
+        that reads rows on demand."""
+        paths = _path_list(paths)
+        bar = _progress.bar(len(paths), "log-Mel (cached)", show_progress)
+        try:
+            inner, failures, raised = self._inner.extract(
+                paths, num_threads=num_threads, callback=_progress.callback(bar, callback)
+            )
+        finally:
+            bar.close()
+        if raised is not None:
+            raise raised
+        return CachedFeatures(inner, failures)
+
+
+class CachedFeatures:
+    """The features of a batch, read from the cache's shards when asked for.
+
+    ``features[i]`` is file i's (n_mels, frames) array; ``features[a:b]``, ``features[[i, j]]``
+    or a boolean mask give a (k, n_mels, frames) stack; ``iter_batches(n)`` walks the batch
+    ``n`` files at a time; ``to_array()`` reads everything at once. Rows of failed files are
+    zeros. ``ok``, ``padded``, ``truncated`` and ``failures`` are as in :class:`ExtractResult`;
+    ``cached`` marks the files read back rather than extracted, ``extracted`` counts the
+    others.
+    """
+
+    def __init__(self, inner: Any, failures: list) -> None:
+        self._inner = inner
+        ok, padded, truncated, cached = inner.flags()
+        self.ok = np.array(ok, bool)
+        self.padded = np.array(padded, bool)
+        self.truncated = np.array(truncated, bool)
+        self.cached = np.array(cached, bool)
+        self.failures = failures
+        self.extracted: int = inner.extracted
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(files, n_mels, frames)."""
+        return (len(self), *self._inner.shape)
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        n = len(self)
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (n if key < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"index {key} is out of range for {n} files")
+            return self._inner.read([i])[0]
+        if isinstance(key, slice):
+            return self._inner.read(list(range(*key.indices(n))))
+        index = np.asarray(key)
+        if index.dtype == bool:
+            if index.shape != (n,):
+                raise IndexError(f"a boolean mask must have shape ({n},), got {index.shape}")
+            index = np.flatnonzero(index)
+        if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+            raise IndexError("index with an int, a slice, a 1-D array of ints or a boolean mask")
+        index = np.where(index < 0, index + n, index)
+        if index.size and not (0 <= index.min() and index.max() < n):
+            raise IndexError(f"an index is out of range for {n} files")
+        return self._inner.read(index.tolist())
+
+    def iter_batches(self, batch_size: int = 256) -> Iterator[tuple[int, np.ndarray]]:
+        """(first index, features) for consecutive batches of ``batch_size`` files."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for start in range(0, len(self), batch_size):
+            yield start, self[start : start + batch_size]
+
+    def to_array(self) -> np.ndarray:
+        """All the features, (files, n_mels, frames) float32."""
+        return self[:]

@@ -42,6 +42,29 @@ pub struct Clip {
 /// A source shorter than the clip starts at 0 (or at the offset) and is zero-padded at the
 /// end, with `padded = true`.
 pub fn take_clip(samples: &[f32], sample_rate: u32, seconds: f64, position: ClipPosition, key: u64) -> Result<Clip> {
+    let span = clip_span(samples.len(), sample_rate, seconds, position, key)?;
+    let end = (span.start + span.len).min(samples.len());
+    let mut clip = Vec::with_capacity(span.len);
+    clip.extend_from_slice(&samples[span.start..end]);
+    let padded = clip.len() < span.len;
+    clip.resize(span.len, 0.0);
+    Ok(Clip {
+        samples: clip,
+        start: span.start,
+        padded,
+    })
+}
+
+/// Where a clip lies in a source of `len` samples: its first sample and its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub len: usize,
+}
+
+/// The excerpt [`take_clip`] takes from a source of `len` samples, without the samples: so a
+/// caller that knows a file's length from its header can decode only that part.
+pub fn clip_span(len: usize, sample_rate: u32, seconds: f64, position: ClipPosition, key: u64) -> Result<Span> {
     ensure!(sample_rate > 0, "sample rate must be > 0 Hz");
     ensure!(
         seconds.is_finite() && seconds > 0.0,
@@ -54,7 +77,6 @@ pub fn take_clip(samples: &[f32], sample_rate: u32, seconds: f64, position: Clip
         "a {seconds} s clip at {sample_rate} Hz is {clip_len} samples; it must be at least 1"
     );
     let clip_len = clip_len as usize;
-    let len = samples.len();
     let spare = len.saturating_sub(clip_len);
     let start = match position {
         ClipPosition::Random { seed } => {
@@ -77,16 +99,7 @@ pub fn take_clip(samples: &[f32], sample_rate: u32, seconds: f64, position: Clip
             start as usize
         }
     };
-    let end = (start + clip_len).min(len);
-    let mut clip = Vec::with_capacity(clip_len);
-    clip.extend_from_slice(&samples[start..end]);
-    let padded = clip.len() < clip_len;
-    clip.resize(clip_len, 0.0);
-    Ok(Clip {
-        samples: clip,
-        start,
-        padded,
-    })
+    Ok(Span { start, len: clip_len })
 }
 
 /// Seed and key side by side rather than hashed together: distinct (seed, key) pairs never

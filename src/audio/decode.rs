@@ -79,26 +79,99 @@ pub fn decode(path: &Path, start: f64, duration: Option<f64>) -> Result<Decoded>
         first,
         end: duration.map(|d| first.saturating_add(((d * rate).round() as u64).max(1))),
     };
-    if first > 0 {
-        // The header already says the file is too short: no need to decode it all.
-        if let Some(frames) = stream.num_frames.filter(|&frames| first >= frames) {
-            return Err(beyond_end(path, start, frames as f64 / rate));
+    // The header already says the file is too short: no need to decode it all.
+    if let Some(frames) = stream.num_frames.filter(|&frames| first > 0 && first >= frames) {
+        return Err(beyond_end(path, start, frames as f64 / rate));
+    }
+    match read_window(path, &mut stream, start, &window, true)? {
+        Some(pass) => finish(path, start, pass, &window),
+        None => Err(Error::format(path, "decoder lost its position")),
+    }
+}
+
+/// Decode `window` (which starts `start` seconds in) from `stream`: by seeking (minus a
+/// pre-roll) when it starts late enough, else from the top. When the seek fails or lands after
+/// the start, `rescan` decodes from the top and discards; without it the answer is `None`.
+fn read_window(path: &Path, stream: &mut Stream, start: f64, window: &Window, rescan: bool) -> Result<Option<Pass>> {
+    let preroll = start - SEEK_PREROLL_SECONDS;
+    if window.first > 0 && preroll > 0.0 {
+        if stream.seek(preroll).is_ok()
+            && let Outcome::Done(pass) = stream.decode(path, window, true)?
+        {
+            return Ok(Some(pass));
         }
-        let preroll = start - SEEK_PREROLL_SECONDS;
-        if preroll > 0.0 {
-            if stream.seek(preroll).is_ok()
-                && let Outcome::Done(pass) = stream.decode(path, &window, true)?
+        if !rescan {
+            return Ok(None);
+        }
+        // The seek failed (the reader may be anywhere) or landed after the start: decode from
+        // the top and discard.
+        *stream = Stream::open(path)?;
+    } else if stream.used {
+        // Counting frames from the top needs the stream at its start.
+        *stream = Stream::open(path)?;
+    }
+    match stream.decode(path, window, false)? {
+        Outcome::Done(pass) => Ok(Some(pass)),
+        Outcome::Overshot => Ok(None),
+    }
+}
+
+/// An opened audio file, for callers that read its header before choosing what to decode:
+/// batch extraction takes a 3 s excerpt of a 30 s file without decoding the other 27 s.
+pub struct AudioFile {
+    path: std::path::PathBuf,
+    stream: Stream,
+}
+
+impl AudioFile {
+    /// Errors as [`decode`]'s for a file that cannot be opened.
+    pub fn open(path: &Path) -> Result<AudioFile> {
+        Ok(AudioFile {
+            path: path.to_path_buf(),
+            stream: Stream::open(path)?,
+        })
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.stream.sample_rate
+    }
+
+    /// The file's length in frames, when its header states one and the stream really ends
+    /// there: checked by seeking to just before that end and decoding to the end of the
+    /// stream, so it is what a full decode would give. `None` when the header has no length,
+    /// the length is an estimate (MP3 without a Xing/LAME header), the file is cut off or
+    /// damaged near its end, or the format cannot seek: the caller then decodes it all.
+    pub fn verified_frames(&mut self) -> Option<u64> {
+        let frames = self.stream.num_frames.filter(|&frames| frames >= 2)?;
+        let window = Window {
+            first: frames - 1,
+            end: None,
+        };
+        let start = (frames - 1) as f64 / f64::from(self.stream.sample_rate);
+        match read_window(&self.path, &mut self.stream, start, &window, false) {
+            Ok(Some(pass))
+                if pass.position == Some(frames)
+                    && pass.bad_packets == 0
+                    && !pass.decoded.truncated
+                    && pass.decoded.samples.len() == 1 =>
             {
-                return finish(path, start, pass, &window);
+                Some(frames)
             }
-            // The seek failed (the reader may be anywhere) or landed after the start: decode
-            // from the top and discard.
-            stream = Stream::open(path)?;
+            _ => None,
         }
     }
-    match stream.decode(path, &window, false)? {
-        Outcome::Done(decoded) => finish(path, start, decoded, &window),
-        Outcome::Overshot => Err(Error::format(path, "decoder lost its position")),
+
+    /// Frames `[first, end)` as a full decode would give them (the mono mix), or `None` when
+    /// that cannot be promised: the seek failed, a packet in the span was corrupt, or the
+    /// stream ended inside it. The caller then falls back to [`decode`].
+    pub fn decode_span(&mut self, first: u64, end: u64) -> Result<Option<Decoded>> {
+        ensure!(first < end, "{}: empty span [{first}, {end})", self.path.display());
+        let window = Window { first, end: Some(end) };
+        let start = first as f64 / f64::from(self.stream.sample_rate);
+        let pass = read_window(&self.path, &mut self.stream, start, &window, false)?;
+        Ok(pass
+            .filter(|p| p.bad_packets == 0 && !p.decoded.truncated && p.decoded.samples.len() as u64 == end - first)
+            .map(|p| p.decoded))
     }
 }
 
@@ -181,6 +254,8 @@ struct Stream {
     /// Length in frames per the header (exact for WAV, FLAC, Ogg and MP3 with a Xing/LAME
     /// header; estimated from the bitrate for other MP3s).
     num_frames: Option<u64>,
+    /// Packets have been read or the reader sought: it is no longer at the start.
+    used: bool,
 }
 
 impl Stream {
@@ -245,6 +320,7 @@ impl Stream {
             sample_rate,
             time_base,
             num_frames,
+            used: false,
         })
     }
 
@@ -252,6 +328,8 @@ impl Stream {
         let time = Time::try_from_secs_f64(seconds).ok_or(CodecError::SeekError(
             symphonia::core::errors::SeekErrorKind::OutOfRange,
         ))?;
+        // Even a failed seek may have moved the reader.
+        self.used = true;
         // Accurate: lands at or before the time; coarse may land after it.
         self.reader.seek(
             SeekMode::Accurate,
@@ -285,6 +363,7 @@ impl Stream {
     /// timestamps; otherwise frames are counted from the start of the stream, so a corrupt
     /// packet that is skipped shifts what follows rather than leaving a gap.
     fn decode(&mut self, path: &Path, window: &Window, after_seek: bool) -> Result<Outcome> {
+        self.used = true;
         let mut samples: Vec<f32> = Vec::new();
         if let Some(end) = window.end {
             samples.reserve(((end - window.first) as usize).min(MAX_RESERVE));
@@ -481,73 +560,8 @@ impl MediaSource for SkipId3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::test_files::{Scratch, fixture, pcm16, wav_bytes};
     use std::f64::consts::PI;
-    use std::path::PathBuf;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/audio")
-            .join(name)
-    }
-
-    /// A scratch directory removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let dir = std::env::temp_dir().join(format!("musrec-decode-{}-{name}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-
-        fn path(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-
-        fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-            let path = self.path(name);
-            std::fs::write(&path, bytes).unwrap();
-            path
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// A canonical RIFF/WAVE file: format 1 (PCM, 16-bit) or 3 (IEEE float, 32-bit).
-    fn wav_bytes(rate: u32, channels: u16, interleaved: &[f32], float: bool) -> Vec<u8> {
-        let (format, bits): (u16, u16) = if float { (3, 32) } else { (1, 16) };
-        let block = channels * bits / 8;
-        let data_len = (interleaved.len() * usize::from(bits / 8)) as u32;
-        let mut out = Vec::with_capacity(44 + data_len as usize);
-        out.extend_from_slice(b"RIFF");
-        out.extend_from_slice(&(36 + data_len).to_le_bytes());
-        out.extend_from_slice(b"WAVEfmt ");
-        out.extend_from_slice(&16u32.to_le_bytes());
-        out.extend_from_slice(&format.to_le_bytes());
-        out.extend_from_slice(&channels.to_le_bytes());
-        out.extend_from_slice(&rate.to_le_bytes());
-        out.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
-        out.extend_from_slice(&block.to_le_bytes());
-        out.extend_from_slice(&bits.to_le_bytes());
-        out.extend_from_slice(b"data");
-        out.extend_from_slice(&data_len.to_le_bytes());
-        for &v in interleaved {
-            if float {
-                out.extend_from_slice(&v.to_le_bytes());
-            } else {
-                out.extend_from_slice(&pcm16(v).to_le_bytes());
-            }
-        }
-        out
-    }
-
-    fn pcm16(v: f32) -> i16 {
-        (v * 32768.0).round().clamp(-32768.0, 32767.0) as i16
-    }
 
     fn rms(x: &[f32]) -> f64 {
         (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
@@ -721,6 +735,42 @@ mod tests {
         // The truncated mp3's header promises 1 s but it holds less: the real length is named.
         let err = decode(&fixture("truncated.mp3"), 0.9, None).unwrap_err();
         assert!(matches!(&err, Error::InvalidInput(m) if m.contains("0.4")), "{err:?}");
+    }
+
+    #[test]
+    fn header_length_is_verified_against_the_stream() {
+        for (name, ..) in FIXTURES {
+            let mut file = AudioFile::open(&fixture(name)).unwrap();
+            assert_eq!(file.verified_frames(), Some(44100), "{name}");
+            // The stream is reusable after the check.
+            let span = file.decode_span(30_000, 31_000).unwrap().unwrap();
+            let full = decode(&fixture(name), 0.0, None).unwrap().samples;
+            let diff = span
+                .samples
+                .iter()
+                .zip(&full[30_000..31_000])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-4, "{name}: {diff}");
+            // A span near the start decodes from the top.
+            let head = file.decode_span(10, 20).unwrap().unwrap();
+            assert_eq!(
+                head.samples,
+                decode(&fixture(name), 0.0, None).unwrap().samples[10..20].to_vec()
+            );
+            // A span past the end is not what a full decode gives.
+            assert_eq!(file.decode_span(44_000, 44_200).unwrap(), None, "{name}");
+        }
+        assert_eq!(
+            AudioFile::open(&fixture("truncated.mp3")).unwrap().verified_frames(),
+            None
+        );
+        let scratch = Scratch::new("verified");
+        let bytes = wav_bytes(8000, 1, &vec![0.25; 8000], false);
+        let cut = scratch.write("cut.wav", &bytes[..44 + 2 * 5000]);
+        assert_eq!(AudioFile::open(&cut).unwrap().verified_frames(), None);
+        let whole = scratch.write("whole.wav", &bytes);
+        assert_eq!(AudioFile::open(&whole).unwrap().verified_frames(), Some(8000));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! decode (symphonia: WAV, MP3, FLAC, Ogg Vorbis) -> mono -> resample (rubato, band-limited)
 //! -> clip (random with a seed, centred, or from an offset; zero-padded when short)
 //! -> STFT (realfft) -> Mel filterbank -> power_to_db / log(1 + C x), matching librosa;
-//! `extract` runs that over many files in parallel.
+//! `extract` runs that over many files in parallel; `cache` keeps the results on disk.
 
+pub mod cache;
 pub mod clip;
 pub mod decode;
 pub mod encode;
@@ -13,3 +14,5 @@ pub mod features;
 pub mod mel;
 pub mod resample;
 pub mod spectrum;
+#[cfg(test)]
+pub(crate) mod test_files;

@@ -1,8 +1,9 @@
 //! Python bindings of the audio front end.
 
 use super::convert::{detach_with_progress, matrix, slice1, slice2};
+use crate::audio::cache::{CachedBatch, FeatureCache as Cache};
 use crate::audio::decode::load;
-use crate::audio::extract::extract;
+use crate::audio::extract::{FileFailure, extract};
 use crate::audio::features::{FeatureConfig, LogMel, LogMelScratch, LogScale};
 use crate::audio::mel::{MelConfig, MelFilterbank};
 use crate::audio::spectrum::{DbRef, Stft, StftConfig, power_to_db};
@@ -13,11 +14,12 @@ use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::PyBaseException;
+use pyo3::exceptions::{PyBaseException, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rayon::prelude::*;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
@@ -93,6 +95,15 @@ impl LogMelPlan {
         })
     }
 
+    /// The transform of a whole feature configuration (its clip settings are not used).
+    #[staticmethod]
+    fn from_config(config_json: &str) -> PyResult<Self> {
+        let cfg: FeatureConfig = parse(config_json, "feature configuration")?;
+        Ok(LogMelPlan {
+            inner: LogMel::from_config(&cfg)?,
+        })
+    }
+
     /// Features (n_mels x frames) of one signal.
     fn compute<'py>(&self, py: Python<'py>, y: PyReadonlyArray1<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let y = slice1(&y, "y")?;
@@ -161,6 +172,21 @@ fn db<'py>(
     Ok(arr.into_pyarray(py))
 }
 
+/// One dict per failed file: index, path, reason, message.
+fn failure_dicts<'py>(py: Python<'py>, failures: &[FileFailure]) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    failures
+        .iter()
+        .map(|f| {
+            let d = PyDict::new(py);
+            d.set_item("index", f.index)?;
+            d.set_item("path", &f.path)?;
+            d.set_item("reason", f.kind.as_str())?;
+            d.set_item("message", &f.message)?;
+            Ok(d)
+        })
+        .collect()
+}
+
 type Batch<'py> = (
     Bound<'py, PyArray3<f32>>,
     Vec<bool>,
@@ -186,18 +212,7 @@ fn audio_extract<'py>(
     let threads = Threads::new(num_threads)?;
     let (result, raised) = detach_with_progress(py, callback, |progress| extract(&paths, &cfg, &threads, progress));
     let out = result?;
-    let failures = out
-        .failures
-        .iter()
-        .map(|f| {
-            let d = PyDict::new(py);
-            d.set_item("index", f.index)?;
-            d.set_item("path", &f.path)?;
-            d.set_item("reason", f.kind.as_str())?;
-            d.set_item("message", &f.message)?;
-            Ok(d)
-        })
-        .collect::<PyResult<Vec<_>>>()?;
+    let failures = failure_dicts(py, &out.failures)?;
     let n = paths.len();
     let features =
         Array3::from_shape_vec((n, out.n_mels, out.frames), out.features).map_err(|e| Error::invalid(e.to_string()))?;
@@ -211,7 +226,133 @@ fn audio_extract<'py>(
     ))
 }
 
+/// The on-disk cache of one feature configuration (see `audio::cache`). One extract call at a
+/// time per object: a second one, from another thread or from the progress callback, raises
+/// RuntimeError rather than waiting on a lock the callback's own thread may hold.
+#[pyclass(frozen)]
+struct FeatureCache {
+    inner: Mutex<Cache>,
+    dir: PathBuf,
+    removed: Vec<(PathBuf, String)>,
+}
+
+impl FeatureCache {
+    fn lock(&self) -> PyResult<MutexGuard<'_, Cache>> {
+        match self.inner.try_lock() {
+            Ok(guard) => Ok(guard),
+            // A panic cannot leave the index half-updated in a way reads would trip on.
+            Err(TryLockError::Poisoned(poisoned)) => Ok(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
+                "this FeatureCache is busy with another extract call; use one FeatureCache per thread",
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl FeatureCache {
+    #[new]
+    fn new(py: Python<'_>, root: PathBuf, config_json: &str) -> PyResult<Self> {
+        let cfg: FeatureConfig = parse(config_json, "feature configuration")?;
+        let inner = py.detach(|| Cache::open(&root, &cfg))?;
+        Ok(FeatureCache {
+            dir: inner.dir().to_path_buf(),
+            removed: inner.removed().to_vec(),
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// The configuration's directory, `<root>/<fingerprint>`.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
+    /// Invalid shards deleted on opening: (path, reason).
+    #[getter]
+    fn removed(&self) -> Vec<(PathBuf, String)> {
+        self.removed.clone()
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.lock()?.len())
+    }
+
+    /// (CachedFeatures, failures as dicts, exception or None), as audio_extract.
+    #[pyo3(signature = (paths, num_threads=0, callback=None))]
+    fn extract<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<PathBuf>,
+        num_threads: usize,
+        callback: Option<Py<PyAny>>,
+    ) -> PyResult<CacheBatch<'py>> {
+        let threads = Threads::new(num_threads)?;
+        let mut guard = self.lock()?;
+        let cache: &mut Cache = &mut guard;
+        let (result, raised) = detach_with_progress(py, callback, |progress| cache.extract(&paths, &threads, progress));
+        drop(guard);
+        let batch = result?;
+        let failures = failure_dicts(py, &batch.failures)?;
+        Ok((
+            CachedFeatures { inner: batch },
+            failures,
+            raised.map(|e| e.into_value(py)),
+        ))
+    }
+}
+
+type CacheBatch<'py> = (CachedFeatures, Vec<Bound<'py, PyDict>>, Option<Py<PyBaseException>>);
+
+/// Where a batch's features are in the cache; rows are read on demand.
+#[pyclass(frozen)]
+struct CachedFeatures {
+    inner: CachedBatch,
+}
+
+#[pymethods]
+impl CachedFeatures {
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// (n_mels, frames) of one clip.
+    #[getter]
+    fn shape(&self) -> (usize, usize) {
+        (self.inner.n_mels, self.inner.frames)
+    }
+
+    /// Per file: (ok, padded, truncated, cached).
+    fn flags(&self) -> (Vec<bool>, Vec<bool>, Vec<bool>, Vec<bool>) {
+        let b = &self.inner;
+        (b.ok.clone(), b.padded.clone(), b.truncated.clone(), b.cached.clone())
+    }
+
+    /// Files extracted in this call (the others came from the cache).
+    #[getter]
+    fn extracted(&self) -> usize {
+        self.inner.extracted
+    }
+
+    #[getter]
+    fn interrupted(&self) -> bool {
+        self.inner.interrupted
+    }
+
+    /// Features of rows `indices` (len(indices) x n_mels x frames); failed files are zeros.
+    fn read<'py>(&self, py: Python<'py>, indices: Vec<usize>) -> PyResult<Bound<'py, PyArray3<f32>>> {
+        let (n_mels, frames) = (self.inner.n_mels, self.inner.frames);
+        let mut out = vec![0f32; indices.len() * n_mels * frames];
+        py.detach(|| self.inner.read(&indices, &mut out))?;
+        let arr =
+            Array3::from_shape_vec((indices.len(), n_mels, frames), out).map_err(|e| Error::invalid(e.to_string()))?;
+        Ok(arr.into_pyarray(py))
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<FeatureCache>()?;
+    m.add_class::<CachedFeatures>()?;
     m.add_function(wrap_pyfunction!(feature_preset, m)?)?;
     m.add_function(wrap_pyfunction!(feature_shape, m)?)?;
     m.add_function(wrap_pyfunction!(audio_load, m)?)?;
