@@ -81,7 +81,7 @@ def torch_model(kind: str, n_mels: int, d: int, n_tags: int, n_artists: int, n_y
     return Net()
 
 
-def bench_torch(kind, spec, tags, artists, years, targets, batch, steps, threads):
+def bench_torch(kind, spec, tags, artists, years, targets, batch, steps, threads, infer_batch):
     import torch
 
     torch.set_num_threads(threads)
@@ -104,17 +104,18 @@ def bench_torch(kind, spec, tags, artists, years, targets, batch, steps, threads
         if step >= 3:  # warm-up excluded
             times.append(time.perf_counter() - t0)
     model.eval()
+    b = infer_batch
     with torch.no_grad():
-        model(x[:256], tg[:256], ar[:256], yr[:256])
+        model(x[:b], tg[:b], ar[:b], yr[:b])
         t0 = time.perf_counter()
-        for s in range(0, n, 256):
-            model(x[s : s + 256], tg[s : s + 256], ar[s : s + 256], yr[s : s + 256])
+        for s in range(0, n, b):
+            model(x[s : s + b], tg[s : s + b], ar[s : s + b], yr[s : s + b])
         infer = n / (time.perf_counter() - t0)
     params = sum(p.numel() for p in model.parameters())
     return statistics.median(times), infer, params
 
 
-def bench_musrec(kind, spec, meta, targets, batch, steps, threads):
+def bench_musrec(kind, spec, meta, targets, batch, steps, threads, infer_batch):
     n = spec.shape[0]
     per_epoch = -(-n // batch)
     extra = max(1, -(-steps // per_epoch))
@@ -128,9 +129,9 @@ def bench_musrec(kind, spec, meta, targets, batch, steps, threads):
     base, _ = fit(1)
     more, model = fit(1 + extra)
     step = (more - base) / (extra * per_epoch)
-    model.predict(spec[:256], meta[:256])
+    model.predict(spec[:infer_batch], meta[:infer_batch], batch_size=infer_batch)
     t0 = time.perf_counter()
-    model.predict(spec, meta, batch_size=256)
+    model.predict(spec, meta, batch_size=infer_batch)
     infer = n / (time.perf_counter() - t0)
     return step, infer, model.n_parameters_
 
@@ -141,6 +142,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--frames", type=int, default=130, help="130 = 3 s at 22,050 Hz; 47 = 3 s at 8 kHz")
+    ap.add_argument("--infer-batch", type=int, default=64, help="songs per forward pass at inference, both sides")
     ap.add_argument("--kind", default="fusion", choices=musrec.fusion.KINDS)
     args = ap.parse_args()
 
@@ -156,11 +158,16 @@ def main() -> None:
     artists = np.array([int(m["artist"][6:]) + 1 for m in meta], np.int64)
     years = np.array([(m["year"] - 1960) // 5 + 1 for m in meta], np.int64)
 
-    print(f"kind={args.kind} batch={args.batch} input=128x{args.frames} threads={args.threads}")
-    m_step, m_infer, m_params = bench_musrec(args.kind, spec, meta, targets, args.batch, args.steps, args.threads)
+    print(
+        f"kind={args.kind} batch={args.batch} infer-batch={args.infer_batch} input=128x{args.frames} "
+        f"threads={args.threads}"
+    )
+    m_step, m_infer, m_params = bench_musrec(
+        args.kind, spec, meta, targets, args.batch, args.steps, args.threads, args.infer_batch
+    )
     try:
         t_step, t_infer, t_params = bench_torch(
-            args.kind, spec, tags, artists, years, targets, args.batch, args.steps, args.threads
+            args.kind, spec, tags, artists, years, targets, args.batch, args.steps, args.threads, args.infer_batch
         )
     except ImportError:
         print("PyTorch is not installed: musrec only")

@@ -38,10 +38,9 @@ impl Inputs<'_> {
                 config.n_frames,
                 spec.len()
             );
-            if let Some(bad) = spec.par_iter().position_first(|v| !v.is_finite()) {
+            if let Some(bad) = spec.par_chunks(per_song).position_first(|song| !all_finite(song)) {
                 return Err(crate::Error::invalid(format!(
-                    "spectrogram of song {} has a non-finite value (NaN or inf)",
-                    bad / per_song
+                    "spectrogram of song {bad} has a non-finite value (NaN or inf)"
                 )));
             }
         }
@@ -76,6 +75,12 @@ impl Inputs<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether every value is finite, as a sum that vectorises: v * 0 is 0 for finite values and
+/// NaN for NaN or inf (an element-wise test with early exit ran at a quarter of a predict).
+fn all_finite(values: &[f32]) -> bool {
+    values.iter().fold(0.0f32, |acc, &v| acc + v * 0.0) == 0.0
 }
 
 /// Per-Mel-band affine map to zero mean and unit variance, fitted on the training songs
@@ -148,10 +153,16 @@ pub fn make_batch(config: &NetConfig, inputs: &Inputs, standardizer: &Standardiz
         let mut audio = vec![0.0f32; b * m * t];
         audio.par_chunks_mut(m * t).zip(rows).for_each(|(out, &r)| {
             let song = &spec[r * m * t..(r + 1) * m * t];
-            for band in 0..m {
-                let (mu, s) = (standardizer.mean[band], standardizer.scale[band]);
-                for (frame, &v) in song[band * t..(band + 1) * t].iter().enumerate() {
-                    out[frame * m + band] = (v - mu) * s;
+            // In 16 x 16 tiles: a plain transpose writes every value to a different cache line.
+            const TILE: usize = 16;
+            for b0 in (0..m).step_by(TILE) {
+                for f0 in (0..t).step_by(TILE) {
+                    for band in b0..(b0 + TILE).min(m) {
+                        let (mu, s) = (standardizer.mean[band], standardizer.scale[band]);
+                        for frame in f0..(f0 + TILE).min(t) {
+                            out[frame * m + band] = (song[band * t + frame] - mu) * s;
+                        }
+                    }
                 }
             }
         });
@@ -205,4 +216,19 @@ fn segment_means(audio: &[f32], b: usize, m: usize, t: usize, segments: usize) -
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_finite;
+
+    #[test]
+    fn finite_check_catches_nan_and_both_infinities() {
+        assert!(all_finite(&[0.0, -80.0, 1e30, f32::MIN, f32::MAX]));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut v = vec![1.0f32; 1000];
+            v[617] = bad;
+            assert!(!all_finite(&v), "{bad}");
+        }
+    }
 }

@@ -105,7 +105,10 @@ impl CustomOp2 for BiasPoolRelu {
                         row.copy_from_slice(&src[i * p * c..(i * p + 1) * c]);
                         for j in 1..p {
                             let frame = &src[(i * p + j) * c..(i * p + j + 1) * c];
-                            row.iter_mut().zip(frame).for_each(|(m, &v)| *m = m.max(v));
+                            // Written as a comparison (not f32::max) so it compiles to a vector max.
+                            row.iter_mut()
+                                .zip(frame)
+                                .for_each(|(m, &v)| *m = if v > *m { v } else { *m });
                         }
                         row.iter_mut().zip(bias).for_each(|(m, &bv)| *m = (*m + bv).max(0.0));
                     }
