@@ -273,20 +273,26 @@ fn tiny_model(kind: ModelKind, epochs: usize) -> FusionModel {
     FusionModel::new(template, train, options).unwrap()
 }
 
+/// Train without validation, checkpoint or progress.
+fn fit_plain(model: &mut FusionModel, set: &ToySet) {
+    let threads = Threads::new(0).unwrap();
+    model
+        .fit(
+            &songs(set),
+            Validation::None,
+            None,
+            false,
+            &threads,
+            &mut ignore_progress,
+        )
+        .unwrap();
+}
+
 #[test]
 fn tiny_fusion_model_overfits_a_tiny_set() {
     let set = toy_set(16, 1);
     let mut model = tiny_model(ModelKind::Fusion, 150);
-    model
-        .fit(
-            &songs(&set),
-            Validation::None,
-            None,
-            false,
-            &Threads::new(0).unwrap(),
-            &mut ignore_progress,
-        )
-        .unwrap();
+    fit_plain(&mut model, &set);
     let history = &model.fitted.as_ref().unwrap().state.history;
     let (first, last) = (history.train_loss[0], *history.train_loss.last().unwrap());
     assert!(last < 1e-3 && last < first / 50.0, "loss went {first} -> {last}");
@@ -299,16 +305,7 @@ fn training_is_deterministic_and_save_load_round_trips() {
     let fit = || {
         let mut model = tiny_model(ModelKind::Fusion, 3);
         model.template.dropout = 0.3;
-        model
-            .fit(
-                &songs(&set),
-                Validation::None,
-                None,
-                false,
-                &Threads::new(0).unwrap(),
-                &mut ignore_progress,
-            )
-            .unwrap();
+        fit_plain(&mut model, &set);
         model
     };
     let (a, b) = (fit(), fit());
@@ -412,16 +409,7 @@ fn resume_continues_the_loss_curve() {
 fn unknown_metadata_and_missing_fields_predict() {
     let set = toy_set(16, 5);
     let mut model = tiny_model(ModelKind::Embedding, 2);
-    model
-        .fit(
-            &songs(&set),
-            Validation::None,
-            None,
-            false,
-            &Threads::new(0).unwrap(),
-            &mut ignore_progress,
-        )
-        .unwrap();
+    fit_plain(&mut model, &set);
     let new = [
         SongMetadata::default(),
         SongMetadata {
