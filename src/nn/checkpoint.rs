@@ -127,7 +127,7 @@ pub fn load(path: &Path) -> Result<(Network, ModelSpec, TrainState)> {
         }
         Ok(Some(out))
     };
-    let params = take("param", true)?.expect("required");
+    let params = take("param", true)?.ok_or_else(|| bad("missing weights".into()))?;
     set_params(&net, &params)?;
     let best_params = take("best", false)?;
     let adam = match (take("adam_m", false)?, take("adam_v", false)?) {

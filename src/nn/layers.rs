@@ -157,7 +157,10 @@ impl Lstm {
             let hidden = (o * cell.tanh()?)?;
             state = Some((hidden, cell));
         }
-        Ok(state.expect("at least one step").0)
+        match state {
+            Some((hidden, _)) => Ok(hidden),
+            None => Err(crate::Error::invalid("the LSTM got a sequence of length 0")),
+        }
     }
 }
 

@@ -18,10 +18,12 @@ type MetadataArg = (Vec<Vec<(String, f32)>>, Vec<Option<String>>, Vec<Option<i64
 
 /// `defaults` with the keys of the JSON object `overrides` replaced; unknown keys are errors.
 fn with_overrides<T: Serialize + DeserializeOwned>(defaults: T, overrides: &str, what: &str) -> Result<T> {
-    let mut value = serde_json::to_value(defaults).expect("config serialises");
-    let given: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(overrides).map_err(|e| Error::invalid(format!("bad {what}: {e}")))?;
-    let fields = value.as_object_mut().expect("configs are structs");
+    let bad = |e: serde_json::Error| Error::invalid(format!("bad {what}: {e}"));
+    let mut value = serde_json::to_value(defaults).map_err(bad)?;
+    let given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(overrides).map_err(bad)?;
+    let fields = value
+        .as_object_mut()
+        .ok_or_else(|| Error::invalid(format!("{what} settings are not a JSON object")))?;
     for (key, v) in given {
         ensure!(fields.contains_key(&key), "unknown {what} setting {key:?}");
         fields.insert(key, v);
