@@ -19,6 +19,7 @@ pub mod sparse;
 pub mod split;
 pub mod synthetic;
 pub mod topk;
+pub mod vector_errors;
 pub mod wmf;
 
 #[cfg(feature = "python")]

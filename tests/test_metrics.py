@@ -109,3 +109,21 @@ def test_synthetic_world_is_deterministic_and_shaped(world):
     assert world.song_style.shape == (3000, 16) and world.user_taste.shape == (1500, 16)
     with pytest.raises(ValueError, match="n_users"):
         musrec.synthetic.listening(n_users=0)
+
+
+def test_vector_errors_match_numpy_and_count_clipping():
+    rng = np.random.default_rng(3)
+    actual = rng.normal(0, 0.4, (50, 10)).astype(np.float32)
+    predicted = actual + rng.normal(0, 0.2, actual.shape).astype(np.float32)
+    predicted[0, 0] = -1.5  # below -1: MSLE clips it
+    e = musrec.metrics.vector_errors(predicted, actual)
+    p, a = predicted.astype(np.float64), actual.astype(np.float64)
+    assert e["mse"] == pytest.approx(np.mean((p - a) ** 2), rel=1e-9)
+    assert e["rmse"] == pytest.approx(np.sqrt(np.mean((p - a) ** 2)), rel=1e-9)
+    assert e["mae"] == pytest.approx(np.mean(np.abs(p - a)), rel=1e-9)
+    floor = -1 + 1e-6
+    msle = np.mean((np.log1p(np.maximum(p, floor)) - np.log1p(np.maximum(a, floor))) ** 2)
+    assert e["msle"] == pytest.approx(msle, rel=1e-9)
+    assert e["msle_clipped"] == int((p < floor).sum() + (a < floor).sum()) and e["n_values"] == 500
+    with pytest.raises(ValueError, match="predicted is"):
+        musrec.metrics.vector_errors(predicted[:, :5], actual)

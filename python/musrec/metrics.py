@@ -32,6 +32,7 @@ from . import _musrec
 from ._sparse import csr_tuple, to_csr
 
 __all__ = [
+    "vector_errors",
     "train_test_split",
     "ranking_metrics",
     "popularity_ranking_metrics",
@@ -81,6 +82,25 @@ def _n(N: Any) -> int:
     if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
         raise ValueError(f"N must be a positive integer, got {N!r}")
     return int(N)
+
+
+def vector_errors(predicted: Any, actual: Any) -> dict[str, float]:
+    """The paper's Table 1 errors of predicted vs true (WMF) song vectors, over all values.
+
+    Returns ``mse``, ``rmse``, ``mae`` and ``msle`` = mean (log(1 + p) - log(1 + t))^2. MSLE
+    is undefined for values <= -1 and latent factors can be negative: every value (predicted
+    and true) below -1 + 1e-6 is raised to it first, and ``msle_clipped`` says how many of
+    the ``n_values`` values that touched.
+    """
+    p = np.ascontiguousarray(predicted, dtype=np.float32)
+    a = np.ascontiguousarray(actual, dtype=np.float32)
+    if p.ndim == 1:
+        p = p[None, :]
+    if a.ndim == 1:
+        a = a[None, :]
+    if p.ndim != 2 or a.ndim != 2:
+        raise ValueError(f"expected (songs, factors) arrays, got shapes {p.shape} and {a.shape}")
+    return _musrec.vector_errors(p, a)
 
 
 def ranking_metrics(model: Any, train: Any, test: Any, N: int = 10, num_threads: int = 0) -> dict[str, float]:

@@ -43,6 +43,30 @@ fn ranking_metrics<'py>(
     metrics_dict(py, m)
 }
 
+/// The paper's Table 1 errors of predicted vs true song vectors.
+#[pyfunction]
+fn vector_errors<'py>(
+    py: Python<'py>,
+    predicted: PyReadonlyArray2<'py, f32>,
+    actual: PyReadonlyArray2<'py, f32>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let (p, pn, pk) = slice2(&predicted, "predicted")?;
+    let (a, an, ak) = slice2(&actual, "actual")?;
+    ensure!(
+        (pn, pk) == (an, ak),
+        "predicted is ({pn}, {pk}) but actual is ({an}, {ak})"
+    );
+    let e = crate::vector_errors::vector_errors(p, a)?;
+    let d = PyDict::new(py);
+    d.set_item("mse", e.mse)?;
+    d.set_item("rmse", e.rmse)?;
+    d.set_item("mae", e.mae)?;
+    d.set_item("msle", e.msle)?;
+    d.set_item("msle_clipped", e.msle_clipped)?;
+    d.set_item("n_values", e.n_values)?;
+    Ok(d)
+}
+
 #[pyfunction]
 #[pyo3(signature = (train, test, n, num_threads=0))]
 fn popularity_ranking_metrics<'py>(
@@ -105,6 +129,7 @@ fn generate_listening<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ranking_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(vector_errors, m)?)?;
     m.add_function(wrap_pyfunction!(popularity_ranking_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(random_ranking_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(train_test_split, m)?)?;
