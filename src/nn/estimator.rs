@@ -4,7 +4,7 @@
 
 use super::checkpoint::{self, ModelSpec};
 use super::config::{ModelKind, NetConfig, TrainConfig};
-use super::data::{Inputs, Standardizer};
+use super::data::{Inputs, Standardizer, target_scale};
 use super::metadata::{EncodedMetadata, MetadataEncoder, MetadataOptions, SongMetadata};
 use super::model::Network;
 use super::train::{TrainState, evaluate, predict, train};
@@ -193,6 +193,12 @@ impl FusionModel {
             }
             _ => Standardizer::identity(songs.n_mels),
         };
+        let standardizer = Standardizer {
+            target_scale: songs
+                .targets
+                .map_or(1.0, |t| target_scale(t, songs.n_factors, train_rows)),
+            ..standardizer
+        };
         let network = Network::new(net.clone(), self.train_config.seed)?;
         Ok(Fitted {
             net: network,
@@ -259,7 +265,9 @@ impl FusionModel {
         check_shape(&fitted.net.config, songs)?;
         set.validate(&fitted.net.config, true)?;
         let rows: Vec<usize> = (0..songs.n).collect();
-        threads.run(|| evaluate(&fitted.net, &fitted.spec.standardizer, &set, &rows, batch_size.max(1)))
+        let standardizer = &fitted.spec.standardizer;
+        let scaled = threads.run(|| evaluate(&fitted.net, standardizer, &set, &rows, batch_size.max(1)))?;
+        Ok(scaled * (standardizer.target_scale as f64).powi(2))
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {

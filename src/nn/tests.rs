@@ -291,11 +291,12 @@ fn fit_plain(model: &mut FusionModel, set: &ToySet) {
 #[test]
 fn tiny_fusion_model_overfits_a_tiny_set() {
     let set = toy_set(16, 1);
-    let mut model = tiny_model(ModelKind::Fusion, 150);
+    let mut model = tiny_model(ModelKind::Fusion, 300);
     fit_plain(&mut model, &set);
     let history = &model.fitted.as_ref().unwrap().state.history;
     let (first, last) = (history.train_loss[0], *history.train_loss.last().unwrap());
-    assert!(last < 1e-3 && last < first / 50.0, "loss went {first} -> {last}");
+    // Losses are in units of the targets' variance: 0.01 is 1% of it left unexplained.
+    assert!(last < 0.01 && last < first / 100.0, "loss went {first} -> {last}");
     assert!(model.score(&songs(&set), 64, &Threads::new(0).unwrap()).unwrap() < 2e-3);
 }
 

@@ -115,7 +115,8 @@ pub fn train(
 }
 
 /// Mean squared error of the predicted song vectors over `rows` of `inputs` (targets
-/// required).
+/// required), in units of the scaled targets (multiply by `target_scale`^2 for the
+/// targets' own units).
 pub fn evaluate(
     net: &Network,
     standardizer: &Standardizer,
@@ -143,7 +144,13 @@ pub fn predict(net: &Network, standardizer: &Standardizer, inputs: &Inputs, batc
         .map(|chunk| {
             let batch = make_batch(&net.config, inputs, standardizer, chunk)?;
             let (prediction, _) = net.forward(&batch, None)?;
-            Ok(prediction.flatten_all()?.to_vec1::<f32>()?)
+            let scale = standardizer.target_scale;
+            Ok(prediction
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(|v| v * scale)
+                .collect())
         })
         .collect::<Result<_>>()?;
     Ok(parts.concat())
