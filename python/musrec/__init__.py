@@ -21,6 +21,18 @@ os.environ.setdefault("CANDLE_NUM_THREADS", "1")
 from . import audio, data, metrics, synthetic  # noqa: E402
 from ._musrec import FormatError, MusrecError, __version__  # noqa: E402
 from .fusion import FusionModel  # noqa: E402
+from .pipeline import Pipeline  # noqa: E402
 from .wmf import WMF  # noqa: E402
 
-__all__ = ["WMF", "FusionModel", "audio", "data", "metrics", "synthetic", "MusrecError", "FormatError", "__version__"]
+__all__ = [
+    "WMF",
+    "FusionModel",
+    "Pipeline",
+    "audio",
+    "data",
+    "metrics",
+    "synthetic",
+    "MusrecError",
+    "FormatError",
+    "__version__",
+]

@@ -1,13 +1,13 @@
 //! Python bindings of the audio front end.
 
-use super::convert::{detach_with_progress, matrix, slice1, slice2};
+use super::convert::{detach_with_progress, matrix, parse_json, slice1, slice2};
 use crate::audio::cache::{CachedBatch, FeatureCache as Cache};
 use crate::audio::decode::load;
 use crate::audio::extract::{FileFailure, extract};
 use crate::audio::features::{FeatureConfig, LogMel, LogMelScratch, LogScale};
 use crate::audio::mel::{MelConfig, MelFilterbank};
 use crate::audio::spectrum::{DbRef, Stft, StftConfig, power_to_db};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::parallel::Threads;
 use numpy::ndarray::{Array3, ArrayD, IxDyn};
 use numpy::{
@@ -20,10 +20,6 @@ use pyo3::types::PyDict;
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, TryLockError};
-
-fn parse<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
-}
 
 /// The JSON of a named preset ("paper" or "common").
 #[pyfunction]
@@ -39,7 +35,7 @@ fn feature_preset(name: &str) -> PyResult<String> {
 /// Validate a feature configuration; returns (clip samples, n_mels, frames).
 #[pyfunction]
 fn feature_shape(config_json: &str) -> PyResult<(usize, usize, usize)> {
-    let cfg: FeatureConfig = parse(config_json, "feature configuration")?;
+    let cfg: FeatureConfig = parse_json(config_json, "feature configuration")?;
     let transform = LogMel::from_config(&cfg)?;
     Ok((
         cfg.clip_samples(),
@@ -69,7 +65,7 @@ fn stft_power<'py>(
     y: PyReadonlyArray1<'py, f32>,
     stft_json: &str,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let cfg: StftConfig = parse(stft_json, "STFT configuration")?;
+    let cfg: StftConfig = parse_json(stft_json, "STFT configuration")?;
     let y = slice1(&y, "y")?;
     let stft = Stft::new(&cfg)?;
     let frames = stft.n_frames(y.len());
@@ -87,9 +83,9 @@ struct LogMelPlan {
 impl LogMelPlan {
     #[new]
     fn new(stft_json: &str, mel_json: &str, log_json: &str) -> PyResult<Self> {
-        let stft: StftConfig = parse(stft_json, "STFT configuration")?;
-        let mel: MelConfig = parse(mel_json, "Mel configuration")?;
-        let log: LogScale = parse(log_json, "log scale")?;
+        let stft: StftConfig = parse_json(stft_json, "STFT configuration")?;
+        let mel: MelConfig = parse_json(mel_json, "Mel configuration")?;
+        let log: LogScale = parse_json(log_json, "log scale")?;
         Ok(LogMelPlan {
             inner: LogMel::new(&stft, &mel, log)?,
         })
@@ -98,7 +94,7 @@ impl LogMelPlan {
     /// The transform of a whole feature configuration (its clip settings are not used).
     #[staticmethod]
     fn from_config(config_json: &str) -> PyResult<Self> {
-        let cfg: FeatureConfig = parse(config_json, "feature configuration")?;
+        let cfg: FeatureConfig = parse_json(config_json, "feature configuration")?;
         Ok(LogMelPlan {
             inner: LogMel::from_config(&cfg)?,
         })
@@ -143,7 +139,7 @@ impl LogMelPlan {
 /// The Mel filterbank, n_mels x (1 + n_fft / 2), as librosa.filters.mel returns it.
 #[pyfunction]
 fn mel_filters<'py>(py: Python<'py>, mel_json: &str) -> PyResult<(Bound<'py, PyArray2<f32>>, Vec<usize>)> {
-    let cfg: MelConfig = parse(mel_json, "Mel configuration")?;
+    let cfg: MelConfig = parse_json(mel_json, "Mel configuration")?;
     let bank = MelFilterbank::new(&cfg)?;
     Ok((
         matrix(py, bank.dense(), bank.n_mels(), bank.n_bins())?,
@@ -161,7 +157,7 @@ fn db<'py>(
     amin: f32,
     top_db: Option<f32>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let reference: DbRef = parse(reference_json, "reference")?;
+    let reference: DbRef = parse_json(reference_json, "reference")?;
     let shape = s.shape().to_vec();
     let mut data = s
         .as_slice()
@@ -208,7 +204,7 @@ fn audio_extract<'py>(
     num_threads: usize,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Batch<'py>> {
-    let cfg: FeatureConfig = parse(config_json, "feature configuration")?;
+    let cfg: FeatureConfig = parse_json(config_json, "feature configuration")?;
     let threads = Threads::new(num_threads)?;
     let (result, raised) = detach_with_progress(py, callback, |progress| extract(&paths, &cfg, &threads, progress));
     let out = result?;
@@ -253,7 +249,7 @@ impl FeatureCache {
 impl FeatureCache {
     #[new]
     fn new(py: Python<'_>, root: PathBuf, config_json: &str) -> PyResult<Self> {
-        let cfg: FeatureConfig = parse(config_json, "feature configuration")?;
+        let cfg: FeatureConfig = parse_json(config_json, "feature configuration")?;
         let inner = py.detach(|| Cache::open(&root, &cfg))?;
         Ok(FeatureCache {
             dir: inner.dir().to_path_buf(),

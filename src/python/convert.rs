@@ -99,3 +99,8 @@ pub fn detach_with_progress<T: Send>(
     });
     (result, raised)
 }
+
+/// A JSON settings string from the Python wrappers, with `what` naming it in the error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
+}

@@ -1,8 +1,7 @@
 //! Python bindings of the synthetic data, the train/test split and the ranking metrics.
 
-use super::convert::{CsrArgs, CsrOut, csr, csr_out, matrix, slice2};
+use super::convert::{CsrArgs, CsrOut, csr, csr_out, matrix, parse_json, slice2};
 use crate::ensure;
-use crate::error::Error;
 use crate::metrics::{self, RankingMetrics};
 use crate::parallel::Threads;
 use crate::split;
@@ -113,8 +112,7 @@ fn train_test_split<'py>(
 /// The synthetic listening data; `config_json` is a serialised `WorldConfig`.
 #[pyfunction]
 fn generate_listening<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'py, PyDict>> {
-    let cfg: WorldConfig =
-        serde_json::from_str(config_json).map_err(|e| Error::invalid(format!("bad synthetic-world config: {e}")))?;
+    let cfg: WorldConfig = parse_json(config_json, "synthetic-world config")?;
     let world = py.detach(|| synthetic::generate_listening(&cfg))?;
     let d = PyDict::new(py);
     let dim = cfg.style_dim;

@@ -1,7 +1,7 @@
 //! Python bindings of the real-format loaders (`data/`) and the synthetic world writer.
 //! Reports cross as JSON strings (the Python side turns them into dicts).
 
-use super::convert::{CsrArgs, CsrOut, csr, csr_out, detach_with_progress, slice1};
+use super::convert::{CsrArgs, CsrOut, csr, csr_out, detach_with_progress, parse_json, slice1};
 use crate::data::dataset::{self, LoadOptions};
 use crate::data::desparsify::desparsify as desparsify_core;
 use crate::data::join::SongTable;
@@ -153,8 +153,7 @@ fn load_dataset<'py>(
     options_json: &str,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options: LoadOptions =
-        serde_json::from_str(options_json).map_err(|e| Error::invalid(format!("bad load options: {e}")))?;
+    let options: LoadOptions = parse_json(options_json, "load options")?;
     let (result, raised) = detach_with_progress(py, callback, |progress| dataset::load(&path, &options, progress));
     let data = finish(result, raised)?;
     let d = PyDict::new(py);
@@ -181,8 +180,7 @@ fn write_world(
     num_threads: usize,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<String> {
-    let cfg: WorldFilesConfig =
-        serde_json::from_str(config_json).map_err(|e| Error::invalid(format!("bad world config: {e}")))?;
+    let cfg: WorldFilesConfig = parse_json(config_json, "world config")?;
     let threads = Threads::new(num_threads)?;
     let (result, raised) = detach_with_progress(py, callback, |progress| {
         world::write_world(&path, &cfg, &threads, progress)

@@ -1,7 +1,7 @@
 //! Python bindings of the stage-2 networks: `FusionCore` wraps `nn::FusionModel`; the
 //! Python `musrec.FusionModel` adds argument handling on top.
 
-use super::convert::{detach_with_progress, matrix};
+use super::convert::{detach_with_progress, matrix, parse_json};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::nn::{FusionModel, MetadataOptions, ModelKind, NetConfig, SongMetadata, Songs, TrainConfig, Validation};
@@ -20,7 +20,7 @@ type MetadataArg = (Vec<Vec<(String, f32)>>, Vec<Option<String>>, Vec<Option<i64
 fn with_overrides<T: Serialize + DeserializeOwned>(defaults: T, overrides: &str, what: &str) -> Result<T> {
     let bad = |e: serde_json::Error| Error::invalid(format!("bad {what}: {e}"));
     let mut value = serde_json::to_value(defaults).map_err(bad)?;
-    let given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(overrides).map_err(bad)?;
+    let given: serde_json::Map<String, serde_json::Value> = parse_json(overrides, what)?;
     let fields = value
         .as_object_mut()
         .ok_or_else(|| Error::invalid(format!("{what} settings are not a JSON object")))?;

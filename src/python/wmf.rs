@@ -1,6 +1,6 @@
 //! Python bindings of WMF fitting, fold-in, persistence and top-N ranking.
 
-use super::convert::{CsrArgs, csr, detach_with_progress, matrix, slice1, slice2};
+use super::convert::{CsrArgs, csr, detach_with_progress, matrix, parse_json, slice1, slice2};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::parallel::Threads;
@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use std::path::PathBuf;
 
 fn parse_params(json: &str) -> Result<WmfParams> {
-    let p: WmfParams = serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad WMF parameters: {e}")))?;
+    let p: WmfParams = parse_json(json, "WMF parameters")?;
     p.validate()?;
     Ok(p)
 }
