@@ -62,6 +62,14 @@ fn probe(output: &Tensor, rng: &mut ChaCha8Rng) -> impl Fn(&Tensor) -> Tensor + 
     move |y: &Tensor| (y * &weights).unwrap().sum_all().unwrap()
 }
 
+/// Gradients of a layer's parameters and of its input `x`, through a fixed weighted sum.
+fn check_layer(store: &ParamStore, x: &Var, forward: &dyn Fn(&Tensor) -> Tensor, rng: &mut ChaCha8Rng) {
+    let score = probe(&forward(x.as_tensor()), rng);
+    let mut vars = store.vars.clone();
+    vars.push(("input".into(), x.clone()));
+    check_gradients(&vars, &|| score(&forward(x.as_tensor())));
+}
+
 fn input_var(shape: &[usize], rng: &mut ChaCha8Rng) -> Var {
     Var::from_tensor(&random_tensor(shape, rng)).unwrap()
 }
@@ -72,10 +80,7 @@ fn linear_gradients() {
     let mut store = ParamStore::default();
     let layer = Linear::new(&mut store, "fc", 5, 4, &mut rng).unwrap();
     let x = input_var(&[3, 5], &mut rng);
-    let score = probe(&layer.forward(x.as_tensor()).unwrap(), &mut rng);
-    let mut vars = store.vars.clone();
-    vars.push(("input".into(), x.clone()));
-    check_gradients(&vars, &|| score(&layer.forward(x.as_tensor()).unwrap()));
+    check_layer(&store, &x, &|t| layer.forward(t).unwrap(), &mut rng);
 }
 
 #[test]
@@ -85,12 +90,8 @@ fn convolution_and_pooling_gradients() {
     let layer = ConvPool::new(&mut store, "conv", (4, 3, 3, 2), &mut rng).unwrap();
     // An odd length exercises the frames dropped before pooling.
     let x = input_var(&[2, 11, 4], &mut rng);
-    let out = layer.forward(x.as_tensor()).unwrap();
-    assert_eq!(out.dims(), &[2, 5, 3]);
-    let score = probe(&out, &mut rng);
-    let mut vars = store.vars.clone();
-    vars.push(("input".into(), x.clone()));
-    check_gradients(&vars, &|| score(&layer.forward(x.as_tensor()).unwrap()));
+    assert_eq!(layer.forward(x.as_tensor()).unwrap().dims(), &[2, 5, 3]);
+    check_layer(&store, &x, &|t| layer.forward(t).unwrap(), &mut rng);
 }
 
 #[test]
@@ -99,10 +100,7 @@ fn lstm_gradients() {
     let mut store = ParamStore::default();
     let layer = Lstm::new(&mut store, "lstm", 3, 4, &mut rng).unwrap();
     let x = input_var(&[2, 5, 3], &mut rng);
-    let score = probe(&layer.forward(x.as_tensor()).unwrap(), &mut rng);
-    let mut vars = store.vars.clone();
-    vars.push(("input".into(), x.clone()));
-    check_gradients(&vars, &|| score(&layer.forward(x.as_tensor()).unwrap()));
+    check_layer(&store, &x, &|t| layer.forward(t).unwrap(), &mut rng);
 }
 
 #[test]
