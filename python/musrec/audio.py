@@ -352,8 +352,8 @@ class FeatureCache:
     ``FeatureCache(directory, config)`` uses ``directory/<fingerprint of config>/``:
     ``config.json`` and safetensors shards of up to 64 clips (tensor ``features``, metadata
     ``entries`` naming each row's file). A file is found again when its canonical path, size
-    and modification time match (and, for random excerpts, the path as spelled, which seeds
-    the excerpt); otherwise it is extracted and a new shard written, atomically under a
+    and modification time match (a random excerpt is seeded by the file's name, so it does not
+    depend on where the files live); otherwise it is extracted and a new shard written, atomically under a
     unique name, so several processes can fill one cache at once. Failed files are not
     stored. Shards found damaged on opening are deleted (listed in ``removed``) and their
     files extracted again. One ``extract`` at a time per object: a second call from another

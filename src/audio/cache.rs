@@ -41,8 +41,8 @@ struct FileKey {
     path: String,
     mtime_ns: u64,
     size: u64,
-    /// [`path_key`] of the path as the caller spelled it when the excerpt is random (it seeds
-    /// the excerpt, so two spellings of one file have two excerpts); 0 otherwise.
+    /// [`path_key`] (of the file name) when the excerpt is random, since it seeds the
+    /// excerpt; 0 otherwise.
     clip_key: u64,
 }
 
@@ -662,21 +662,22 @@ mod tests {
     }
 
     #[test]
-    fn random_excerpts_are_keyed_by_the_path_as_spelled() {
+    fn random_excerpts_follow_the_file_name_not_its_location() {
         let scratch = Scratch::new("cache-spelling");
         let root = scratch.path("cache");
         let paths = files(&scratch, 1);
+        let (_, first) = run(&root, &cfg(), &paths[..1]);
+        // Another spelling of the same file is the same entry.
         let dotted = vec![scratch.0.join(".").join("000.wav")];
-        let (_, _) = run(&root, &cfg(), &paths[..1]);
         let (_, batch) = run(&root, &cfg(), &dotted);
-        assert_eq!(batch.cached, [false]);
-        let centre = FeatureConfig {
-            position: ClipPosition::Centre,
-            ..cfg()
-        };
-        let (_, _) = run(&root, &centre, &paths[..1]);
-        let (_, batch) = run(&root, &centre, &dotted);
         assert_eq!(batch.cached, [true]);
+        // A copy elsewhere is another file, extracted again, with the same random excerpt.
+        std::fs::create_dir_all(scratch.path("moved")).unwrap();
+        let moved = vec![scratch.path("moved").join("000.wav")];
+        std::fs::copy(&paths[0], &moved[0]).unwrap();
+        let (_, batch) = run(&root, &cfg(), &moved);
+        assert_eq!(batch.cached, [false]);
+        assert_eq!(all_rows(&batch), all_rows(&first));
     }
 
     #[test]

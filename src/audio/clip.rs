@@ -111,12 +111,13 @@ fn chacha_seed(seed: u64, key: u64) -> [u8; 32] {
     bytes
 }
 
-/// A stable 64-bit key for a path (FNV-1a of its bytes), for [`take_clip`]. The same path
-/// spelled differently (relative vs absolute, `./a` vs `a`) gives a different key.
+/// A stable 64-bit key for a file, for [`take_clip`]: FNV-1a of its file name only, so a
+/// track's excerpt is the same wherever its dataset lives and however the path is spelled.
 pub fn path_key(path: &Path) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    path.as_os_str()
+    path.file_name()
+        .unwrap_or(path.as_os_str())
         .as_encoded_bytes()
         .iter()
         .fold(OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
@@ -271,6 +272,7 @@ mod tests {
         assert_eq!(path_key(Path::new("a")), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(path_key(Path::new("foobar")), 0x8594_4171_f739_67e8);
         assert_ne!(path_key(Path::new("music/a.mp3")), path_key(Path::new("music/b.mp3")));
+        assert_eq!(path_key(Path::new("/x/y/foobar")), path_key(Path::new("./foobar")));
     }
 
     #[test]
