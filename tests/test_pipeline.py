@@ -1,59 +1,90 @@
-"""musrec.Pipeline end to end on a tiny synthetic world written in the real formats."""
+"""musrec.Pipeline end to end on the tiny preset's synthetic world, written in the real formats."""
 
 from __future__ import annotations
 
 import csv
 
 import musrec
+import numpy as np
 import pytest
+from musrec.pipeline import artist_popularity
+
+REFERENCE_ROWS = {"WMF oracle", "random", "popularity"}
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("world")
-    musrec.synthetic.write_world(
-        root, preset="tiny", n_users=600, n_songs=800, sample_rate=8000, duration=3.0, seed=0, show_progress=False
-    )
-    work = tmp_path_factory.mktemp("work")
-    small = dict(conv_channels=(32, 32, 32), lstm_hidden=32, mlp_hidden=64, max_epochs=30, patience=5)
-    pipe = musrec.Pipeline(root, work, n_factors=32, model=small, N=(5, 10, 20), show_progress=False)
-    return pipe, pipe.run(), work
-
-
-def test_tables_have_every_model_and_the_reference_rows(run, tmp_path):
-    _, result, _ = run
-    assert [r["model"] for r in result.table1] == list(musrec.fusion.KINDS)
-    models = {r["model"] for r in result.figure2}
-    assert models == {*musrec.fusion.KINDS, "WMF oracle", "random"}
+def test_tables_and_figures_have_every_model_and_the_reference_rows(tiny_experiment):
+    result, out, _, _ = tiny_experiment
+    assert [r["model"] for r in result.table1] == [*musrec.fusion.KINDS, "training mean"]
+    assert {r["model"] for r in result.figure2} == {*musrec.fusion.KINDS, *REFERENCE_ROWS}
     assert {r["N"] for r in result.figure2} == {5, 10, 20}
-    written = result.write(tmp_path)
-    for name in ("table1.md", "table1.csv", "figure2.md", "figure2.csv", "figure2.png"):
-        assert any(p.endswith(name) for p in written), name
-    with open(tmp_path / "figure2.csv") as f:
-        assert len(list(csv.DictReader(f))) == len(result.figure2)
-    assert result.summary["test_songs"] > 0 and result.summary["test_users"] > 0
+    for name in ("table1", "figure2", "figure3"):
+        with open(out / f"{name}.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == len(getattr(result, name)) > 0, name
+    for name in ("table1.md", "figure2.md", "report.md", "summary.json", "figure2.png", "figure3.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = (out / "report.md").read_text()
+    assert "0.917" in report and "Ours (fusion)" in report  # the paper's numbers sit next to ours
+    s = result.summary
+    assert s["test_songs"] > 0 and s["test_users"] > 0 and s["training_songs"] > s["test_songs"]
+    assert {st["stage"] for st in s["stages"]} >= {"load data", "WMF", "audio features", "train fusion", "evaluate"}
+    assert all(st["peak_rss_mb"] > 0 and st["seconds"] >= 0 for st in s["stages"])
 
 
-def test_fusion_beats_random_and_the_oracle_is_the_ceiling(run):
-    _, result, _ = run
-    recall = {(r["model"], r["N"]): r["recall"] for r in result.figure2}
+def test_figure3_has_the_four_learning_rates(tiny_experiment):
+    result = tiny_experiment[0]
+    rates = {r["learning_rate"] for r in result.figure3}
+    assert rates == {0.1, 0.01, 0.001, 0.0001}
+    for lr in rates:
+        epochs = [r["epoch"] for r in result.figure3 if r["learning_rate"] == lr]
+        assert epochs == list(range(1, len(epochs) + 1))
+    # the default learning rate's curve is the fusion model of Table 1, trained once
+    main = result.histories["fusion"]["validation_loss"]
+    assert [r["validation_loss"] for r in result.figure3 if r["learning_rate"] == 0.001] == main
+
+
+def test_fusion_beats_the_baselines_and_the_oracle_is_the_ceiling(tiny_experiment):
+    result = tiny_experiment[0]
     for n in (5, 10, 20):
-        assert recall["fusion", n] > 1.5 * recall["random", n], (n, recall)
+        fusion = result.recall("fusion", n)
+        assert fusion > 1.5 * result.recall("random", n), n
+        assert fusion > result.recall("popularity", n), n
         for kind in musrec.fusion.KINDS:
-            assert recall["WMF oracle", n] >= recall[kind, n], (n, kind)
+            assert result.recall("WMF oracle", n) >= result.recall(kind, n), (n, kind)
+    # at least as good as each single-source model (a little slack: 160 test songs)
+    recall = sum(result.recall("fusion", n) for n in (5, 10, 20))
+    for single in ("cnn_lstm", "embedding"):
+        assert recall >= 0.95 * sum(result.recall(single, n) for n in (5, 10, 20)), single
     mse = {r["model"]: r["mse"] for r in result.table1}
-    assert mse["fusion"] <= 1.1 * min(mse["cnn_lstm"], mse["embedding"]), mse
+    assert mse["fusion"] <= 1.02 * min(mse["cnn_lstm"], mse["embedding"]), mse
+    assert mse["fusion"] < mse["training mean"]
+    claims = {c["claim"]: c["holds"] for c in result.claims()}
+    assert claims["(ours) the fusion model beats the random ranking on recall@10"]
 
 
-def test_a_rerun_reuses_every_cached_stage(run):
-    pipe, result, work = run
-    models = sorted((work / "models").iterdir())
+def test_a_rerun_reuses_every_cached_stage(tiny_experiment):
+    result, _, work, pipe = tiny_experiment
+    models = sorted((work / "stages" / "models").iterdir())
     stamps = {p: p.stat().st_mtime_ns for p in models}
-    again = musrec.Pipeline(
-        pipe.data_dir, work, n_factors=32, model=pipe.model_args, N=(5, 10, 20), show_progress=False
-    ).run()
-    assert {p: p.stat().st_mtime_ns for p in sorted((work / "models").iterdir())} == stamps
+    lines = []
+    again = musrec.experiment.pipeline("tiny", work_dir=work, show_progress=False, log=lines.append).run()
+    assert {p: p.stat().st_mtime_ns for p in sorted((work / "stages" / "models").iterdir())} == stamps
     assert again.table1 == result.table1
+    assert "[world] reusing" in lines[0]
+    cached = {st["stage"]: st["cached"] for st in again.summary["stages"]}
+    assert cached["WMF"] and cached["audio features"] and cached["train fusion"], cached
+
+
+def test_artist_popularity_uses_only_the_known_songs():
+    import scipy.sparse as sp
+
+    plays = sp.csr_matrix(np.array([[1, 1, 0, 1, 1], [1, 0, 0, 1, 0], [1, 0, 1, 0, 1]], np.float32))
+    artists = ["a", "a", "b", "", "c"]  # listeners per song: 3, 1, 1, 2, 2
+    known, new = np.array([0, 1, 2]), np.array([3, 4])
+    # song 3 has the unknown artist and song 4 an artist without known songs: the mean of the known, 5/3
+    np.testing.assert_allclose(artist_popularity(plays, artists, known, new), [5 / 3, 5 / 3])
+    # songs of known artists get their artist's mean: a (3 + 1) / 2, b 1
+    np.testing.assert_allclose(artist_popularity(plays, artists, known, np.array([1, 2])), [2, 1])
 
 
 def test_bad_inputs(tmp_path):
@@ -61,3 +92,10 @@ def test_bad_inputs(tmp_path):
         musrec.Pipeline(tmp_path / "missing", tmp_path / "work")
     with pytest.raises(ValueError, match="unknown model kinds"):
         musrec.Pipeline(tmp_path, tmp_path / "work", kinds=("transformer",))
+    with pytest.raises(ValueError, match="learning_rates"):
+        musrec.Pipeline(tmp_path, tmp_path / "work", learning_rates=(0.1, -1))
+    with pytest.raises(ValueError, match="unknown preset"):
+        musrec.experiment.pipeline("huge", work_dir=tmp_path)
+    # an empty directory is no dataset: the loader names what is missing
+    with pytest.raises((FileNotFoundError, musrec.MusrecError), match="train_triplets"):
+        musrec.Pipeline(tmp_path, tmp_path / "work", show_progress=False).run()

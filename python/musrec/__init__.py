@@ -7,7 +7,9 @@ rankings on a held-out split; :mod:`musrec.synthetic` generates the embedded def
 datasets (Taste Profile, MSD metadata, Last.fm tags, audio previews) and de-sparsifies them.
 Stage 2's audio front end: :mod:`musrec.audio` (decoding, resampling, log-Mel like librosa),
 and :class:`FusionModel`, the network that predicts a song's WMF vector from its audio and
-metadata (the paper's fusion model and its four baselines).
+metadata (the paper's fusion model and its four baselines). :class:`Pipeline` runs the
+paper's experiment on a dataset directory (:func:`reproduce` on a preset, as ``musrec
+reproduce`` does) and :class:`Recommender` serves cold-start Top-N from its models.
 The compute runs in a Rust core (``musrec._musrec``).
 """
 
@@ -18,16 +20,22 @@ import os
 # step spent spinning on 2 cores). Parallel work goes through musrec's pool instead.
 os.environ.setdefault("CANDLE_NUM_THREADS", "1")
 
-from . import audio, data, metrics, synthetic  # noqa: E402
+from . import audio, data, experiment, metrics, report, synthetic  # noqa: E402
 from ._musrec import FormatError, MusrecError, __version__  # noqa: E402
+from .experiment import reproduce  # noqa: E402
 from .fusion import FusionModel  # noqa: E402
 from .pipeline import Pipeline  # noqa: E402
+from .recommender import Recommender  # noqa: E402
 from .wmf import WMF  # noqa: E402
 
 __all__ = [
     "WMF",
     "FusionModel",
     "Pipeline",
+    "experiment",
+    "Recommender",
+    "reproduce",
+    "report",
     "audio",
     "data",
     "metrics",

@@ -1,110 +1,120 @@
-"""The ``musrec`` command line."""
+"""The ``musrec`` command line.
+
+``musrec reproduce`` runs the paper's whole experiment (WMF, audio features, the five
+networks, Table 1 and Figures 2 and 3) on the embedded synthetic world or on a real dataset
+directory, and writes the tables and figures.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
-import numpy as np
-
-PRESETS = {
-    # users, songs, mean distinct songs per user
-    "tiny": (500, 2_000, 30.0),
-    "small": (5_000, 20_000, 40.0),
-    "paper": (10_000, 50_000, 40.0),
-}
+from ._musrec import MusrecError
+from .experiment import PRESETS
 
 
-def _table(rows: list[dict], n: int) -> str:
-    cols = ["precision", "recall", "f1", "ndcg", "map", "auc"]
-    head = "| model | " + " | ".join(f"{c}@{n}" if c != "auc" else "AUC" for c in cols) + " |"
-    sep = "|---|" + "---|" * len(cols)
-    body = [f"| {r['model']} | " + " | ".join(f"{r[c]:.4f}" for c in cols) + " |" for r in rows]
-    return "\n".join([head, sep, *body])
+def _kinds(text: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(r) for r in text.split(",") if r.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated learning rates, got {text!r}") from None
 
 
 def reproduce(args: argparse.Namespace) -> int:
-    from . import WMF, metrics, synthetic
+    from .experiment import reproduce as run
 
-    users, songs, per_user = PRESETS[args.preset]
-    users = args.users or users
-    songs = args.songs or songs
-    print(f"musrec reproduce: preset {args.preset!r}, {users:,} users x {songs:,} songs (synthetic)")
-    print("stage 1: WMF on listening data (the audio/metadata stages are not built yet)")
-    t0 = time.perf_counter()
-    world = synthetic.listening(n_users=users, n_songs=songs, mean_songs_per_user=per_user, seed=args.seed)
-    plays = world.plays
-    counts = plays.data
-    print(
-        f"  listening: {plays.nnz:,} (user, song) pairs, density {plays.nnz / (users * songs):.2e}, "
-        f"play counts median {np.median(counts):.0f} / mean {counts.mean():.2f} / max {counts.max():.0f} "
-        f"[{time.perf_counter() - t0:.1f} s]"
-    )
-    train, test = metrics.train_test_split(plays, test_fraction=0.2, random_state=args.seed)
-    print(f"  split: {train.nnz:,} train / {test.nnz:,} held-out interactions")
-    model = WMF(
-        factors=args.factors,
-        regularization=args.regularization,
-        alpha=args.alpha,
-        confidence=args.confidence,
-        iterations=args.iterations,
-        solver=args.solver,
-        random_state=args.seed,
+    preset = args.preset or ("paper" if args.data else "small")
+    if args.data and not os.path.isdir(args.data):
+        raise FileNotFoundError(f"--data {args.data!r} is not a directory (expected the layout of musrec.data)")
+    overrides: dict = {}
+    if args.kinds is not None:
+        overrides["kinds"] = args.kinds
+    if args.learning_rates is not None:
+        overrides["learning_rates"] = args.learning_rates
+    if args.epochs is not None:
+        overrides["model"] = {"max_epochs": args.epochs}
+    if args.factors is not None:
+        overrides["n_factors"] = args.factors
+    source = f"the dataset in {args.data}" if args.data else "the embedded synthetic world"
+    print(f"musrec reproduce: preset {preset!r} on {source}; results in {args.out}")
+    start = time.perf_counter()
+    result = run(
+        preset,
+        args.data,
+        args.out,
+        args.work,
+        seed=args.seed,
         num_threads=args.threads,
+        show_progress=not args.quiet,
+        log=print,
+        **overrides,
     )
-    t0 = time.perf_counter()
-    model.fit(train, show_progress=not args.quiet)
-    fit_s = time.perf_counter() - t0
-    print(f"  WMF fit: {fit_s:.2f} s ({fit_s / max(args.iterations, 1):.3f} s per iteration)")
-    n = args.top_n
-    rows = [
-        {"model": "WMF", **metrics.ranking_metrics(model, train, test, N=n, num_threads=args.threads)},
-        {"model": "popularity", **metrics.popularity_ranking_metrics(train, test, N=n)},
-        {"model": "random", **metrics.random_ranking_metrics(train, test, N=n, random_state=args.seed)},
-    ]
-    table = _table(rows, n)
+    s = result.summary
+    n = 10 if 10 in {r["N"] for r in result.figure2} else result.figure2[0]["N"]
     print()
-    print(table)
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "wmf_ranking.md"), "w") as f:
-            f.write(table + "\n")
-        with open(os.path.join(args.out, "wmf_ranking.json"), "w") as f:
-            json.dump({"preset": args.preset, "users": users, "songs": songs, "rows": rows}, f, indent=2)
-        model.save(os.path.join(args.out, "wmf.safetensors"))
-        print(f"\nwrote {args.out}/wmf_ranking.md, wmf_ranking.json, wmf.safetensors")
+    print(
+        f"{s['users']:,} users x {s['songs']:,} songs, {s['plays']:,} plays; {s['training_songs']:,} training and "
+        f"{s['test_songs']:,} cold-start test songs ({s['test_users']:,} users played one); "
+        f"{s['songs_without_usable_audio']:,} songs without usable audio left out"
+    )
+    print("\nTable 1: error of the predicted cold-start song vectors (the paper's numbers next to ours)\n")
+    print(result.table1_markdown(paper=True))
+    print(f"\nFigure 2 at N={n}: Top-N of the cold-start songs\n")
+    print(result.figure2_markdown(n))
+    print("\nThe paper's claims on these results\n")
+    print(result.claims_markdown(n))
+    peak = max((st["peak_rss_mb"] for st in s["stages"]), default=0.0)
+    print(f"\ndone in {time.perf_counter() - start:.0f} s, peak memory {peak:,.0f} MB; wrote:")
+    for path in s.get("files", []):
+        print(f"  {path}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="musrec", description=__doc__)
+    parser = argparse.ArgumentParser(prog="musrec", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("reproduce", help="run the recommender end to end on the embedded synthetic data")
-    rep.add_argument("--preset", choices=sorted(PRESETS), default="small")
-    rep.add_argument("--users", type=int, help="override the preset's number of users")
-    rep.add_argument("--songs", type=int, help="override the preset's number of songs")
-    rep.add_argument("--factors", type=int, default=100)
-    rep.add_argument("--iterations", type=int, default=15)
-    rep.add_argument("--regularization", type=float, default=0.01)
-    rep.add_argument("--alpha", type=float, default=1.0)
-    rep.add_argument("--confidence", choices=["linear", "log"], default="linear")
-    rep.add_argument("--solver", choices=["cg", "cholesky"], default="cg")
+    rep = sub.add_parser(
+        "reproduce",
+        help="the paper's experiment end to end: tables and figures",
+        description="Run WMF, audio features, the five networks and the evaluation; write Table 1 and "
+        "Figures 2 and 3 as Markdown, CSV and PNG. Stages are cached in the work directory: a re-run "
+        "redoes only what changed, and an interrupted run continues from the last finished stage.",
+    )
+    rep.add_argument("--data", help="a real dataset directory (train_triplets.txt, track_metadata.db, ...)")
+    rep.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="size and settings (default: small on the synthetic world, paper with --data)",
+    )
+    rep.add_argument("--out", default="musrec-results", help="where the tables and figures go")
+    rep.add_argument("--work", help="where the world and the stage caches go (default: OUT/work)")
+    rep.add_argument("--kinds", type=_kinds, help="comma-separated model kinds (default: all five)")
+    rep.add_argument(
+        "--learning-rates",
+        type=_rates,
+        help="Figure 3's learning rates, comma-separated (default: 0.1,0.01,0.001,0.0001; empty: skip)",
+    )
+    rep.add_argument("--epochs", type=int, help="override the preset's maximum number of training epochs")
+    rep.add_argument("--factors", type=int, help="override the preset's number of WMF factors")
     rep.add_argument("--threads", type=int, default=0, help="0 = one per core")
-    rep.add_argument("--top-n", type=int, default=10)
     rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--out", help="directory for the result table, JSON and model")
-    rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     try:
         return reproduce(args)
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        print("\ninterrupted: finished stages are cached, run the same command again to continue", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError) as e:
-        print(f"musrec: error: {e}", file=sys.stderr)
+    except (MusrecError, ValueError, TypeError, KeyError, OSError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"musrec: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -3,9 +3,12 @@
 WMF on all listening of all songs -> a seeded split of the songs into training and
 cold-start test songs -> log-Mel features of every song (an on-disk cache) -> each network
 kind trained on the training songs' WMF vectors -> the test songs' predicted vectors ->
-Table 1 (MSE, RMSE, MAE, MSLE of predicted vs WMF vectors) and Figure 2 (precision, recall,
-F1, NDCG and AUC @N of ranking the test songs for every user who played one), with the WMF
-"oracle" (the test songs' true vectors: the ceiling) and a random ranking next to the models.
+Table 1 (MSE, RMSE, MAE, MSLE of predicted vs WMF vectors), Figure 2 (precision, recall,
+F1, NDCG and AUC @N of ranking the test songs for every user who played one) and Figure 3
+(training and validation loss of the fusion model for several learning rates). Next to the
+models: the WMF "oracle" (the test songs' true vectors: the ceiling), a popularity ranking
+that only uses what is known of a new song (its artist's popularity among the training
+songs) and a random ranking.
 
 Every stage's output is cached under ``work_dir`` keyed by the settings and data it depends
 on, so a re-run after a change redoes only what changed. The compute is the Rust core's;
@@ -14,98 +17,77 @@ this module only wires the stages together.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Any
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 
 from . import audio, data, metrics
 from .fusion import KINDS, FusionModel
+from .recommender import Recommender
+from .report import PipelineResult
 from .wmf import WMF
 
-TABLE1_COLUMNS = ("mse", "rmse", "mae", "msle", "msle_clipped")
-FIGURE2_COLUMNS = ("precision", "recall", "f1", "ndcg", "auc")
+#: The learning rates of the paper's Figure 3.
+PAPER_LEARNING_RATES = (0.1, 0.01, 0.001, 0.0001)
 
 
 def _key(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
 class _Vectors:
-    """Users' WMF factors against any song vectors: what ``metrics.ranking_metrics`` ranks."""
+    """Users' vectors against any song vectors: what ``metrics.ranking_metrics`` ranks."""
 
     def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray):
-        self.user_factors = user_factors
+        self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
 
 
-@dataclass
-class PipelineResult:
-    """Table 1 and Figure 2 as rows of dicts, the training histories and a run summary."""
+def artist_popularity(plays: sp.spmatrix, artist_ids: list[str], known: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """A cold-start popularity score for each of the ``new`` songs: the mean number of
+    listeners of the ``known`` songs by the same artist (the mean over all known songs for
+    an unknown or new artist). Uses nothing of the new songs but their artist."""
+    listeners = np.diff(sp.csc_matrix(plays).indptr).astype(np.float64)
+    names, artist = np.unique(np.asarray(artist_ids, dtype=object).astype(str), return_inverse=True)
+    total = np.bincount(artist[known], weights=listeners[known], minlength=len(names))
+    count = np.bincount(artist[known], minlength=len(names))
+    fallback = listeners[known].mean() if len(known) else 0.0
+    mean = np.where(count > 0, total / np.maximum(count, 1), fallback)
+    mean[names == ""] = fallback  # "" is the unknown artist, not an artist
+    return mean[artist[new]]
 
-    table1: list[dict]
-    figure2: list[dict]
-    histories: dict[str, dict] = field(default_factory=dict)
-    summary: dict = field(default_factory=dict)
 
-    def table1_markdown(self) -> str:
-        head = "| model | MSE | RMSE | MAE | MSLE | MSLE clipped values |\n|---|---|---|---|---|---|"
-        body = [
-            f"| {r['model']} | " + " | ".join(f"{r[c]:.4g}" for c in TABLE1_COLUMNS[:4]) + f" | {r['msle_clipped']} |"
-            for r in self.table1
-        ]
-        return "\n".join([head, *body])
-
-    def figure2_markdown(self) -> str:
-        head = "| model | N | precision | recall | F1 | NDCG | AUC |\n|---|---|---|---|---|---|---|"
-        body = [
-            f"| {r['model']} | {r['N']} | " + " | ".join(f"{r[c]:.4f}" for c in FIGURE2_COLUMNS) + " |"
-            for r in self.figure2
-        ]
-        return "\n".join([head, *body])
-
-    def write(self, out_dir: str | os.PathLike) -> list[str]:
-        """Write table1/figure2 as Markdown and CSV, figure2.png when matplotlib is there."""
-        os.makedirs(out_dir, exist_ok=True)
-        written = []
-        for name, rows, cols, md in (
-            ("table1", self.table1, ("model", *TABLE1_COLUMNS), self.table1_markdown()),
-            ("figure2", self.figure2, ("model", "N", *FIGURE2_COLUMNS), self.figure2_markdown()),
-        ):
-            path = os.path.join(out_dir, f"{name}.md")
-            with open(path, "w") as f:
-                f.write(md + "\n")
-            written.append(path)
-            path = os.path.join(out_dir, f"{name}.csv")
-            with open(path, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-                w.writeheader()
-                w.writerows(rows)
-            written.append(path)
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return written
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-        for ax, metric in zip(axes, ("precision", "recall", "f1")):
-            for model in dict.fromkeys(r["model"] for r in self.figure2):
-                rows = [r for r in self.figure2 if r["model"] == model]
-                ax.plot([r["N"] for r in rows], [r[metric] for r in rows], marker="o", label=model)
-            ax.set(xlabel="N", ylabel=f"{metric}@N", title=metric)
-        axes[-1].legend(fontsize=8)
-        fig.tight_layout()
-        path = os.path.join(out_dir, "figure2.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return [*written, path]
+def check_settings(
+    kinds: tuple[str, ...] = KINDS,
+    test_fraction: float = 0.2,
+    learning_rates: tuple[float, ...] = (),
+    N: tuple[int, ...] = (10,),
+    **_: Any,
+) -> None:
+    """Raise ValueError for Pipeline settings that cannot work (before any long stage runs)."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown model kinds {sorted(unknown)}; expected some of {KINDS}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if any(not (isinstance(lr, (int, float)) and lr > 0) for lr in learning_rates):
+        raise ValueError(f"learning_rates must be positive numbers, got {learning_rates!r}")
+    if not N or any(int(n) < 1 for n in N):
+        raise ValueError(f"N must be a non-empty list of positive list lengths, got {N!r}")
 
 
 class Pipeline:
@@ -115,7 +97,12 @@ class Pipeline:
     :class:`musrec.FusionModel`; ``features`` is the :class:`musrec.audio.FeatureConfig`
     (default: the paper's, 8 kHz, random 3 s excerpt). ``test_fraction`` of the songs (seeded)
     are the cold-start test songs (the paper: 10,000 of 50,000). ``n_users``/``n_songs``
-    de-sparsify the data first (the paper: 10,000 x 50,000).
+    de-sparsify the data first (the paper: 10,000 x 50,000). ``learning_rates`` are the
+    Figure 3 study of the fusion model (empty: skip it). ``log`` receives one line per stage
+    (default: print when ``show_progress``).
+
+    :meth:`run` does everything and returns a :class:`musrec.report.PipelineResult`;
+    :meth:`recommender` serves cold-start recommendations from the trained stages.
     """
 
     def __init__(
@@ -130,17 +117,15 @@ class Pipeline:
         features: audio.FeatureConfig | None = None,
         model: dict | None = None,
         kinds: tuple[str, ...] = KINDS,
+        learning_rates: tuple[float, ...] = PAPER_LEARNING_RATES,
         test_fraction: float = 0.2,
         N: tuple[int, ...] = (5, 10, 20, 50),
         seed: int = 0,
         num_threads: int = 0,
         show_progress: bool = True,
+        log: Callable[[str], None] | None = None,
     ):
-        unknown = set(kinds) - set(KINDS)
-        if unknown:
-            raise ValueError(f"unknown model kinds {sorted(unknown)}; expected some of {KINDS}")
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        check_settings(kinds=kinds, test_fraction=test_fraction, learning_rates=learning_rates, N=N)
         if not os.path.isdir(data_dir):
             raise FileNotFoundError(f"no dataset directory at {os.fspath(data_dir)!r}")
         self.data_dir = os.fspath(data_dir)
@@ -151,19 +136,41 @@ class Pipeline:
         self.features_config = features or audio.FeatureConfig.paper()
         self.model_args = {"seed": seed, **(model or {})}
         self.kinds = tuple(kinds)
+        self.learning_rates = tuple(float(lr) for lr in learning_rates)
         self.test_fraction = test_fraction
         self.N = tuple(int(n) for n in N)
         self.seed = seed
         self.num_threads = num_threads
         self.show_progress = show_progress
+        self.log = log if log is not None else (print if show_progress else lambda line: None)
         self._dataset: data.Dataset | None = None
+        self._stages: list[dict] = []
+
+    # ---- bookkeeping --------------------------------------------------------------------
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[dict]:
+        record = {"stage": name, "cached": False}
+        self.log(f"[{name}]")
+        start = time.perf_counter()
+        yield record
+        record["seconds"] = time.perf_counter() - start
+        record["peak_rss_mb"] = _peak_rss_mb()
+        self._stages.append(record)
+        note = " (cached)" if record["cached"] else ""
+        self.log(f"[{name}] {record['seconds']:.1f} s{note}, peak memory {record['peak_rss_mb']:,.0f} MB")
 
     # ---- stages -------------------------------------------------------------------------
     def dataset(self) -> data.Dataset:
+        """The de-sparsified dataset (read once per Pipeline)."""
         if self._dataset is None:
-            self._dataset = data.load(
-                self.data_dir, n_users=self.n_users, n_songs=self.n_songs, show_progress=self.show_progress
-            )
+            with self._stage("load data"):
+                self._dataset = data.load(
+                    self.data_dir, n_users=self.n_users, n_songs=self.n_songs, show_progress=self.show_progress
+                )
+                for line in self._dataset.summary().splitlines():
+                    self.log("  " + line)
+                if self._dataset.plays.shape[1] < 2:
+                    raise ValueError(f"{self.data_dir}: {self._dataset.plays.shape[1]} usable songs, need several")
         return self._dataset
 
     def _data_key(self) -> str:
@@ -174,25 +181,44 @@ class Pipeline:
     def song_vectors(self) -> WMF:
         """WMF on all listening of all songs (cached)."""
         path = os.path.join(self.work_dir, f"wmf-{_key(self._data_key(), self.wmf_args)}.safetensors")
-        if os.path.exists(path):
-            return WMF.load(path)
-        model = WMF(num_threads=self.num_threads, **self.wmf_args)
-        model.fit(self.dataset().plays, show_progress=self.show_progress)
-        model.save(path)
-        return model
+        with self._stage("WMF") as record:
+            if os.path.exists(path):
+                record["cached"] = True
+                return WMF.load(path)
+            model = WMF(num_threads=self.num_threads, **self.wmf_args)
+            model.fit(self.dataset().plays, show_progress=self.show_progress)
+            model.save(path)
+            return model
 
     def spectrograms(self) -> tuple[np.ndarray, np.ndarray]:
-        """(log-Mel features of every song, which songs' audio could be used), cached."""
-        result = audio.extract(
-            self.dataset().songs.audio_path,
-            self.features_config,
-            num_threads=self.num_threads,
-            show_progress=self.show_progress,
-            cache_dir=os.path.join(self.work_dir, "features"),
-        )
-        return result.features, np.asarray(result.ok, bool)
+        """(log-Mel features of every song, which songs' audio could be used); the features
+        live in an on-disk cache, so a re-run only reads them."""
+        paths = self.dataset().songs.audio_path
+        with self._stage("audio features") as record:
+            result = audio.extract(
+                paths,
+                self.features_config,
+                num_threads=self.num_threads,
+                show_progress=self.show_progress,
+                cache_dir=os.path.join(self.work_dir, "features"),
+            )
+            record["cached"] = bool(len(result.cached)) and bool(np.all(result.cached | ~result.ok))
+            ok = np.asarray(result.ok, bool)
+            if result.failures:
+                reasons: dict[str, int] = {}
+                for f in result.failures:
+                    reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
+                self.log(
+                    f"  {len(result.failures):,} of {len(paths):,} songs have no usable audio and are left out "
+                    f"({', '.join(f'{n:,} {r}' for r, n in sorted(reasons.items()))}); first: "
+                    f"{result.failures[0]['path']}: {result.failures[0]['message']}"
+                )
+            if int(result.padded.sum()):
+                self.log(f"  {int(result.padded.sum()):,} clips were shorter than the excerpt and zero-padded")
+        return result.features, ok
 
     def metadata(self) -> list[dict]:
+        """Each song's tags (with Last.fm strengths), artist and year, for FusionModel."""
         songs = self.dataset().songs
         tags = songs.tags
         out = []
@@ -211,25 +237,44 @@ class Pipeline:
             raise ValueError(f"{len(order)} usable songs are too few to hold out {self.test_fraction:.0%}")
         return np.sort(order[n_test:]), np.sort(order[:n_test])
 
-    def train(self, kind: str, spec, meta, targets, train_idx) -> FusionModel:
-        """One network kind on the training songs (cached)."""
-        key = _key(self._data_key(), self.wmf_args, self.features_config.to_json(), self.model_args, kind, self.seed)
+    def train(self, kind: str, spec, meta, targets, train_idx, **overrides: Any) -> FusionModel:
+        """One network kind on the training songs (cached). ``overrides`` change model settings."""
+        args = {**self.model_args, **overrides}
+        settings = FusionModel(kind, **args).config_  # every setting resolved, defaults included
+        key = _key(self._data_key(), self.wmf_args, self.features_config.to_json(), settings, self.seed)
         path = os.path.join(self.work_dir, "models", f"{kind}-{key}.safetensors")
-        if os.path.exists(path):
-            return FusionModel.load(path, num_threads=self.num_threads)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        model = FusionModel(kind, num_threads=self.num_threads, **self.model_args)
-        model.fit(spec[train_idx], [meta[i] for i in train_idx], targets[train_idx], show_progress=self.show_progress)
-        model.save(path)
-        return model
+        label = kind + "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v in overrides.items())
+        with self._stage(f"train {label}") as record:
+            if os.path.exists(path):
+                record["cached"] = True
+                return FusionModel.load(path, num_threads=self.num_threads)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            model = FusionModel(kind, num_threads=self.num_threads, **args)
+            model.fit(
+                spec[train_idx], [meta[i] for i in train_idx], targets[train_idx], show_progress=self.show_progress
+            )
+            model.save(path)
+            h = model.history_
+            best = min(h["validation_loss"], default=float("nan"))
+            early = " (stopped early)" if model.stopped_early_ else ""
+            self.log(
+                f"  {len(h['train_loss'])} epochs, best validation loss {best:.4g} at epoch {model.best_epoch_}{early}"
+            )
+            return model
 
-    # ---- the whole experiment -----------------------------------------------------------
-    def run(self) -> PipelineResult:
+    def _prepared(self) -> tuple:
         ds = self.dataset()
         wmf = self.song_vectors()
         spec, usable = self.spectrograms()
         meta = self.metadata()
         train_idx, test_idx = self.split(usable)
+        return ds, wmf, spec, usable, meta, train_idx, test_idx
+
+    # ---- the whole experiment -----------------------------------------------------------
+    def run(self) -> PipelineResult:
+        """Every stage; cached stages are read back. Returns Table 1 and Figures 2 and 3."""
+        self._stages = []
+        ds, wmf, spec, usable, meta, train_idx, test_idx = self._prepared()
         vectors = wmf.item_factors
         test_plays = ds.plays[:, test_idx].tocsr()
         no_train = sp.csr_matrix(test_plays.shape, dtype=np.float32)
@@ -240,22 +285,64 @@ class Pipeline:
             predicted[kind] = model.predict(spec[test_idx], [meta[i] for i in test_idx])
             histories[kind] = model.history_
 
-        table1 = [{"model": k, **metrics.vector_errors(p, vectors[test_idx])} for k, p in predicted.items()]
-        figure2 = []
-        for n in self.N:
-            rankers = {**predicted, "WMF oracle": vectors[test_idx]}
-            for name, items in rankers.items():
-                m = metrics.ranking_metrics(_Vectors(wmf.user_factors, items), no_train, test_plays, N=n)
-                figure2.append({"model": name, "N": n, **m})
-            m = metrics.random_ranking_metrics(no_train, test_plays, N=n, random_state=self.seed)
-            figure2.append({"model": "random", "N": n, **m})
+        figure3 = []
+        for lr in self.learning_rates:
+            model = self.train("fusion", spec, meta, vectors, train_idx, learning_rate=lr)
+            h = model.history_
+            figure3 += [
+                {"learning_rate": lr, "epoch": e + 1, "train_loss": t, "validation_loss": v}
+                for e, (t, v) in enumerate(zip(h["train_loss"], h["validation_loss"]))
+            ]
+
+        with self._stage("evaluate"):
+            table1 = [{"model": k, **metrics.vector_errors(p, vectors[test_idx])} for k, p in predicted.items()]
+            # the error of knowing nothing of a song: every test song gets the training songs' mean vector
+            mean = np.broadcast_to(vectors[train_idx].mean(axis=0), vectors[test_idx].shape)
+            table1.append({"model": "training mean", **metrics.vector_errors(mean, vectors[test_idx])})
+            popularity = artist_popularity(ds.plays, ds.songs.artist_id, train_idx, test_idx)
+            rankers = {
+                **{k: _Vectors(wmf.user_factors, p) for k, p in predicted.items()},
+                "popularity": _Vectors(np.ones((ds.plays.shape[0], 1)), popularity[:, None]),
+                "WMF oracle": _Vectors(wmf.user_factors, vectors[test_idx]),
+            }
+            figure2 = []
+            for n in self.N:
+                for name, ranker in rankers.items():
+                    m = metrics.ranking_metrics(ranker, no_train, test_plays, N=n, num_threads=self.num_threads)
+                    figure2.append({"model": name, "N": n, **m})
+                m = metrics.random_ranking_metrics(
+                    no_train, test_plays, N=n, random_state=self.seed, num_threads=self.num_threads
+                )
+                figure2.append({"model": "random", "N": n, **m})
+        join = ds.report.get("join", {})
         summary = {
             "users": ds.plays.shape[0],
             "songs": ds.plays.shape[1],
             "plays": int(ds.plays.nnz),
             "songs_without_usable_audio": int((~usable).sum()),
+            "songs_without_tags": int(join.get("songs_without_tags", 0)),
+            "songs_with_unknown_year": int(join.get("songs_with_unknown_year", 0)),
             "training_songs": len(train_idx),
             "test_songs": len(test_idx),
             "test_users": int(np.diff(test_plays.indptr).astype(bool).sum()),
+            "stages": list(self._stages),
         }
-        return PipelineResult(table1, figure2, histories, summary)
+        return PipelineResult(table1, figure2, figure3, histories, summary)
+
+    # ---- cold start ---------------------------------------------------------------------
+    def recommender(self, kind: str = "fusion") -> Recommender:
+        """A :class:`musrec.Recommender` over every song of the dataset (their WMF vectors)
+        that predicts new songs' vectors with the ``kind`` model trained by this pipeline."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        ds, wmf, spec, _, meta, train_idx, _ = self._prepared()
+        model = self.train(kind, spec, meta, wmf.item_factors, train_idx)
+        return Recommender(
+            wmf,
+            model,
+            user_ids=ds.user_ids,
+            song_ids=ds.songs.song_id,
+            plays=ds.plays,
+            features=self.features_config,
+            num_threads=self.num_threads,
+        )

@@ -1,0 +1,166 @@
+"""``musrec reproduce``: the paper's experiment in one call, on the embedded synthetic world
+(written to disk in the real formats first) or on a real dataset directory.
+
+A preset fixes the size of the world (or of the de-sparsified real data), the number of
+WMF factors, the network sizes and training length:
+
+* ``tiny`` (for tests; about 20 s on 2 cores): 600 users x 800 songs, 32 factors, small
+  networks (32 channels), at most 30 epochs.
+* ``small`` (the default of ``musrec reproduce``; about 4 minutes on 2 cores): 2,000 users
+  x 5,000 songs, 64 factors, mid-size networks (64 channels), at most 50 epochs.
+* ``paper``: the paper's 10,000 users x 50,000 songs, 100 factors, the full networks and
+  100 epochs (hours on a laptop CPU; ``benchmarks/bench_reproduce.py`` times it).
+
+Every preset reads 3-second excerpts at the paper's 8 kHz, holds out 20% of the songs as
+cold-start test songs and runs the Figure 3 learning-rate study.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Callable
+
+from . import synthetic
+from .pipeline import PAPER_LEARNING_RATES, Pipeline, check_settings
+from .report import PipelineResult
+
+#: world: the synthetic world's size and audio; pipeline: Pipeline settings.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "world": {"preset": "tiny", "n_users": 600, "n_songs": 800, "sample_rate": 8000, "duration": 4.0},
+        "pipeline": {
+            "n_factors": 32,
+            "model": {
+                "conv_channels": (32, 32, 32),
+                "lstm_hidden": 32,
+                "mlp_hidden": 64,
+                "tag_dim": 16,
+                "artist_dim": 16,
+                "year_dim": 8,
+                "max_epochs": 30,
+                "patience": 5,
+            },
+            "N": (5, 10, 20),
+        },
+    },
+    "small": {
+        "world": {"preset": "small", "sample_rate": 8000, "duration": 4.0},
+        "pipeline": {
+            "n_factors": 64,
+            "model": {
+                "conv_channels": (64, 64, 64),
+                "lstm_hidden": 64,
+                "mlp_hidden": 256,
+                "tag_dim": 32,
+                "artist_dim": 32,
+                "max_epochs": 50,
+                "patience": 8,
+            },
+            "N": (5, 10, 20, 50),
+        },
+    },
+    "paper": {
+        "world": {"preset": "paper", "sample_rate": 8000, "duration": 4.0},
+        "pipeline": {"n_factors": 100, "model": {}, "N": (5, 10, 20, 50)},
+    },
+}
+
+
+def world_dir(work_dir: str | os.PathLike, preset: str, seed: int) -> str:
+    return os.path.join(os.fspath(work_dir), f"world-{preset}-seed{seed}")
+
+
+def prepare_world(
+    work_dir: str | os.PathLike,
+    preset: str = "small",
+    seed: int = 0,
+    num_threads: int = 0,
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> str:
+    """The preset's synthetic world under ``work_dir``, written unless an identical one is
+    there. It is written into a temporary directory renamed into place when complete, so an
+    interrupted write is never mistaken for a world."""
+    settings = dict(PRESETS[preset]["world"])
+    base = settings.pop("preset")
+    config = synthetic.world_config(base, seed=seed, **settings)
+    path = world_dir(work_dir, preset, seed)
+    truth = os.path.join(path, "world.json")
+    if os.path.exists(truth):
+        with open(truth, encoding="utf-8") as f:
+            if json.load(f).get("config") == config:
+                log(f"[world] reusing the synthetic world at {path}")
+                return path
+        log(f"[world] {path} holds a different world; writing it again")
+    partial = f"{path}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    n = config["listening"]
+    log(f"[world] writing a synthetic world of {n['n_users']:,} users x {n['n_songs']:,} songs to {path}")
+    synthetic.write_world(partial, base, seed=seed, num_threads=num_threads, show_progress=show_progress, **settings)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(partial, path)
+    return path
+
+
+def pipeline(
+    preset: str = "small",
+    data_dir: str | os.PathLike | None = None,
+    work_dir: str | os.PathLike = "musrec-work",
+    *,
+    seed: int = 0,
+    num_threads: int = 0,
+    show_progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> Pipeline:
+    """The :class:`musrec.Pipeline` of a preset: on ``data_dir`` (a real dataset,
+    de-sparsified to the preset's size) or on the preset's synthetic world, written under
+    ``work_dir`` first. ``overrides`` replace Pipeline settings (``model`` dicts merge)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    say = log if log is not None else (print if show_progress else lambda line: None)
+    settings = dict(PRESETS[preset]["pipeline"])
+    settings["model"] = {**settings["model"], **overrides.pop("model", {})}
+    settings.update(overrides)
+    settings.setdefault("learning_rates", PAPER_LEARNING_RATES)
+    check_settings(**settings)  # before writing a world
+    os.makedirs(work_dir, exist_ok=True)
+    if data_dir is None:
+        data_dir = prepare_world(work_dir, preset, seed, num_threads, show_progress, say)
+    else:
+        world = PRESETS[preset]["world"]
+        size = {k: world[k] for k in ("n_users", "n_songs") if k in world}
+        listening = synthetic.world_config(world["preset"], **size)["listening"]
+        settings.setdefault("n_users", listening["n_users"])
+        settings.setdefault("n_songs", listening["n_songs"])
+    return Pipeline(
+        data_dir,
+        os.path.join(os.fspath(work_dir), "stages"),
+        seed=seed,
+        num_threads=num_threads,
+        show_progress=show_progress,
+        log=say,
+        **settings,
+    )
+
+
+def reproduce(
+    preset: str = "small",
+    data_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = "musrec-results",
+    work_dir: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> PipelineResult:
+    """Run the whole experiment of a preset (see :func:`pipeline`) and write its tables and
+    figures to ``out_dir`` (None: write nothing). ``work_dir`` (default ``out_dir/work``)
+    keeps the world and every stage's cache, so a second run only redoes what changed."""
+    if work_dir is None:
+        work_dir = os.path.join(os.fspath(out_dir or "musrec-results"), "work")
+    result = pipeline(preset, data_dir, work_dir, **kwargs).run()
+    result.summary["preset"] = preset
+    result.summary["data"] = "synthetic world" if data_dir is None else os.fspath(data_dir)
+    if out_dir is not None:
+        result.summary["files"] = result.write(out_dir)
+    return result

@@ -1,0 +1,291 @@
+"""The experiment's results: the paper's Table 1 and Figures 2 and 3, next to the paper's own
+numbers and claims, written as Markdown, CSV and PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+TABLE1_COLUMNS = ("mse", "rmse", "mae", "msle", "msle_clipped")
+FIGURE2_COLUMNS = ("precision", "recall", "f1", "ndcg", "auc")
+FIGURE3_COLUMNS = ("learning_rate", "epoch", "train_loss", "validation_loss")
+
+#: The paper's Table 1 (its private data; only the ordering is expected to carry over).
+PAPER_TABLE1 = {
+    "autoencoder": {"mse": 1.247, "rmse": 1.104, "mae": 0.528, "msle": 0.142},
+    "cnn": {"mse": 1.201, "rmse": 1.096, "mae": 0.513, "msle": 0.135},
+    "cnn_lstm": {"mse": 1.066, "rmse": 1.032, "mae": 0.504, "msle": 0.129},
+    "embedding": {"mse": 1.415, "rmse": 1.190, "mae": 0.586, "msle": 0.161},
+    "fusion": {"mse": 0.917, "rmse": 0.958, "mae": 0.482, "msle": 0.117},
+}
+#: How the paper names the kinds.
+PAPER_NAMES = {
+    "autoencoder": "AutoEncoder",
+    "cnn": "CNN",
+    "cnn_lstm": "CNN+LSTM",
+    "embedding": "Embedding",
+    "fusion": "Ours (fusion)",
+}
+
+
+def _label(model: str) -> str:
+    return PAPER_NAMES.get(model, model)
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+@dataclass
+class PipelineResult:
+    """What :meth:`musrec.Pipeline.run` measured.
+
+    ``table1``: one row per model kind (MSE, RMSE, MAE, MSLE and how many values MSLE had to
+    clip). ``figure2``: one row per (model, N) with precision, recall, F1, NDCG and AUC of
+    ranking the cold-start songs, including the reference rows "popularity", "random" and
+    "WMF oracle". ``figure3``: one row per (learning rate, epoch) of training and validation
+    loss. ``histories``: each model kind's training history. ``summary``: sizes, counts of
+    what was missing, and the time and peak memory of every stage.
+    """
+
+    table1: list[dict]
+    figure2: list[dict]
+    figure3: list[dict] = field(default_factory=list)
+    histories: dict[str, dict] = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+
+    # ---- lookups ------------------------------------------------------------------------
+    def recall(self, model: str, N: int) -> float:
+        return self._figure2(model, N)["recall"]
+
+    def _figure2(self, model: str, N: int) -> dict:
+        for r in self.figure2:
+            if r["model"] == model and r["N"] == N:
+                return r
+        raise KeyError(f"no Figure 2 row for model {model!r} at N={N}")
+
+    # ---- tables -------------------------------------------------------------------------
+    def table1_markdown(self, paper: bool = False) -> str:
+        """Table 1; with ``paper``, the paper's numbers in a second column per metric."""
+        head = ["model", "MSE", "RMSE", "MAE", "MSLE", "MSLE clipped values"]
+        if paper:
+            head = ["model", "MSE", "paper", "RMSE", "paper", "MAE", "paper", "MSLE", "paper", "MSLE clipped values"]
+        rows = []
+        for r in self.table1:
+            cells = [_label(r["model"])]
+            for c in TABLE1_COLUMNS[:4]:
+                cells.append(f"{r[c]:.4g}")
+                if paper:
+                    theirs = PAPER_TABLE1.get(r["model"], {}).get(c)
+                    cells.append("" if theirs is None else f"{theirs:.3f}")
+            rows.append([*cells, str(r["msle_clipped"])])
+        return _markdown(head, rows)
+
+    def figure2_markdown(self, N: int | None = None) -> str:
+        """Figure 2's numbers, for every N measured or only ``N``."""
+        rows = [
+            [_label(r["model"]), str(r["N"]), *(f"{r[c]:.4f}" for c in FIGURE2_COLUMNS)]
+            for r in self.figure2
+            if N is None or r["N"] == N
+        ]
+        return _markdown(["model", "N", "precision", "recall", "F1", "NDCG", "AUC"], rows)
+
+    def summary_markdown(self) -> str:
+        s = self.summary
+        lines = [f"- {k.replace('_', ' ')}: {v:,}" for k, v in s.items() if isinstance(v, int)]
+        stages = s.get("stages", [])
+        if stages:
+            lines.append("")
+            rows = [
+                [
+                    st["stage"],
+                    f"{st['seconds']:.1f}",
+                    "yes" if st.get("cached") else "",
+                    f"{st['peak_rss_mb']:,.0f}",
+                ]
+                for st in stages
+            ]
+            lines.append(_markdown(["stage", "seconds", "cached", "peak memory (MB)"], rows))
+        return "\n".join(lines)
+
+    # ---- the paper's claims -------------------------------------------------------------
+    def claims(self, N: int | None = None) -> list[dict]:
+        """The paper's qualitative claims, each checked on these results.
+
+        Returns rows ``{"claim", "holds", "evidence"}``. ``N`` (default: 10 if measured,
+        else the first N) is the list length for the ranking claims.
+        """
+        ns = sorted({r["N"] for r in self.figure2})
+        if N is None:
+            N = 10 if 10 in ns else ns[0]
+        mse = {r["model"]: r["mse"] for r in self.table1 if r["model"] in PAPER_NAMES}
+        out = []
+        if "fusion" in mse:
+            others = {k: v for k, v in mse.items() if k != "fusion"}
+            if "training mean" in {r["model"] for r in self.table1}:
+                baseline = next(r["mse"] for r in self.table1 if r["model"] == "training mean")
+                out.append(
+                    {
+                        "claim": "(ours) the fusion model's MSE is below that of the training songs' mean vector",
+                        "holds": mse["fusion"] < baseline,
+                        "evidence": f"{mse['fusion']:.4g} vs {baseline:.4g}",
+                    }
+                )
+            out.append(
+                {
+                    "claim": "Table 1: the fusion model has the lowest MSE",
+                    "holds": all(mse["fusion"] <= v for v in others.values()),
+                    "evidence": ", ".join(f"{_label(k)} {v:.4g}" for k, v in mse.items()),
+                }
+            )
+            kinds = [k for k in mse if k != "fusion"]
+            for metric in ("precision", "recall", "f1"):
+                ours = self._figure2("fusion", N)[metric]
+                theirs = {k: self._figure2(k, N)[metric] for k in kinds}
+                others = ", ".join(f"{_label(k)} {v:.4f}" for k, v in theirs.items())
+                out.append(
+                    {
+                        "claim": f"Figure 2: the fusion model has the best {metric}@{N}",
+                        "holds": all(ours >= v for v in theirs.values()),
+                        "evidence": f"fusion {ours:.4f}; {others}",
+                    }
+                )
+            for ref in ("random", "popularity"):
+                if any(r["model"] == ref for r in self.figure2):
+                    ours, theirs = self.recall("fusion", N), self.recall(ref, N)
+                    out.append(
+                        {
+                            "claim": f"(ours) the fusion model beats the {ref} ranking on recall@{N}",
+                            "holds": ours > theirs,
+                            "evidence": f"{ours:.4f} vs {theirs:.4f}",
+                        }
+                    )
+        if self.figure3:
+            best = {}
+            for r in self.figure3:
+                v = r["validation_loss"]
+                if v == v:  # not NaN
+                    best[r["learning_rate"]] = min(best.get(r["learning_rate"], float("inf")), v)
+            if best:
+                winner = min(best, key=best.get)
+                out.append(
+                    {
+                        "claim": "Figure 3: learning rate 0.001 reaches the lowest validation loss",
+                        "holds": winner == 0.001,
+                        "evidence": ", ".join(f"lr {lr:g}: {v:.4g}" for lr, v in sorted(best.items(), reverse=True)),
+                    }
+                )
+        return out
+
+    def claims_markdown(self, N: int | None = None) -> str:
+        rows = [[c["claim"], "yes" if c["holds"] else "**no**", c["evidence"]] for c in self.claims(N)]
+        return _markdown(["the paper's claim", "holds here", "evidence"], rows)
+
+    # ---- files --------------------------------------------------------------------------
+    def write(self, out_dir: str | os.PathLike) -> list[str]:
+        """Write table1 / figure2 / figure3 as CSV, tables and claims as Markdown
+        (``report.md``), ``summary.json``, and figure2.png / figure3.png when matplotlib is
+        installed. Returns the paths written."""
+        out_dir = os.fspath(out_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        written = []
+        for name, rows, cols in (
+            ("table1", self.table1, ("model", *TABLE1_COLUMNS)),
+            ("figure2", self.figure2, ("model", "N", *FIGURE2_COLUMNS)),
+            ("figure3", self.figure3, FIGURE3_COLUMNS),
+        ):
+            if not rows:
+                continue
+            path = os.path.join(out_dir, f"{name}.csv")
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
+            written.append(path)
+        for name, text in (("table1.md", self.table1_markdown(paper=True)), ("figure2.md", self.figure2_markdown())):
+            path = os.path.join(out_dir, name)
+            with open(path, "w") as f:
+                f.write(text + "\n")
+            written.append(path)
+        path = os.path.join(out_dir, "report.md")
+        with open(path, "w") as f:
+            f.write(self.report_markdown() + "\n")
+        written.append(path)
+        path = os.path.join(out_dir, "summary.json")
+        with open(path, "w") as f:
+            json.dump(self.summary, f, indent=2, default=str)
+        written.append(path)
+        return written + self.plot(out_dir)
+
+    def report_markdown(self) -> str:
+        parts = [
+            "# musrec reproduce",
+            "## Table 1: error of the predicted cold-start song vectors (lower is better)",
+            self.table1_markdown(paper=True),
+            "The paper's numbers come from its private data: the ordering, not the values, is what carries over.",
+            "## Figure 2: Top-N recommendation of the cold-start songs",
+            self.figure2_markdown(),
+            "## The paper's claims on these results",
+            self.claims_markdown(),
+            "## Run",
+            self.summary_markdown(),
+        ]
+        return "\n\n".join(parts)
+
+    def plot(self, out_dir: str | os.PathLike) -> list[str]:
+        """figure2.png and figure3.png in ``out_dir`` (nothing without matplotlib)."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return []
+        written = []
+        fig = self.figure2_plot(plt)
+        path = os.path.join(os.fspath(out_dir), "figure2.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+        if self.figure3:
+            fig = self.figure3_plot(plt)
+            path = os.path.join(os.fspath(out_dir), "figure3.png")
+            fig.savefig(path, dpi=120)
+            plt.close(fig)
+            written.append(path)
+        return written
+
+    def figure2_plot(self, plt: Any = None) -> Any:
+        """A matplotlib figure of precision, recall and F1 @N per model."""
+        if plt is None:
+            import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        for ax, metric in zip(axes, ("precision", "recall", "f1")):
+            for model in dict.fromkeys(r["model"] for r in self.figure2):
+                rows = [r for r in self.figure2 if r["model"] == model]
+                style = "--" if model in ("random", "popularity", "WMF oracle") else "-"
+                ax.plot([r["N"] for r in rows], [r[metric] for r in rows], style, marker="o", label=_label(model))
+            ax.set(xlabel="N", ylabel=f"{metric}@N", title=metric)
+        axes[-1].legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+
+    def figure3_plot(self, plt: Any = None) -> Any:
+        """A matplotlib figure of training and validation loss per learning rate."""
+        if plt is None:
+            import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+        for ax, key, title in zip(axes, ("train_loss", "validation_loss"), ("training loss", "validation loss")):
+            for lr in dict.fromkeys(r["learning_rate"] for r in self.figure3):
+                rows = [r for r in self.figure3 if r["learning_rate"] == lr]
+                ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], label=f"lr {lr:g}")
+            ax.set(xlabel="epoch", title=title, yscale="log")
+        axes[0].set_ylabel("MSE (units of the targets' variance)")
+        axes[-1].legend(fontsize=8)
+        fig.tight_layout()
+        return fig
