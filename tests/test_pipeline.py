@@ -99,3 +99,32 @@ def test_bad_inputs(tmp_path):
     # an empty directory is no dataset: the loader names what is missing
     with pytest.raises((FileNotFoundError, musrec.MusrecError), match="train_triplets"):
         musrec.Pipeline(tmp_path, tmp_path / "work", show_progress=False).run()
+
+
+def test_damaged_audio_is_counted_and_the_run_finishes(tmp_path):
+    root = tmp_path / "world"
+    musrec.synthetic.write_world(
+        root, preset="tiny", n_users=200, n_songs=150, sample_rate=8000, duration=4.0, show_progress=False
+    )
+    files = sorted((root / "audio").iterdir())
+    files[0].write_bytes(b"RIFF\x10\x00\x00\x00WAVEnot really audio")  # corrupt
+    files[1].write_bytes(files[1].read_bytes()[:44])  # a header and no samples
+    lines = []
+    small = dict(conv_channels=(8, 8, 8), lstm_hidden=8, mlp_hidden=16, max_epochs=2)
+    pipe = musrec.Pipeline(
+        root,
+        tmp_path / "work",
+        n_factors=8,
+        model=small,
+        kinds=("fusion",),
+        learning_rates=(),
+        N=(5,),
+        show_progress=False,
+        log=lines.append,
+    )
+    result = pipe.run()
+    assert result.summary["songs_without_usable_audio"] == 2
+    message = next(line for line in lines if "no usable audio" in line)
+    assert "2 of" in message and (files[0].name in message or files[1].name in message)
+    assert [r["model"] for r in result.table1] == ["fusion", "training mean"]
+    assert result.figure3 == []
