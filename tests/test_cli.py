@@ -39,3 +39,16 @@ def test_bad_inputs_give_a_message_not_a_traceback(tmp_path, capsys):
         == 2
     )
     assert "unknown model kinds" in capsys.readouterr().err
+
+
+def test_reproduce_on_a_dataset_directory(tiny_experiment, tmp_path, capsys):
+    """--data reads a directory in the real formats (here the tiny world) and de-sparsifies it
+    to the preset's size; the same data and settings reuse the cached stages."""
+    _, _, work, pipe = tiny_experiment
+    args = ["reproduce", "--data", pipe.data_dir, "--preset", "tiny", "--work", str(work), "--out", str(tmp_path)]
+    assert cli.main([*args, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "the dataset in" in out and "[world]" not in out and "[train fusion] " in out
+    finished = [line for line in out.splitlines() if line.startswith("[train") and " s" in line]
+    assert finished and all("(cached)" in line for line in finished), finished
+    assert (tmp_path / "report.md").exists()
