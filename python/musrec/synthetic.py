@@ -96,6 +96,10 @@ def world_config(preset: str = "tiny", **overrides: Any) -> dict:
     part; the others (``sample_rate``, ``duration``, ``audio_format``, ``nested_audio``,
     ``songs_per_artist``, ``content_noise``, ``share_without_track``, ``share_without_audio``,
     ``share_second_track``, ``share_without_tags``, ``share_unknown_year``) to the files.
+    ``audio_format`` is ``"wav"`` (the default), ``"flac"``, ``"ogg"`` (Ogg Vorbis) or
+    ``"mp3"``. MP3 takes only the MPEG sample rates (8,000, 11,025, 12,000, 16,000, 22,050,
+    24,000, 32,000, 44,100, 48,000 Hz) and FLAC at most 96,000 Hz. Values are checked when
+    the world is written.
     """
     config = json.loads(_musrec.world_preset(preset))
     for key, value in overrides.items():
@@ -106,11 +110,6 @@ def world_config(preset: str = "tiny", **overrides: Any) -> dict:
         else:
             known = sorted([*config["listening"], *(k for k in config if k != "listening")])
             raise ValueError(f"unknown world setting {key!r}; expected one of {known}")
-    if config["audio_format"] != "wav":
-        raise ValueError(
-            f"audio_format {config['audio_format']!r} is not written: only 'wav' has an encoder in pure Rust "
-            "(the loaders read MP3, FLAC and Ogg Vorbis)"
-        )
     return config
 
 
@@ -126,8 +125,10 @@ def write_world(
     """Write a synthetic world into directory ``path`` in the real datasets' formats.
 
     Files: ``train_triplets.txt``, ``track_metadata.db``, ``unique_tracks.txt``,
-    ``lastfm_tags.db``, ``audio/<track_id>.wav`` (mono 16-bit, ``duration`` seconds at
-    ``sample_rate``), and the ground truth ``world.json`` / ``world.safetensors`` (see
+    ``lastfm_tags.db``, ``audio/<track_id>.wav`` (mono, ``duration`` seconds at
+    ``sample_rate``; ``audio_format="flac"``, ``"ogg"`` or ``"mp3"`` writes ``.flac``
+    (lossless 16-bit), ``.ogg`` (Ogg Vorbis) or ``.mp3`` instead, all readable by
+    :func:`musrec.data.load`), and the ground truth ``world.json`` / ``world.safetensors`` (see
     :func:`load_truth`). Planted like real data: a few songs without a track, some tracks
     without audio, some songs with a duplicate track, tracks without tags, unknown years.
     Deterministic for ``seed`` (independent of ``num_threads``). Audio renders in parallel

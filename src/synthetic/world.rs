@@ -1,7 +1,8 @@
 //! The synthetic world written in the real datasets' formats (the same directory layout the
 //! loaders read, see `data/mod.rs`): `train_triplets.txt`, `track_metadata.db`,
-//! `unique_tracks.txt`, `lastfm_tags.db` and `audio/<track_id>.wav`, plus the ground truth
-//! (`world.json`, `world.safetensors`) for tests and experiments.
+//! `unique_tracks.txt`, `lastfm_tags.db` and `audio/<track_id>.wav` (or `.flac`, `.ogg`, `.mp3`
+//! by `audio_format`), plus the ground truth (`world.json`, `world.safetensors`) for tests and
+//! experiments.
 //!
 //! Content predicts listening only partly, as in real life. Listening follows the full latent
 //! style (16 dimensions by default). The audio renders the first three quarters of the
@@ -15,7 +16,7 @@
 
 use super::sound::{self, N_SOUND_PARAMS};
 use super::{Listening, WorldConfig, dot, generate_listening, normal, stream_rng, unit_vector};
-use crate::audio::encode::write_wav;
+use crate::audio::encode;
 use crate::data::dataset::{AUDIO_DIR, TRIPLETS_FILE};
 use crate::data::metadata::{self, Tracks};
 use crate::data::tags::{self, TrackTags};
@@ -89,13 +90,8 @@ const SYLLABLES: [&str; 24] = [
     "pe", "dor", "ny", "ex", "qua", "rin",
 ];
 
-/// The file format of the synthetic audio.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AudioFormat {
-    /// Mono 16-bit PCM. MP3 and Ogg Vorbis have no pure-Rust encoder; the loaders read them.
-    Wav,
-}
+/// The file format of the synthetic audio: "wav" (the default), "flac", "ogg" or "mp3".
+pub use crate::audio::encode::AudioFormat;
 
 /// Everything that shapes a synthetic world on disk.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -196,7 +192,7 @@ impl WorldFilesConfig {
         ] {
             ensure!((0.0..1.0).contains(&share), "{name} must be in [0, 1), got {share}");
         }
-        Ok(())
+        self.audio_format.check_sample_rate(self.sample_rate)
     }
 }
 
@@ -276,13 +272,14 @@ pub fn write_world(
             chunk
                 .par_iter()
                 .map(|&s| {
-                    let path = audio_path(dir, &cat.track_id[s], cfg.nested_audio);
+                    let path = audio_path(dir, &cat.track_id[s], cfg.audio_format, cfg.nested_audio);
                     if let Some(parent) = path.parent() {
                         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
                     }
                     let mut rng = stream_rng(cfg.listening.seed ^ AUDIO_SALT, s as u64);
                     let samples = sound::render(&cat.sound[s], cfg.sample_rate, cfg.duration, &mut rng);
-                    write_wav(&path, &samples, cfg.sample_rate)
+                    let ogg_serial = rng.random();
+                    encode::write(&path, cfg.audio_format, &samples, cfg.sample_rate, ogg_serial)
                 })
                 .collect::<Result<Vec<()>>>()
         })?;
@@ -315,16 +312,16 @@ pub fn write_world(
     })
 }
 
-/// Where the audio of `track` goes: `dir/audio/TR...wav`, or MSD-style nested folders named
-/// by the track id's 3rd to 5th characters.
-fn audio_path(dir: &Path, track: &str, nested: bool) -> PathBuf {
+/// Where the audio of `track` goes: `dir/audio/<track>.<format's extension>`, or MSD-style
+/// nested folders named by the track id's 3rd to 5th characters.
+fn audio_path(dir: &Path, track: &str, format: AudioFormat, nested: bool) -> PathBuf {
     let mut path = dir.join(AUDIO_DIR);
     if nested {
         for c in track.chars().skip(2).take(3) {
             path.push(c.to_string());
         }
     }
-    path.join(format!("{track}.wav"))
+    path.join(format!("{track}.{}", format.extension()))
 }
 
 impl Catalogue {
@@ -750,6 +747,37 @@ mod tests {
     }
 
     #[test]
+    fn every_audio_format_loads_back_and_repeats_byte_for_byte() {
+        for audio_format in [AudioFormat::Flac, AudioFormat::Ogg, AudioFormat::Mp3] {
+            let ext = audio_format.extension();
+            let dir = std::env::temp_dir().join(format!("musrec-world-{ext}-{}", std::process::id()));
+            let mut cfg = WorldFilesConfig {
+                audio_format,
+                ..micro(4)
+            };
+            cfg.listening.n_songs = 30;
+            let summary = write_world(&dir, &cfg, &Threads::new(2).unwrap(), &mut ignore_progress).unwrap();
+            let data = load(&dir, &LoadOptions::default(), &mut ignore_progress).unwrap();
+            assert_eq!(data.report.audio.files, summary.audio_files, "{ext}");
+            let first = data.songs.audio_path[0].as_ref().unwrap();
+            assert_eq!(first.extension().unwrap(), ext);
+            let audio = crate::audio::decode::load(first, None, 0.0, None).unwrap();
+            // Gapless: the LAME header and Ogg granule positions trim the codecs' padding.
+            assert_eq!((audio.sample_rate, audio.samples.len()), (8000, 4000), "{ext}");
+
+            let again = dir.with_extension("again");
+            write_world(&again, &cfg, &Threads::new(1).unwrap(), &mut ignore_progress).unwrap();
+            assert_eq!(
+                std::fs::read(first).unwrap(),
+                std::fs::read(again.join(first.strip_prefix(&dir).unwrap())).unwrap(),
+                "{ext}"
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
+            std::fs::remove_dir_all(&again).unwrap();
+        }
+    }
+
+    #[test]
     fn bad_configs_name_the_field() {
         for (cfg, field) in [
             (
@@ -779,6 +807,22 @@ mod tests {
                     ..micro(0)
                 },
                 "content_noise",
+            ),
+            (
+                WorldFilesConfig {
+                    audio_format: AudioFormat::Mp3,
+                    sample_rate: 10_000,
+                    ..micro(0)
+                },
+                "sample_rate",
+            ),
+            (
+                WorldFilesConfig {
+                    audio_format: AudioFormat::Flac,
+                    sample_rate: 192_000,
+                    ..micro(0)
+                },
+                "sample_rate",
             ),
         ] {
             let err = cfg.validate().unwrap_err().to_string();
