@@ -388,8 +388,9 @@ def test_world_config_errors_are_clear(tmp_path):
         musrec.synthetic.write_world(tmp_path, n_songz=3, show_progress=False)
     with pytest.raises(ValueError, match="`wav`, `flac`, `ogg`, `mp3`"):
         musrec.synthetic.write_world(tmp_path, audio_format="aiff", show_progress=False)
-    with pytest.raises(ValueError, match="sample_rate must be one of"):
-        musrec.synthetic.write_world(tmp_path, audio_format="mp3", sample_rate=10_000, show_progress=False)
+    if "mp3" in musrec.synthetic.audio_formats():
+        with pytest.raises(ValueError, match="sample_rate must be one of"):
+            musrec.synthetic.write_world(tmp_path, audio_format="mp3", sample_rate=10_000, show_progress=False)
     with pytest.raises(ValueError, match="preset"):
         musrec.synthetic.write_world(tmp_path, preset="huge", show_progress=False)
     with pytest.raises(ValueError, match="duration"):

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from . import _musrec, _progress
 
-__all__ = ["Listening", "listening", "load_truth", "world_config", "write_world"]
+__all__ = ["Listening", "audio_formats", "listening", "load_truth", "world_config", "write_world"]
 
 
 @dataclass
@@ -98,8 +98,9 @@ def world_config(preset: str = "tiny", **overrides: Any) -> dict:
     ``share_second_track``, ``share_without_tags``, ``share_unknown_year``) to the files.
     ``audio_format`` is ``"wav"`` (the default), ``"flac"``, ``"ogg"`` (Ogg Vorbis) or
     ``"mp3"``. MP3 takes only the MPEG sample rates (8,000, 11,025, 12,000, 16,000, 22,050,
-    24,000, 32,000, 44,100, 48,000 Hz) and FLAC at most 96,000 Hz. Values are checked when
-    the world is written.
+    24,000, 32,000, 44,100, 48,000 Hz) and FLAC at most 96,000 Hz; MP3 needs a build with the
+    ``lame`` cargo feature (see :func:`audio_formats`). Values are checked when the world is
+    written.
     """
     config = json.loads(_musrec.world_preset(preset))
     for key, value in overrides.items():
@@ -111,6 +112,13 @@ def world_config(preset: str = "tiny", **overrides: Any) -> dict:
             known = sorted([*config["listening"], *(k for k in config if k != "listening")])
             raise ValueError(f"unknown world setting {key!r}; expected one of {known}")
     return config
+
+
+def audio_formats() -> list[str]:
+    """The audio formats :func:`write_world` can write in this build: ``wav``, ``flac`` and
+    ``ogg`` always; ``mp3`` only when musrec was built with the ``lame`` cargo feature (LAME is
+    LGPL-3.0, so the default MIT build leaves it out). Every format always *reads*."""
+    return list(_musrec.world_audio_formats())
 
 
 def write_world(

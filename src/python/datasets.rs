@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::io::load_tensors;
 use crate::parallel::Threads;
 use crate::sparse::Csr;
-use crate::synthetic::world::{self, WorldFilesConfig};
+use crate::synthetic::world::{self, AudioFormat, WorldFilesConfig};
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{IntoPyArray, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -170,6 +170,15 @@ fn world_preset(name: &str) -> PyResult<String> {
     Ok(json(&WorldFilesConfig::preset(name)?)?)
 }
 
+/// The audio formats this build writes (MP3 only with the `lame` feature).
+#[pyfunction]
+fn world_audio_formats() -> Vec<&'static str> {
+    AudioFormat::writable()
+        .into_iter()
+        .map(AudioFormat::extension)
+        .collect()
+}
+
 /// Write a synthetic world into `path`; `config_json` is a serialised `WorldFilesConfig`.
 #[pyfunction]
 #[pyo3(signature = (path, config_json, num_threads=0, callback=None))]
@@ -209,6 +218,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(desparsify, m)?)?;
     m.add_function(wrap_pyfunction!(load_dataset, m)?)?;
     m.add_function(wrap_pyfunction!(world_preset, m)?)?;
+    m.add_function(wrap_pyfunction!(world_audio_formats, m)?)?;
     m.add_function(wrap_pyfunction!(write_world, m)?)?;
     m.add_function(wrap_pyfunction!(read_tensors, m)?)?;
     Ok(())

@@ -748,7 +748,8 @@ mod tests {
 
     #[test]
     fn every_audio_format_loads_back_and_repeats_byte_for_byte() {
-        for audio_format in [AudioFormat::Flac, AudioFormat::Ogg, AudioFormat::Mp3] {
+        let compressed = AudioFormat::writable().into_iter().filter(|&f| f != AudioFormat::Wav);
+        for audio_format in compressed {
             let ext = audio_format.extension();
             let dir = std::env::temp_dir().join(format!("musrec-world-{ext}-{}", std::process::id()));
             let mut cfg = WorldFilesConfig {
@@ -814,7 +815,8 @@ mod tests {
                     sample_rate: 10_000,
                     ..micro(0)
                 },
-                "sample_rate",
+                // without the feature, any MP3 setting fails first, naming the feature
+                if cfg!(feature = "lame") { "sample_rate" } else { "lame" },
             ),
             (
                 WorldFilesConfig {

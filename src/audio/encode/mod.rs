@@ -4,15 +4,19 @@
 //! the same samples (and Ogg serial) give the same bytes, so a synthetic world is reproducible.
 
 mod flac;
+#[cfg(feature = "lame")]
 mod mp3;
 mod vorbis;
 mod wav;
 
 pub use flac::flac_pcm16;
+#[cfg(feature = "lame")]
 pub use mp3::mp3;
 pub use vorbis::ogg_vorbis;
 pub use wav::wav_pcm16;
 
+#[cfg(not(feature = "lame"))]
+use crate::error::Error;
 use crate::error::Result;
 use crate::io::write_atomic;
 use std::path::Path;
@@ -32,6 +36,14 @@ pub enum AudioFormat {
 }
 
 impl AudioFormat {
+    /// The formats this build can write: all four with the `lame` feature, else all but MP3.
+    pub fn writable() -> Vec<AudioFormat> {
+        let all = [AudioFormat::Wav, AudioFormat::Flac, AudioFormat::Ogg, AudioFormat::Mp3];
+        all.into_iter()
+            .filter(|&f| cfg!(feature = "lame") || f != AudioFormat::Mp3)
+            .collect()
+    }
+
     /// The file extension the loaders look for (`data::audio_index::AUDIO_EXTENSIONS`).
     pub fn extension(self) -> &'static str {
         match self {
@@ -55,7 +67,13 @@ impl AudioFormat {
             AudioFormat::Wav => Ok(wav_pcm16(samples, sample_rate)),
             AudioFormat::Flac => flac_pcm16(samples, sample_rate),
             AudioFormat::Ogg => ogg_vorbis(samples, sample_rate, ogg_serial),
+            #[cfg(feature = "lame")]
             AudioFormat::Mp3 => mp3(samples, sample_rate),
+            #[cfg(not(feature = "lame"))]
+            AudioFormat::Mp3 => Err(Error::invalid(
+                "this musrec was built without MP3 writing: LAME is LGPL-3.0, so it comes only with the \
+                 `lame` cargo feature (reading MP3 always works); write wav, flac or ogg instead",
+            )),
         }
     }
 }
@@ -131,7 +149,7 @@ pub(crate) mod tests {
     #[test]
     fn every_format_is_deterministic() {
         let x = chord(22_050, 22_050);
-        for format in [AudioFormat::Wav, AudioFormat::Flac, AudioFormat::Ogg, AudioFormat::Mp3] {
+        for format in AudioFormat::writable() {
             let a = format.encode(&x, 22_050, 3).unwrap();
             assert_eq!(a, format.encode(&x, 22_050, 3).unwrap(), "{format:?}");
         }
