@@ -12,6 +12,7 @@ pub mod data;
 pub mod error;
 pub mod io;
 pub mod kernels;
+pub mod linalg;
 pub mod metrics;
 pub mod nn;
 pub mod parallel;

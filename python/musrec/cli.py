@@ -70,6 +70,9 @@ def reproduce(args: argparse.Namespace) -> int:
     print(result.figure2_markdown(n))
     print("\nThe paper's claims on these results\n")
     print(result.claims_markdown(n))
+    print("\nEach network against the linear (ridge) model on the same inputs\n")
+    for line in result.verdict_lines(n):
+        print("  " + line)
     peak = max((st["peak_rss_mb"] for st in s["stages"]), default=0.0)
     print(f"\ndone in {time.perf_counter() - start:.0f} s, peak memory {peak:,.0f} MB; wrote:")
     for path in s.get("files", []):

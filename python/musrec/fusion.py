@@ -17,9 +17,17 @@ import numpy as np
 
 from . import _musrec, _progress
 
-KINDS = ("fusion", "autoencoder", "cnn", "cnn_lstm", "embedding")
-_AUDIO_KINDS = {"fusion", "autoencoder", "cnn", "cnn_lstm"}
-_METADATA_KINDS = {"fusion", "embedding"}
+_KIND_TABLE = _musrec.model_kinds()
+#: Every model kind, the networks first (the Rust core's list).
+KINDS = tuple(k[0] for k in _KIND_TABLE)
+#: The closed-form linear baselines (ridge regression).
+LINEAR_KINDS = tuple(k[0] for k in _KIND_TABLE if k[3])
+#: The networks (the paper's Table 1).
+NETWORK_KINDS = tuple(k for k in KINDS if k not in LINEAR_KINDS)
+#: For each kind, the linear model on the same inputs: what it has to beat.
+LINEAR_COUNTERPART = {k[0]: k[4] for k in _KIND_TABLE}
+_AUDIO_KINDS = {k[0] for k in _KIND_TABLE if k[1]}
+_METADATA_KINDS = {k[0] for k in _KIND_TABLE if k[2]}
 
 #: Metadata: a pandas DataFrame or a mapping of columns ``tags``, ``artist``, ``year``, or a
 #: sequence of per-song mappings with those keys. ``tags`` is a list of tag names or a
@@ -93,6 +101,35 @@ def _spectrograms(x: Any, name: str = "spectrograms") -> np.ndarray | None:
     return a
 
 
+#: The constructor's settings that go to the Rust core (the rest are Python's own).
+_SETTINGS = (
+    "conv_channels",
+    "kernel_size",
+    "pool_sizes",
+    "lstm_hidden",
+    "tag_dim",
+    "artist_dim",
+    "year_dim",
+    "mlp_hidden",
+    "dropout",
+    "reconstruction_weight",
+    "reconstruction_segments",
+    "wide",
+    "branch_relu",
+    "forget_bias",
+    "learning_rate",
+    "weight_decay",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "clip_norm",
+    "min_count",
+    "max_tags",
+    "max_artists",
+    "year_bucket",
+)
+
+
 def _targets(y: Any, name: str = "targets") -> np.ndarray:
     a = np.ascontiguousarray(y, dtype=np.float32)
     if a.ndim != 2:
@@ -103,7 +140,7 @@ def _targets(y: Any, name: str = "targets") -> np.ndarray:
 class FusionModel:
     """Predict WMF song vectors from log-Mel spectrograms and/or metadata.
 
-    ``kind`` picks the network (the paper's Table 1):
+    ``kind`` picks the model (:data:`KINDS`):
 
     * ``"fusion"`` (the paper's model): audio branch — three 1-D convolutions over time with
       the Mel bands as channels, each followed by non-overlapping max-pooling and ReLU, an
@@ -111,26 +148,43 @@ class FusionModel:
       branch — embeddings of the tags (weighted mean over the song's tags), the artist and
       the release year (``year_bucket``-year buckets; unknown is its own value), an MLP of
       ``mlp_hidden`` and ``d`` units — concatenated, then a linear layer to the ``d``-dim
-      song vector (``d`` = the targets' width, 100 in the paper). ReLU in the hidden layers.
+      song vector (``d`` = the targets' width, 100 in the paper).
     * ``"cnn_lstm"``: the audio branch alone. ``"cnn"``: convolutions averaged over time, no
       LSTM. ``"embedding"``: the metadata branch alone. ``"autoencoder"``: the convolutional
       encoder's ``d``-unit code is decoded back to the spectrogram (averaged over
       ``reconstruction_segments`` stretches of time, loss weight ``reconstruction_weight``)
       while a linear layer regresses the code to the song vector; both losses train jointly.
+    * ``"ridge"``, ``"ridge_audio"``, ``"ridge_metadata"``: the linear baselines. Ridge
+      regression, solved in closed form, on each Mel band's mean and standard deviation over
+      the excerpt (standardised) and/or the one-hot metadata (tag weights, artist, year
+      bucket). The audio and metadata penalties are picked on the validation songs from a
+      grid of 0.1 to 10^4 (``config_["ridge"]`` has the path). ``"ridge_audio"`` is the
+      counterpart of the audio networks, ``"ridge_metadata"`` of ``"embedding"``, ``"ridge"``
+      of ``"fusion"`` (:data:`LINEAR_COUNTERPART`).
 
-    Defaults (the paper gives the layer types and the 512-unit MLP only): convolutions of
-    256 channels, width 3 ("same" padding), pooling 4, 2, 2 (a 3 s clip at 22,050 Hz is 130
-    frames, 8 LSTM steps); LSTM 256; tag and artist embeddings 64, year 16; dropout 0.2 on the
-    hidden fully connected layers. Tags and artists seen fewer than ``min_count`` times in
-    training, unseen ones, songs without tags and unknown years all map to an
-    out-of-vocabulary embedding, so cold-start songs always predict.
+    Settings left as None take musrec's defaults. Layers: convolutions of 256 channels, width
+    3 ("same" padding), pooling 4, 2, 2 (a 3 s clip at 22,050 Hz is 130 frames, 8 LSTM
+    steps); LSTM 256 with forget-gate bias ``forget_bias`` 1; tag and artist embeddings 64,
+    year 16; MLP 512; dropout 0.2 on the hidden fully connected layers. Where musrec departs
+    from the paper (measured on real sound, see the README): ``wide=True`` fits the kind's
+    linear counterpart first, freezes it and adds it to the output, so the deep branches
+    learn only its residual and training starts from its predictions (wide & deep);
+    ``branch_relu=False`` leaves the branches' ``d``-unit outputs linear (a ReLU there can
+    silence a whole branch); gradients are clipped to a global norm of ``clip_norm`` 5.
+    ``architecture="paper"`` gives the paper's network as it describes it instead (no linear
+    part, ReLU on every fully connected layer, no forget bias, no clipping unless given).
 
-    Training: mean squared error to the WMF vectors, Adam (AdamW with ``weight_decay=0``) at
-    ``learning_rate`` 1e-3, mini-batches of ``batch_size`` shuffled by ``seed``, early stopping
-    when the validation error has not improved for ``patience`` epochs (the best weights are
-    kept), at most ``max_epochs``. Spectrograms are standardised per Mel band with statistics
-    of the training songs. With ``checkpoint`` set, the full training state is written there
-    atomically after every epoch and ``fit(..., resume=True)`` continues from it.
+    Tags and artists seen fewer than ``min_count`` (2) times in training, unseen ones, songs
+    without tags and unknown years all map to an out-of-vocabulary value, so cold-start songs
+    always predict (``max_tags`` 5,000 and ``max_artists`` 100,000 cap the vocabularies).
+
+    Training: mean squared error to the WMF vectors (divided by their spread), Adam (AdamW
+    with ``weight_decay`` 0) at ``learning_rate`` 1e-3, mini-batches of ``batch_size`` 64
+    shuffled by ``seed``, early stopping when the validation error has not improved for
+    ``patience`` (10) epochs (the best weights are kept), at most ``max_epochs`` (100).
+    Spectrograms are standardised per Mel band with statistics of the training songs. With
+    ``checkpoint`` set, the full training state is written there atomically after every
+    epoch and ``fit(..., resume=True)`` continues from it.
 
     Deterministic for a fixed ``seed`` and ``num_threads`` (0 = one per core).
     """
@@ -139,63 +193,46 @@ class FusionModel:
         self,
         kind: str = "fusion",
         *,
-        conv_channels: Sequence[int] = (256, 256, 256),
-        kernel_size: int = 3,
-        pool_sizes: Sequence[int] = (4, 2, 2),
-        lstm_hidden: int = 256,
-        tag_dim: int = 64,
-        artist_dim: int = 64,
-        year_dim: int = 16,
-        mlp_hidden: int = 512,
-        dropout: float = 0.2,
-        reconstruction_weight: float = 1.0,
-        reconstruction_segments: int = 8,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 64,
-        max_epochs: int = 100,
-        patience: int = 10,
-        min_count: int = 2,
-        max_tags: int = 5000,
-        max_artists: int = 100_000,
-        year_bucket: int = 5,
+        architecture: str = "musrec",
+        conv_channels: Sequence[int] | None = None,
+        kernel_size: int | None = None,
+        pool_sizes: Sequence[int] | None = None,
+        lstm_hidden: int | None = None,
+        tag_dim: int | None = None,
+        artist_dim: int | None = None,
+        year_dim: int | None = None,
+        mlp_hidden: int | None = None,
+        dropout: float | None = None,
+        reconstruction_weight: float | None = None,
+        reconstruction_segments: int | None = None,
+        wide: bool | None = None,
+        branch_relu: bool | None = None,
+        forget_bias: float | None = None,
+        learning_rate: float | None = None,
+        weight_decay: float | None = None,
+        batch_size: int | None = None,
+        max_epochs: int | None = None,
+        patience: int | None = None,
+        clip_norm: float | None = None,
+        min_count: int | None = None,
+        max_tags: int | None = None,
+        max_artists: int | None = None,
+        year_bucket: int | None = None,
         seed: int = 0,
         num_threads: int = 0,
         checkpoint: str | os.PathLike | None = None,
     ):
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+        if architecture not in ("musrec", "paper"):
+            raise ValueError(f"architecture must be 'musrec' or 'paper', got {architecture!r}")
         self.kind = kind
         self.num_threads = int(num_threads)
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
-        net = {
-            "conv_channels": [int(c) for c in conv_channels],
-            "kernel_size": int(kernel_size),
-            "pool_sizes": [int(p) for p in pool_sizes],
-            "lstm_hidden": int(lstm_hidden),
-            "tag_dim": int(tag_dim),
-            "artist_dim": int(artist_dim),
-            "year_dim": int(year_dim),
-            "mlp_hidden": int(mlp_hidden),
-            "dropout": float(dropout),
-            "reconstruction_weight": float(reconstruction_weight),
-            "reconstruction_segments": int(reconstruction_segments),
-        }
-        train = {
-            "learning_rate": float(learning_rate),
-            "weight_decay": float(weight_decay),
-            "batch_size": int(batch_size),
-            "max_epochs": int(max_epochs),
-            "patience": int(patience),
-            "seed": int(seed),
-        }
-        meta = {
-            "min_count": int(min_count),
-            "max_tags": int(max_tags),
-            "max_artists": int(max_artists),
-            "year_bucket": int(year_bucket),
-        }
-        self._core = _musrec.FusionCore(kind, json.dumps(net), json.dumps(train), json.dumps(meta))
+        given = {k: v for k, v in locals().items() if k in _SETTINGS and v is not None}
+        settings = {k: [int(c) for c in v] if k in ("conv_channels", "pool_sizes") else v for k, v in given.items()}
+        settings["seed"] = int(seed)
+        self._core = _musrec.FusionCore(kind, json.dumps(settings), architecture == "paper")
 
     # ---- inputs -------------------------------------------------------------------------
     def _inputs(self, spectrograms: Any, metadata: MetadataLike | None) -> tuple[np.ndarray | None, tuple | None]:
@@ -247,7 +284,8 @@ class FusionModel:
         max_epochs = json.loads(self._core.spec_json())["train"]["max_epochs"]
         fraction = kwargs.get("val_fraction", 0.0)
         per_epoch = -(-max(1, n - int(round(n * fraction))) // batch_size)
-        bar = _progress.bar(max_epochs * per_epoch, f"train {self.kind}", show_progress)
+        # The linear kinds are one closed-form solve: no batches to show.
+        bar = _progress.bar(max_epochs * per_epoch, f"train {self.kind}", show_progress and self.kind in NETWORK_KINDS)
         try:
             raised = self._core.fit(
                 spec,
@@ -293,6 +331,12 @@ class FusionModel:
     @property
     def stopped_early_(self) -> bool:
         return self._core.training_state()[4]
+
+    @property
+    def ridge_(self) -> dict[str, Any] | None:
+        """For a model with a linear part: the chosen penalties ``lambda_audio`` and
+        ``lambda_metadata``, their ``validation_mse`` and the ``path`` of every pair tried."""
+        return self.config_.get("ridge")
 
     @property
     def n_parameters_(self) -> int:

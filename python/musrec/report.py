@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .fusion import LINEAR_COUNTERPART, NETWORK_KINDS
+
 TABLE1_COLUMNS = ("mse", "rmse", "mae", "msle", "msle_clipped")
 FIGURE2_COLUMNS = ("precision", "recall", "f1", "ndcg", "auc")
 FIGURE3_COLUMNS = ("learning_rate", "epoch", "train_loss", "validation_loss")
@@ -29,10 +31,20 @@ PAPER_NAMES = {
     "embedding": "Embedding",
     "fusion": "Ours (fusion)",
 }
+#: The linear baselines (closed-form ridge regression on the same inputs as the networks).
+LINEAR_NAMES = {
+    "ridge": "Ridge (audio stats + metadata)",
+    "ridge_audio": "Ridge (audio stats)",
+    "ridge_metadata": "Ridge (metadata)",
+}
+#: The bar a network must clear over its linear counterpart to "beat" it clearly:
+#: recall@N at least this ratio and user AUC at least this much higher.
+RECALL_RATIO_BAR = 1.2
+AUC_MARGIN_BAR = 0.03
 
 
 def _label(model: str) -> str:
-    return PAPER_NAMES.get(model, model)
+    return PAPER_NAMES.get(model, LINEAR_NAMES.get(model, model))
 
 
 def _markdown(head: list[str], rows: list[list[str]]) -> str:
@@ -113,6 +125,79 @@ class PipelineResult:
             lines.append(_markdown(["stage", "seconds", "cached", "peak memory (MB)"], rows))
         return "\n".join(lines)
 
+    # ---- networks against the linear baseline -------------------------------------------
+    def verdicts(self, N: int | None = None) -> list[dict]:
+        """Each network against the ridge model on the same inputs, at recall@N and user AUC.
+
+        Returns rows ``{"model", "baseline", "recall", "baseline_recall", "recall_ratio",
+        "auc", "baseline_auc", "auc_margin", "verdict"}``. The verdict is "clearly beats"
+        (recall@N at least 1.2x and AUC at least 0.03 higher: the bar musrec holds its
+        networks to), "beats" (both higher), "mixed" (one higher) or "loses". Only networks
+        whose counterpart was run are listed.
+        """
+        N = self._default_N(N)
+        models = {r["model"] for r in self.figure2}
+        out = []
+        for model in dict.fromkeys(r["model"] for r in self.figure2):
+            baseline = LINEAR_COUNTERPART.get(model)
+            if model not in NETWORK_KINDS or baseline not in models:
+                continue
+            ours, theirs = self._figure2(model, N), self._figure2(baseline, N)
+            ratio = ours["recall"] / theirs["recall"] if theirs["recall"] > 0 else float("inf")
+            margin = ours["auc"] - theirs["auc"]
+            if ratio >= RECALL_RATIO_BAR and margin >= AUC_MARGIN_BAR:
+                verdict = "clearly beats"
+            elif ratio > 1 and margin > 0:
+                verdict = "beats"
+            elif ratio > 1 or margin > 0:
+                verdict = "mixed"
+            else:
+                verdict = "loses"
+            out.append(
+                {
+                    "model": model,
+                    "baseline": baseline,
+                    "N": N,
+                    "recall": ours["recall"],
+                    "baseline_recall": theirs["recall"],
+                    "recall_ratio": ratio,
+                    "auc": ours["auc"],
+                    "baseline_auc": theirs["auc"],
+                    "auc_margin": margin,
+                    "verdict": verdict,
+                }
+            )
+        return out
+
+    def verdict_lines(self, N: int | None = None) -> list[str]:
+        """One line per network: its verdict against its linear counterpart, with the numbers."""
+        return [
+            f"{v['model']} {v['verdict'].upper() if v['verdict'] == 'loses' else v['verdict']} {v['baseline']}: "
+            f"recall@{v['N']} {v['recall']:.4f} vs {v['baseline_recall']:.4f} ({v['recall_ratio']:.2f}x), "
+            f"AUC {v['auc']:.3f} vs {v['baseline_auc']:.3f} ({v['auc_margin']:+.3f})"
+            for v in self.verdicts(N)
+        ]
+
+    def verdicts_markdown(self, N: int | None = None) -> str:
+        rows = [
+            [
+                _label(v["model"]),
+                _label(v["baseline"]),
+                f"{v['recall']:.4f} / {v['baseline_recall']:.4f} ({v['recall_ratio']:.2f}x)",
+                f"{v['auc']:.3f} / {v['baseline_auc']:.3f} ({v['auc_margin']:+.3f})",
+                v["verdict"] if v["verdict"] != "loses" else "**loses**",
+            ]
+            for v in self.verdicts(N)
+        ]
+        n = self._default_N(N)
+        return _markdown(["network", "linear baseline", f"recall@{n}", "user AUC", "verdict"], rows)
+
+    def _default_N(self, N: int | None) -> int:
+        if N is not None:
+            return N
+        ns = sorted({r["N"] for r in self.figure2})
+        return 10 if 10 in ns else ns[0]
+
     # ---- the paper's claims -------------------------------------------------------------
     def claims(self, N: int | None = None) -> list[dict]:
         """The paper's qualitative claims, each checked on these results.
@@ -120,9 +205,7 @@ class PipelineResult:
         Returns rows ``{"claim", "holds", "evidence"}``. ``N`` (default: 10 if measured,
         else the first N) is the list length for the ranking claims.
         """
-        ns = sorted({r["N"] for r in self.figure2})
-        if N is None:
-            N = 10 if 10 in ns else ns[0]
+        N = self._default_N(N)
         mse = {r["model"]: r["mse"] for r in self.table1 if r["model"] in PAPER_NAMES}
         out = []
         if "fusion" in mse:
@@ -165,6 +248,16 @@ class PipelineResult:
                             "evidence": f"{ours:.4f} vs {theirs:.4f}",
                         }
                     )
+        for v in self.verdicts(N):
+            out.append(
+                {
+                    "claim": f"(ours) {v['model']} beats {v['baseline']}, the linear model on the same inputs, "
+                    f"by {RECALL_RATIO_BAR:g}x recall@{N} and +{AUC_MARGIN_BAR:g} AUC",
+                    "holds": v["verdict"] == "clearly beats",
+                    "evidence": f"recall {v['recall']:.4f} vs {v['baseline_recall']:.4f} ({v['recall_ratio']:.2f}x), "
+                    f"AUC {v['auc']:.3f} vs {v['baseline_auc']:.3f} ({v['auc_margin']:+.3f}): {v['verdict']}",
+                }
+            )
         if self.figure3:
             best = {}
             for r in self.figure3:
@@ -230,6 +323,8 @@ class PipelineResult:
             "The paper's numbers come from its private data: the ordering, not the values, is what carries over.",
             "## Figure 2: Top-N recommendation of the cold-start songs",
             self.figure2_markdown(),
+            "## The networks against the linear baseline on the same inputs",
+            self.verdicts_markdown(),
             "## The paper's claims on these results",
             self.claims_markdown(),
             "## Run",
@@ -268,7 +363,7 @@ class PipelineResult:
         for ax, metric in zip(axes, ("precision", "recall", "f1")):
             for model in dict.fromkeys(r["model"] for r in self.figure2):
                 rows = [r for r in self.figure2 if r["model"] == model]
-                style = "--" if model in ("random", "popularity", "WMF oracle") else "-"
+                style = "--" if model in ("random", "popularity", "WMF oracle") else ":" if model in LINEAR_NAMES else "-"
                 ax.plot([r["N"] for r in rows], [r[metric] for r in rows], style, marker="o", label=_label(model))
             ax.set(xlabel="N", ylabel=f"{metric}@N", title=metric)
         axes[-1].legend(fontsize=8)

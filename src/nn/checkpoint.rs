@@ -9,6 +9,7 @@ use super::data::Standardizer;
 use super::metadata::{MetadataEncoder, MetadataOptions};
 use super::model::Network;
 use super::train::{History, TrainState, set_params, snapshot};
+use super::wide::RidgeReport;
 use crate::error::{Error, Result};
 use crate::io::{load_tensors, save_tensors};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,9 @@ pub struct ModelSpec {
     pub metadata_options: MetadataOptions,
     pub encoder: Option<MetadataEncoder>,
     pub standardizer: Standardizer,
+    /// How the linear part's penalties were chosen (kinds with one).
+    #[serde(default)]
+    pub ridge: Option<RidgeReport>,
 }
 
 #[derive(Serialize, Deserialize)]

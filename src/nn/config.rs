@@ -19,15 +19,25 @@ pub enum ModelKind {
     CnnLstm,
     /// Metadata only: tag, artist and year embeddings + MLP.
     Embedding,
+    /// The linear baseline: closed-form ridge regression on per-band log-Mel statistics and
+    /// one-hot metadata (tags, artist, year bucket), the penalties picked on validation songs.
+    Ridge,
+    /// Ridge on the audio statistics alone: cnn_lstm's linear counterpart.
+    RidgeAudio,
+    /// Ridge on the one-hot metadata alone: embedding's linear counterpart.
+    RidgeMetadata,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; 8] = [
+        ModelKind::Fusion,
         ModelKind::Autoencoder,
         ModelKind::Cnn,
         ModelKind::CnnLstm,
         ModelKind::Embedding,
-        ModelKind::Fusion,
+        ModelKind::Ridge,
+        ModelKind::RidgeAudio,
+        ModelKind::RidgeMetadata,
     ];
 
     pub fn parse(name: &str) -> Result<Self> {
@@ -44,15 +54,38 @@ impl ModelKind {
             ModelKind::Cnn => "cnn",
             ModelKind::CnnLstm => "cnn_lstm",
             ModelKind::Embedding => "embedding",
+            ModelKind::Ridge => "ridge",
+            ModelKind::RidgeAudio => "ridge_audio",
+            ModelKind::RidgeMetadata => "ridge_metadata",
         }
     }
 
     pub fn uses_audio(self) -> bool {
-        self != ModelKind::Embedding
+        !matches!(self, ModelKind::Embedding | ModelKind::RidgeMetadata)
     }
 
     pub fn uses_metadata(self) -> bool {
-        matches!(self, ModelKind::Fusion | ModelKind::Embedding)
+        matches!(
+            self,
+            ModelKind::Fusion | ModelKind::Embedding | ModelKind::Ridge | ModelKind::RidgeMetadata
+        )
+    }
+
+    /// The closed-form linear kinds: no deep branches, no gradient training.
+    pub fn is_linear(self) -> bool {
+        matches!(
+            self,
+            ModelKind::Ridge | ModelKind::RidgeAudio | ModelKind::RidgeMetadata
+        )
+    }
+
+    /// The linear model reading the same inputs: what this kind must beat.
+    pub fn linear_counterpart(self) -> ModelKind {
+        match (self.uses_audio(), self.uses_metadata()) {
+            (true, false) => ModelKind::RidgeAudio,
+            (false, true) => ModelKind::RidgeMetadata,
+            _ => ModelKind::Ridge,
+        }
     }
 
     pub fn uses_lstm(self) -> bool {
@@ -92,6 +125,24 @@ pub struct NetConfig {
     pub n_tags: usize,
     pub n_artists: usize,
     pub n_years: usize,
+    /// Wide & deep: the kind's linear counterpart (ridge on the same inputs) is fitted in
+    /// closed form first, frozen, and added to the output, so the deep branches learn only
+    /// what it misses and training starts from the linear model's predictions. Always on for
+    /// the linear kinds; off in files written before it existed.
+    #[serde(default)]
+    pub wide: bool,
+    /// ReLU on each branch's d-unit output before the head (the paper's "ReLU in the fully
+    /// connected layers"). Off by default: a ReLU there can zero a whole branch, which is
+    /// how the paper-size CNN+LSTM collapsed to the mean. On in files written before it.
+    #[serde(default = "yes")]
+    pub branch_relu: bool,
+    /// Initial bias of the LSTM's forget gate (1 is the usual choice: remember by default).
+    #[serde(default)]
+    pub forget_bias: f32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl NetConfig {
@@ -118,7 +169,31 @@ impl NetConfig {
             n_tags: 1,
             n_artists: 1,
             n_years: 1,
+            wide: true,
+            branch_relu: false,
+            forget_bias: 1.0,
         }
+    }
+
+    /// The paper's architecture as it describes it: no linear part, ReLU on every fully
+    /// connected layer, PyTorch's default LSTM initialisation.
+    pub fn paper(kind: ModelKind, n_factors: usize, n_mels: usize, n_frames: usize) -> Self {
+        NetConfig {
+            wide: false,
+            branch_relu: true,
+            forget_bias: 0.0,
+            ..Self::new(kind, n_factors, n_mels, n_frames)
+        }
+    }
+
+    /// Whether the network has a linear (ridge) part.
+    pub fn has_wide(&self) -> bool {
+        self.wide || self.kind.is_linear()
+    }
+
+    /// Whether it has deep branches and a head.
+    pub fn has_deep(&self) -> bool {
+        !self.kind.is_linear()
     }
 
     /// Frames left after every pooling layer: the LSTM's sequence length.
@@ -138,6 +213,9 @@ impl NetConfig {
                 self.n_mels > 0 && self.n_frames > 0,
                 "spectrograms must have Mel bands and frames"
             );
+        }
+        ensure!(self.forget_bias.is_finite(), "forget_bias must be finite");
+        if self.kind.uses_audio() && self.has_deep() {
             ensure!(
                 !self.conv_channels.is_empty() && self.conv_channels.iter().all(|&c| c > 0),
                 "conv_channels must be a non-empty list of positive sizes"
@@ -170,7 +248,7 @@ impl NetConfig {
             );
             ensure!(self.reconstruction_weight >= 0.0, "reconstruction_weight must be >= 0");
         }
-        if self.kind.uses_metadata() {
+        if self.kind.uses_metadata() && self.has_deep() {
             ensure!(
                 self.tag_dim > 0 && self.artist_dim > 0 && self.year_dim > 0 && self.mlp_hidden > 0,
                 "embedding and MLP sizes must be positive"
@@ -190,6 +268,10 @@ pub struct TrainConfig {
     /// Stop after this many epochs without a better validation loss (0: never stop early).
     pub patience: usize,
     pub seed: u64,
+    /// Gradients are scaled down to at most this global L2 norm before each step (0: no
+    /// clipping). Off in files written before it existed.
+    #[serde(default)]
+    pub clip_norm: f64,
 }
 
 impl Default for TrainConfig {
@@ -201,11 +283,20 @@ impl Default for TrainConfig {
             max_epochs: 100,
             patience: 10,
             seed: 0,
+            clip_norm: 5.0,
         }
     }
 }
 
 impl TrainConfig {
+    /// The paper's training: Adam at 1e-3, no gradient clipping.
+    pub fn paper() -> Self {
+        TrainConfig {
+            clip_norm: 0.0,
+            ..Self::default()
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         ensure!(
             self.learning_rate > 0.0 && self.learning_rate.is_finite(),
@@ -215,6 +306,11 @@ impl TrainConfig {
         ensure!(self.weight_decay >= 0.0, "weight_decay must be >= 0");
         ensure!(self.batch_size > 0, "batch_size must be positive");
         ensure!(self.max_epochs > 0, "max_epochs must be positive");
+        ensure!(
+            self.clip_norm >= 0.0 && self.clip_norm.is_finite(),
+            "clip_norm must be finite and >= 0 (0 turns clipping off), got {}",
+            self.clip_norm
+        );
         Ok(())
     }
 }

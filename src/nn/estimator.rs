@@ -7,7 +7,8 @@ use super::config::{ModelKind, NetConfig, TrainConfig};
 use super::data::{Inputs, Standardizer, target_scale};
 use super::metadata::{EncodedMetadata, MetadataEncoder, MetadataOptions, SongMetadata};
 use super::model::Network;
-use super::train::{TrainState, evaluate, predict, train};
+use super::train::{TrainState, evaluate, predict, snapshot, train};
+use super::wide::{self, WideShape};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::parallel::{Progress, Threads};
@@ -135,7 +136,45 @@ impl FusionModel {
             _ if !held_out.is_empty() => Some((&train_set, held_out.as_slice())),
             _ => None,
         };
-        let Fitted { net, spec, mut state } = fitted;
+        let Fitted {
+            net,
+            mut spec,
+            mut state,
+        } = fitted;
+        if resumable.is_none() && net.config.has_wide() {
+            let c = &net.config;
+            let shape = WideShape {
+                audio: c.kind.uses_audio(),
+                metadata: c.kind.uses_metadata(),
+                n_mels: c.n_mels,
+                n_frames: c.n_frames,
+                n_tags: c.n_tags,
+                n_artists: c.n_artists,
+                n_years: c.n_years,
+                d: c.n_factors,
+            };
+            let standardizer = &spec.standardizer;
+            let (weights, report) =
+                threads.run(|| wide::fit(&shape, standardizer, (&train_set, &train_rows), validation_set))?;
+            net.set_wide(&weights)?;
+            spec.ridge = Some(report);
+            // A wide & deep network starts from the linear model: that is the best so far.
+            if let (true, Some((set, rows))) = (c.has_deep(), validation_set) {
+                let batch = self.train_config.batch_size.max(256);
+                state.best_validation = Some(threads.run(|| evaluate(&net, standardizer, set, rows, batch))?);
+                state.best_params = Some(snapshot(&net)?);
+            }
+        }
+        if !net.config.has_deep() {
+            // The linear kinds are fitted in closed form: no epochs.
+            state.best_validation = spec.ridge.as_ref().and_then(|r| r.validation_mse);
+            let result = match checkpoint {
+                Some(path) => checkpoint::save(path, &net, &spec, &state, true),
+                None => Ok(()),
+            };
+            self.fitted = Some(Fitted { net, spec, state });
+            return result;
+        }
         let mut save = |net: &Network, state: &TrainState| match checkpoint {
             Some(path) => checkpoint::save(path, net, &spec, state, true),
             None => Ok(()),
@@ -208,6 +247,7 @@ impl FusionModel {
                 metadata_options: self.metadata_options.clone(),
                 encoder,
                 standardizer,
+                ridge: None,
             },
             state: TrainState::default(),
         })

@@ -36,6 +36,11 @@ impl ParamStore {
         self.add(name, Tensor::from_vec(data, shape, &Device::Cpu)?)
     }
 
+    /// All zeros (parameters set later, or a layer that must start silent).
+    pub fn zeros(&mut self, name: &str, shape: &[usize]) -> Result<Var> {
+        self.add(name, Tensor::zeros(shape, candle_core::DType::F32, &Device::Cpu)?)
+    }
+
     fn add(&mut self, name: &str, tensor: Tensor) -> Result<Var> {
         let var = Var::from_tensor(&tensor)?;
         self.vars.push((name.to_string(), var.clone()));
@@ -65,6 +70,14 @@ impl Linear {
         Ok(Linear {
             w: store.uniform(&format!("{name}.weight"), &[inputs, outputs], bound, rng)?,
             b: store.uniform(&format!("{name}.bias"), &[outputs], bound, rng)?,
+        })
+    }
+
+    /// A layer that outputs zeros until trained.
+    pub fn zeros(store: &mut ParamStore, name: &str, inputs: usize, outputs: usize) -> Result<Self> {
+        Ok(Linear {
+            w: store.zeros(&format!("{name}.weight"), &[inputs, outputs])?,
+            b: store.zeros(&format!("{name}.bias"), &[outputs])?,
         })
     }
 
@@ -120,12 +133,27 @@ pub struct Lstm {
 }
 
 impl Lstm {
-    pub fn new(store: &mut ParamStore, name: &str, inputs: usize, hidden: usize, rng: &mut ChaCha8Rng) -> Result<Self> {
+    /// PyTorch's initialisation, except the forget gate's bias, set to `forget_bias` when
+    /// it is not 0.
+    pub fn new(
+        store: &mut ParamStore,
+        name: &str,
+        (inputs, hidden, forget_bias): (usize, usize, f32),
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
         let bound = 1.0 / (hidden as f32).sqrt();
+        let w_input = store.uniform(&format!("{name}.weight_input"), &[inputs, 4 * hidden], bound, rng)?;
+        let w_hidden = store.uniform(&format!("{name}.weight_hidden"), &[hidden, 4 * hidden], bound, rng)?;
+        let b = store.uniform(&format!("{name}.bias"), &[4 * hidden], bound, rng)?;
+        if forget_bias != 0.0 {
+            let mut values = b.as_tensor().to_vec1::<f32>()?;
+            values[hidden..2 * hidden].iter_mut().for_each(|v| *v = forget_bias);
+            b.set(&Tensor::from_vec(values, 4 * hidden, &Device::Cpu)?)?;
+        }
         Ok(Lstm {
-            w_input: store.uniform(&format!("{name}.weight_input"), &[inputs, 4 * hidden], bound, rng)?,
-            w_hidden: store.uniform(&format!("{name}.weight_hidden"), &[hidden, 4 * hidden], bound, rng)?,
-            b: store.uniform(&format!("{name}.bias"), &[4 * hidden], bound, rng)?,
+            w_input,
+            w_hidden,
+            b,
             hidden,
         })
     }

@@ -13,6 +13,7 @@ mod metadata;
 mod model;
 mod ops;
 mod train;
+pub mod wide;
 
 #[cfg(test)]
 mod tests;
@@ -21,3 +22,4 @@ pub use config::{ModelKind, NetConfig, TrainConfig};
 pub use estimator::{Fitted, FusionModel, Songs, Validation};
 pub use metadata::{MetadataEncoder, MetadataOptions, SongMetadata};
 pub use train::History;
+pub use wide::RidgeReport;

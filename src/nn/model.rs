@@ -5,8 +5,9 @@
 
 use super::config::{ModelKind, NetConfig};
 use super::layers::{ConvPool, Embedding, Linear, Lstm, ParamStore, average_over_time, dropout, mse};
+use super::wide::{STD_EPSILON, WideWeights};
 use crate::error::Result;
-use candle_core::{D, Tensor};
+use candle_core::{D, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -38,7 +39,92 @@ pub struct Network {
     mlp_hidden: Option<Linear>,
     mlp_out: Option<Linear>,
     decoder: Option<Linear>,
-    head: Linear,
+    head: Option<Linear>,
+    wide: Option<Wide>,
+}
+
+/// The linear part: per-band statistics, tag weights, artist and year, each times a weight
+/// matrix, plus a bias. Its values come from the closed-form ridge fit (`wide::fit`).
+struct Wide {
+    audio: Option<Var>,
+    tags: Option<Var>,
+    artists: Option<Var>,
+    years: Option<Var>,
+    bias: Var,
+}
+
+impl Wide {
+    fn new(store: &mut ParamStore, c: &NetConfig) -> Result<Self> {
+        let d = c.n_factors;
+        let mut zeros = |name: &str, rows: usize| store.zeros(&format!("wide.{name}"), &[rows, d]);
+        let audio = if c.kind.uses_audio() {
+            Some(zeros("audio", 2 * c.n_mels)?)
+        } else {
+            None
+        };
+        let (tags, artists, years) = if c.kind.uses_metadata() {
+            (
+                Some(zeros("tags", c.n_tags)?),
+                Some(zeros("artists", c.n_artists)?),
+                Some(zeros("years", c.n_years)?),
+            )
+        } else {
+            (None, None, None)
+        };
+        let bias = store.zeros("wide.bias", &[d])?;
+        Ok(Wide {
+            audio,
+            tags,
+            artists,
+            years,
+            bias,
+        })
+    }
+
+    /// `frozen`: the values enter as constants (no gradient), as in a wide & deep network.
+    fn forward(&self, batch: &Batch, frozen: bool) -> Result<Tensor> {
+        let value = |v: &Var| {
+            if frozen {
+                v.as_tensor().detach()
+            } else {
+                v.as_tensor().clone()
+            }
+        };
+        let mut out = value(&self.bias);
+        if let Some(w) = &self.audio {
+            let x = batch.audio.as_ref().ok_or_else(|| missing("audio"))?;
+            let mean = x.mean_keepdim(1)?;
+            let std = (x.broadcast_sub(&mean)?.sqr()?.mean(1)? + STD_EPSILON as f64)?.sqrt()?;
+            let stats = Tensor::cat(&[&mean.squeeze(1)?, &std], D::Minus1)?;
+            out = stats.matmul(&value(w))?.broadcast_add(&out)?;
+        }
+        if let (Some(t), Some(a), Some(y)) = (&self.tags, &self.artists, &self.years) {
+            let tags = batch.tags.as_ref().ok_or_else(|| missing("tags"))?.matmul(&value(t))?;
+            let artist = value(a).embedding(batch.artists.as_ref().ok_or_else(|| missing("artists"))?)?;
+            let year = value(y).embedding(batch.years.as_ref().ok_or_else(|| missing("years"))?)?;
+            out = tags.add(&artist)?.add(&year)?.broadcast_add(&out)?;
+        }
+        Ok(out)
+    }
+
+    fn set(&self, w: &WideWeights) -> Result<()> {
+        let put = |var: &Option<Var>, values: &Option<Vec<f32>>| -> Result<()> {
+            if let (Some(var), Some(values)) = (var, values) {
+                var.set(&Tensor::from_vec(values.clone(), var.shape(), var.device())?)?;
+            }
+            Ok(())
+        };
+        put(&self.audio, &w.audio)?;
+        put(&self.tags, &w.tags)?;
+        put(&self.artists, &w.artists)?;
+        put(&self.years, &w.years)?;
+        self.bias.set(&Tensor::from_vec(
+            w.bias.clone(),
+            self.bias.shape(),
+            self.bias.device(),
+        )?)?;
+        Ok(())
+    }
 }
 
 impl Network {
@@ -54,7 +140,8 @@ impl Network {
         let mut conv = Vec::new();
         let mut audio_fc = None;
         let mut lstm = None;
-        if kind.uses_audio() {
+        let deep = c.has_deep();
+        if kind.uses_audio() && deep {
             let mut channels = c.n_mels;
             for (layer, (&out, &pool)) in c.conv_channels.iter().zip(&c.pool_sizes).enumerate() {
                 let sizes = (channels, out, c.kernel_size, pool);
@@ -62,7 +149,12 @@ impl Network {
                 channels = out;
             }
             let summary = if kind.uses_lstm() {
-                lstm = Some(Lstm::new(&mut store, "lstm", channels, c.lstm_hidden, &mut rng)?);
+                lstm = Some(Lstm::new(
+                    &mut store,
+                    "lstm",
+                    (channels, c.lstm_hidden, c.forget_bias),
+                    &mut rng,
+                )?);
                 c.lstm_hidden
             } else {
                 channels
@@ -71,7 +163,7 @@ impl Network {
         }
 
         let (mut tags, mut artists, mut years, mut mlp_hidden, mut mlp_out) = (None, None, None, None, None);
-        if kind.uses_metadata() {
+        if kind.uses_metadata() && deep {
             tags = Some(Embedding::new(&mut store, "tags", c.n_tags, c.tag_dim, &mut rng)?);
             artists = Some(Embedding::new(
                 &mut store,
@@ -93,7 +185,18 @@ impl Network {
             None
         };
         let head_inputs = if kind == ModelKind::Fusion { 2 * d } else { d };
-        let head = Linear::new(&mut store, "head", head_inputs, d, &mut rng)?;
+        let head = match (deep, c.wide) {
+            (false, _) => None,
+            // Beside a linear part the head starts at zero: training starts from the linear
+            // model's predictions and the deep branches learn its residual.
+            (true, true) => Some(Linear::zeros(&mut store, "head", head_inputs, d)?),
+            (true, false) => Some(Linear::new(&mut store, "head", head_inputs, d, &mut rng)?),
+        };
+        let wide = if c.has_wide() {
+            Some(Wide::new(&mut store, c)?)
+        } else {
+            None
+        };
 
         Ok(Network {
             config,
@@ -108,13 +211,48 @@ impl Network {
             mlp_out,
             decoder,
             head,
+            wide,
         })
+    }
+
+    /// Set the linear part's weights (from `wide::fit`); an error if there is none.
+    pub fn set_wide(&self, weights: &WideWeights) -> Result<()> {
+        match &self.wide {
+            Some(wide) => wide.set(weights),
+            None => Err(crate::Error::invalid("this network has no linear part")),
+        }
     }
 
     /// Predicted song vectors (batch, d) and, for the autoencoder, the reconstruction.
     /// `rng` turns dropout on (training); `None` is inference.
-    pub fn forward(&self, batch: &Batch, mut rng: Option<&mut ChaCha8Rng>) -> Result<(Tensor, Option<Tensor>)> {
+    pub fn forward(&self, batch: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<(Tensor, Option<Tensor>)> {
+        let (deep, reconstruction) = match &self.head {
+            Some(head) => {
+                let features = self.deep_features(batch, rng)?;
+                let reconstruction = match &self.decoder {
+                    Some(decoder) => Some(decoder.forward(&features)?),
+                    None => None,
+                };
+                (Some(head.forward(&features)?), reconstruction)
+            }
+            None => (None, None),
+        };
+        let wide = match &self.wide {
+            Some(wide) => Some(wide.forward(batch, self.head.is_some())?),
+            None => None,
+        };
+        let prediction = match (deep, wide) {
+            (Some(d), Some(w)) => (d + w)?,
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => return Err(crate::Error::Compute("the network has no output".into())),
+        };
+        Ok((prediction, reconstruction))
+    }
+
+    /// The deep branches' concatenated outputs: what the head (and the decoder) read.
+    fn deep_features(&self, batch: &Batch, mut rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let p = self.config.dropout;
+        let branch = |x: Tensor| if self.config.branch_relu { x.relu() } else { Ok(x) };
         let audio = match &self.audio_fc {
             Some(fc) => {
                 let mut x = batch.audio.clone().ok_or_else(|| missing("audio"))?;
@@ -125,7 +263,7 @@ impl Network {
                     Some(lstm) => lstm.forward(&x)?,
                     None => average_over_time(&x)?,
                 };
-                Some(dropout(&fc.forward(&summary)?.relu()?, p, rng.as_deref_mut())?)
+                Some(dropout(&branch(fc.forward(&summary)?)?, p, rng.as_deref_mut())?)
             }
             None => None,
         };
@@ -136,21 +274,15 @@ impl Network {
                 let year = years.lookup(batch.years.as_ref().ok_or_else(|| missing("years"))?)?;
                 let x = Tensor::cat(&[&pooled, &artist, &year], D::Minus1)?;
                 let x = dropout(&hidden.forward(&x)?.relu()?, p, rng.as_deref_mut())?;
-                Some(dropout(&out.forward(&x)?.relu()?, p, rng)?)
+                Some(dropout(&branch(out.forward(&x)?)?, p, rng)?)
             }
             _ => None,
         };
-        let features = match (audio, metadata) {
-            (Some(a), Some(m)) => Tensor::cat(&[&a, &m], D::Minus1)?,
-            (Some(a), None) => a,
-            (None, Some(m)) => m,
-            (None, None) => unreachable!("every kind has a branch"),
-        };
-        let reconstruction = match &self.decoder {
-            Some(decoder) => Some(decoder.forward(&features)?),
-            None => None,
-        };
-        Ok((self.head.forward(&features)?, reconstruction))
+        match (audio, metadata) {
+            (Some(a), Some(m)) => Ok(Tensor::cat(&[&a, &m], D::Minus1)?),
+            (Some(x), None) | (None, Some(x)) => Ok(x),
+            (None, None) => Err(crate::Error::Compute("the network has no deep branch".into())),
+        }
     }
 
     /// Training objective: MSE to the song vectors (plus the weighted reconstruction MSE for

@@ -98,7 +98,7 @@ fn convolution_and_pooling_gradients() {
 fn lstm_gradients() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut store = ParamStore::default();
-    let layer = Lstm::new(&mut store, "lstm", 3, 4, &mut rng).unwrap();
+    let layer = Lstm::new(&mut store, "lstm", (3, 4, 0.0), &mut rng).unwrap();
     let x = input_var(&[2, 5, 3], &mut rng);
     check_layer(&store, &x, &|t| layer.forward(t).unwrap(), &mut rng);
 }
@@ -108,7 +108,7 @@ fn lstm_matches_a_scalar_reference() {
     // One hidden unit, one input, two steps, written out by hand.
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let mut store = ParamStore::default();
-    let layer = Lstm::new(&mut store, "lstm", 1, 1, &mut rng).unwrap();
+    let layer = Lstm::new(&mut store, "lstm", (1, 1, 0.0), &mut rng).unwrap();
     let get = |k: usize| {
         store.vars[k]
             .1
@@ -169,6 +169,9 @@ fn tiny_config(kind: ModelKind) -> NetConfig {
     c.n_tags = 5;
     c.n_artists = 4;
     c.n_years = 3;
+    // The deep parts' gradients: beside a (frozen) linear part the head starts at zero,
+    // which would make every deep gradient zero too.
+    c.wide = kind.is_linear();
     c
 }
 
@@ -198,11 +201,40 @@ fn tiny_batch(config: &NetConfig, rng: &mut ChaCha8Rng) -> Batch {
 #[test]
 fn every_kind_has_correct_gradients() {
     for kind in ModelKind::ALL {
-        let config = tiny_config(kind);
-        let net = Network::new(config.clone(), 7).unwrap();
-        let batch = tiny_batch(&config, &mut ChaCha8Rng::seed_from_u64(8));
-        check_gradients(&net.params.vars, &|| net.loss(&batch, None).unwrap());
+        for branch_relu in [false, true] {
+            let config = NetConfig {
+                branch_relu,
+                ..tiny_config(kind)
+            };
+            let net = Network::new(config.clone(), 7).unwrap();
+            let batch = tiny_batch(&config, &mut ChaCha8Rng::seed_from_u64(8));
+            check_gradients(&net.params.vars, &|| net.loss(&batch, None).unwrap());
+        }
     }
+}
+
+/// In a wide & deep network the linear part is a constant: no gradient reaches it, while
+/// the zero-initialised head does get one (so the deep branches start learning).
+#[test]
+fn wide_part_is_frozen_beside_deep_branches() {
+    let config = NetConfig {
+        wide: true,
+        ..tiny_config(ModelKind::Fusion)
+    };
+    let net = Network::new(config.clone(), 7).unwrap();
+    let batch = tiny_batch(&config, &mut ChaCha8Rng::seed_from_u64(8));
+    let grads = net.loss(&batch, None).unwrap().backward().unwrap();
+    let mut wide = 0;
+    for (name, var) in &net.params.vars {
+        if name.starts_with("wide.") {
+            wide += 1;
+            assert!(grads.get(var.as_tensor()).is_none(), "{name} has a gradient");
+        }
+    }
+    assert_eq!(wide, 5); // audio, tags, artists, years, bias
+    let head = net.params.vars.iter().find(|(n, _)| n == "head.weight").unwrap();
+    let g = grads.get(head.1.as_tensor()).unwrap().abs().unwrap().sum_all().unwrap();
+    assert!(g.to_scalar::<f32>().unwrap() > 0.0);
 }
 
 /// Songs whose target vector is a fixed function of their audio and metadata.

@@ -73,7 +73,13 @@ pub fn train(
                 let batch = make_batch(&net.config, train_set, standardizer, rows)?;
                 let loss = net.loss(&batch, Some(rng))?;
                 let grads = loss.backward()?;
-                adam.update(&net.params.vars, &grads, config.learning_rate, config.weight_decay)?;
+                adam.update(
+                    &net.params.vars,
+                    &grads,
+                    config.learning_rate,
+                    config.weight_decay,
+                    config.clip_norm,
+                )?;
                 Ok(loss.to_scalar::<f32>()? as f64)
             })?;
             if !value.is_finite() {
@@ -105,8 +111,13 @@ pub fn train(
                 state.best_validation = Some(error);
                 state.best_epoch = Some(epoch);
                 state.best_params = Some(snapshot(net)?);
-            } else if config.patience > 0 && state.best_epoch.is_some_and(|best| epoch - best >= config.patience) {
-                state.stopped_early = true;
+            } else {
+                // Epochs since the best, counting a best taken before training (a wide &
+                // deep network's linear start) as epoch -1.
+                let since = state.best_epoch.map_or(epoch + 1, |best| epoch - best);
+                if config.patience > 0 && since >= config.patience {
+                    state.stopped_early = true;
+                }
             }
         }
         on_epoch(net, state)?;

@@ -9,26 +9,42 @@ use crate::parallel::Threads;
 use numpy::{PyArray2, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use std::path::PathBuf;
 
 /// (tags with weights, artist, year) per song, as the wrapper normalises them.
 type MetadataArg = (Vec<Vec<(String, f32)>>, Vec<Option<String>>, Vec<Option<i64>>);
 
-/// `defaults` with the keys of the JSON object `overrides` replaced; unknown keys are errors.
-fn with_overrides<T: Serialize + DeserializeOwned>(defaults: T, overrides: &str, what: &str) -> Result<T> {
-    let bad = |e: serde_json::Error| Error::invalid(format!("bad {what}: {e}"));
-    let mut value = serde_json::to_value(defaults).map_err(bad)?;
-    let given: serde_json::Map<String, serde_json::Value> = parse_json(overrides, what)?;
-    let fields = value
-        .as_object_mut()
-        .ok_or_else(|| Error::invalid(format!("{what} settings are not a JSON object")))?;
+/// The three settings structs with the keys of the JSON object `settings` replaced, each key
+/// going to the struct that has a field of that name; a key none of them has is an error.
+fn with_settings(
+    net: NetConfig,
+    train: TrainConfig,
+    options: MetadataOptions,
+    settings: &str,
+) -> Result<(NetConfig, TrainConfig, MetadataOptions)> {
+    let bad = |e: serde_json::Error| Error::invalid(format!("bad model settings: {e}"));
+    let mut values = [
+        serde_json::to_value(net).map_err(bad)?,
+        serde_json::to_value(train).map_err(bad)?,
+        serde_json::to_value(options).map_err(bad)?,
+    ];
+    let given: serde_json::Map<String, serde_json::Value> = parse_json(settings, "model settings")?;
     for (key, v) in given {
-        ensure!(fields.contains_key(&key), "unknown {what} setting {key:?}");
-        fields.insert(key, v);
+        ensure!(key != "kind", "kind is given twice");
+        let target = values
+            .iter_mut()
+            .filter_map(|value| value.as_object_mut())
+            .find(|fields| fields.contains_key(&key))
+            .ok_or_else(|| Error::invalid(format!("unknown model setting {key:?}")))?;
+        target.insert(key, v);
     }
-    serde_json::from_value(value).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
+    let [net, train, options] = values;
+    let parse = |e: serde_json::Error| Error::invalid(format!("bad model settings: {e}"));
+    Ok((
+        serde_json::from_value(net).map_err(parse)?,
+        serde_json::from_value(train).map_err(parse)?,
+        serde_json::from_value(options).map_err(parse)?,
+    ))
 }
 
 fn metadata(arg: Option<MetadataArg>) -> Result<Option<Vec<SongMetadata>>> {
@@ -137,15 +153,17 @@ pub struct FusionCore {
 
 #[pymethods]
 impl FusionCore {
-    /// `net_json`, `train_json` and `metadata_json` are JSON objects of settings that
-    /// replace the defaults.
+    /// `settings_json`: a JSON object of network, training and metadata settings that replace
+    /// the defaults (musrec's, or with `paper` the paper's architecture).
     #[new]
-    fn new(kind: &str, net_json: &str, train_json: &str, metadata_json: &str) -> PyResult<Self> {
+    fn new(kind: &str, settings_json: &str, paper: bool) -> PyResult<Self> {
         let kind = ModelKind::parse(kind)?;
-        let template = with_overrides(NetConfig::new(kind, 1, 1, 1), net_json, "network")?;
-        ensure!(template.kind == kind, "kind is given twice");
-        let train = with_overrides(TrainConfig::default(), train_json, "training")?;
-        let options = with_overrides(MetadataOptions::default(), metadata_json, "metadata")?;
+        let (net, train) = if paper {
+            (NetConfig::paper(kind, 1, 1, 1), TrainConfig::paper())
+        } else {
+            (NetConfig::new(kind, 1, 1, 1), TrainConfig::default())
+        };
+        let (template, train, options) = with_settings(net, train, MetadataOptions::default(), settings_json)?;
         Ok(FusionCore {
             inner: FusionModel::new(template, train, options)?,
         })
@@ -283,7 +301,25 @@ impl FusionCore {
     }
 }
 
+/// Every model kind as (name, reads audio, reads metadata, is linear, linear counterpart).
+#[pyfunction]
+fn model_kinds() -> Vec<(&'static str, bool, bool, bool, &'static str)> {
+    ModelKind::ALL
+        .iter()
+        .map(|k| {
+            (
+                k.name(),
+                k.uses_audio(),
+                k.uses_metadata(),
+                k.is_linear(),
+                k.linear_counterpart().name(),
+            )
+        })
+        .collect()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FusionCore>()?;
+    m.add_function(wrap_pyfunction!(model_kinds, m)?)?;
     Ok(())
 }
