@@ -15,6 +15,7 @@
 //! draws that come from global popularity (exploration); the play count is a zeta (discrete
 //! power-law) draw, mostly 1, whose tail grows with the user's affinity to the song.
 
+pub mod real;
 pub mod sound;
 pub mod world;
 
@@ -88,11 +89,14 @@ impl Default for WorldConfig {
 }
 
 impl WorldConfig {
-    /// The paper's size: 10,000 users x 50,000 songs.
+    /// The paper's size: 10,000 users and enough songs that 50,000 of them are played and
+    /// have audio (56,000 drawn at 80 distinct songs per user: about 52,700 get plays and
+    /// 51,400 of those audio; at 50,000 drawn and 40 per user only 42,537 were left).
     pub fn paper() -> Self {
         WorldConfig {
             n_users: 10_000,
-            n_songs: 50_000,
+            n_songs: 56_000,
+            mean_songs_per_user: 80.0,
             ..WorldConfig::default()
         }
     }
@@ -155,7 +159,28 @@ pub struct Listening {
 /// from stream `u + 1`, so the output does not depend on the number of threads.
 pub fn generate_listening(cfg: &WorldConfig) -> Result<Listening> {
     cfg.validate()?;
-    let catalog = Catalog::build(cfg)?;
+    listen(cfg, Catalog::build(cfg)?)
+}
+
+/// Songs' genres and styles decided elsewhere (derived from real sound): the listening then
+/// follows them exactly as it follows drawn ones.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GivenStyles {
+    pub song_genre: Vec<u32>,
+    /// n_songs x style_dim.
+    pub song_style: Vec<f32>,
+    /// n_genres x style_dim.
+    pub genre_centre: Vec<f32>,
+}
+
+/// The listening of users over songs of given styles (`cfg.n_songs`, `cfg.n_genres` and
+/// `cfg.style_dim` must match them).
+pub fn generate_listening_for(cfg: &WorldConfig, styles: &GivenStyles) -> Result<Listening> {
+    cfg.validate()?;
+    listen(cfg, Catalog::given(cfg, styles)?)
+}
+
+fn listen(cfg: &WorldConfig, catalog: Catalog) -> Result<Listening> {
     let users: Vec<UserListening> = (0..cfg.n_users)
         .into_par_iter()
         .map(|u| simulate_user(cfg, &catalog, u))
@@ -219,9 +244,45 @@ impl Catalog {
             let centre = &genre_centre[g as usize * d..(g as usize + 1) * d];
             song_style.extend(centre.iter().map(|&c| c + spread * normal(&mut rng) as f32));
         }
+        Self::assemble(cfg, genre_centre, song_genre, song_style, &mut rng)
+    }
 
+    /// The catalogue of songs whose genres and styles are given (songs of real sound): only
+    /// popularity is drawn.
+    fn given(cfg: &WorldConfig, styles: &GivenStyles) -> Result<Self> {
+        let d = cfg.style_dim;
+        ensure!(
+            styles.song_genre.len() == cfg.n_songs
+                && styles.song_style.len() == cfg.n_songs * d
+                && styles.genre_centre.len() == cfg.n_genres * d,
+            "the given styles do not match {} songs, {} genres and {d} dimensions",
+            cfg.n_songs,
+            cfg.n_genres
+        );
+        let mut rng = stream_rng(cfg.seed, 0);
+        Self::assemble(
+            cfg,
+            styles.genre_centre.clone(),
+            styles.song_genre.clone(),
+            styles.song_style.clone(),
+            &mut rng,
+        )
+    }
+
+    fn assemble(
+        cfg: &WorldConfig,
+        genre_centre: Vec<f32>,
+        song_genre: Vec<u32>,
+        song_style: Vec<f32>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Self> {
+        let d = cfg.style_dim;
+        let mut sizes = vec![0usize; cfg.n_genres];
+        for &g in &song_genre {
+            sizes[g as usize] += 1;
+        }
         let mut rank: Vec<u32> = (0..cfg.n_songs as u32).collect();
-        rank.shuffle(&mut rng);
+        rank.shuffle(rng);
         let weight: Vec<f64> = rank
             .iter()
             .map(|&r| (r as f64 + 1.0).powf(-cfg.popularity_exponent))

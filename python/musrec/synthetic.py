@@ -89,7 +89,8 @@ def listening(
 
 def world_config(preset: str = "tiny", **overrides: Any) -> dict:
     """The configuration of a world preset (``"tiny"``: 300 users x 400 songs, seconds;
-    ``"small"``: 2,000 x 5,000; ``"paper"``: 10,000 x 50,000), with ``overrides`` applied.
+    ``"small"``: 2,000 x 5,000; ``"paper"``: 10,000 users x 56,000 songs at 80 songs per user,
+    so that the paper's 50,000 are played and have audio), with ``overrides`` applied.
 
     Listening keys (``n_users``, ``n_songs``, ``mean_songs_per_user``, ``n_genres``,
     ``style_dim``, ``taste_strength``, ``popularity_exponent``, ``seed``) go to the listening
@@ -97,12 +98,16 @@ def world_config(preset: str = "tiny", **overrides: Any) -> dict:
     ``songs_per_artist``, ``content_noise``, ``share_without_track``, ``share_without_audio``,
     ``share_second_track``, ``share_without_tags``, ``share_unknown_year``) to the files.
     ``audio_format`` is ``"wav"`` (the default), ``"flac"``, ``"ogg"`` (Ogg Vorbis) or
-    ``"mp3"``. MP3 takes only the MPEG sample rates (8,000, 11,025, 12,000, 16,000, 22,050,
+    ``"mp3"``. ``source_audio`` (a directory of real recordings, searched recursively) cuts
+    the songs from real sound instead of synthesising them: see :func:`write_world`. MP3
+    takes only the MPEG sample rates (8,000, 11,025, 12,000, 16,000, 22,050,
     24,000, 32,000, 44,100, 48,000 Hz) and FLAC at most 96,000 Hz; MP3 needs a build with the
     ``lame`` cargo feature (see :func:`audio_formats`). Values are checked when the world is
     written.
     """
     config = json.loads(_musrec.world_preset(preset))
+    if overrides.get("source_audio") is not None:
+        overrides["source_audio"] = os.fspath(overrides["source_audio"])
     for key, value in overrides.items():
         if key in config["listening"]:
             config["listening"][key] = value
@@ -139,6 +144,18 @@ def write_world(
     :func:`musrec.data.load`), and the ground truth ``world.json`` / ``world.safetensors`` (see
     :func:`load_truth`). Planted like real data: a few songs without a track, some tracks
     without audio, some songs with a duplicate track, tracks without tags, unknown years.
+    With ``source_audio=DIR`` the songs are real sound: every recording under ``DIR`` (WAV,
+    FLAC, Ogg Vorbis, MP3) is cut into consecutive songs of ``duration`` seconds after a 2 s
+    lead-in (silent segments dropped; at most ``n_songs``, a seeded subset when there are
+    more), and each song's latent style is derived from its own sound — the mean level,
+    spread and spectral flux of 16 coarse bands, onset density, pulse clarity and tempo,
+    loudness and dynamics — standardised and mixed through a fixed random projection and a
+    tanh into the first three quarters of the style dimensions (the last quarter is random:
+    only metadata shows it). Genres are k-means clusters of the styles; listening, artists,
+    tags and years then follow the styles as in the synthesised world. ``world.json``'s
+    ``real_sound`` names each song's recording and offset. Unreadable recordings are listed
+    there and skipped.
+
     Deterministic for ``seed`` (independent of ``num_threads``). Audio renders in parallel
     with a progress bar; Ctrl-C stops it (files already written stay valid). Returns a
     summary of what was written and planted.

@@ -14,8 +14,9 @@
 //! only), some tracks no audio file, some songs a second track (a duplicate without audio),
 //! many tracks no tags and many years are unknown (0). `world.json` says which.
 
+use super::real::{self, RealSongs};
 use super::sound::{self, N_SOUND_PARAMS};
-use super::{Listening, WorldConfig, dot, generate_listening, normal, stream_rng, unit_vector};
+use super::{Listening, WorldConfig, dot, generate_listening, generate_listening_for, normal, stream_rng, unit_vector};
 use crate::audio::encode;
 use crate::data::dataset::{AUDIO_DIR, TRIPLETS_FILE};
 use crate::data::metadata::{self, Tracks};
@@ -114,6 +115,10 @@ pub struct WorldFilesConfig {
     pub share_second_track: f64,
     pub share_without_tags: f64,
     pub share_unknown_year: f64,
+    /// A directory of real recordings: the songs are then cut from them (`duration`
+    /// seconds each, at most `n_songs` of them, see `synthetic::real`) instead of rendered,
+    /// and their styles come from their sound.
+    pub source_audio: Option<PathBuf>,
 }
 
 impl Default for WorldFilesConfig {
@@ -131,13 +136,15 @@ impl Default for WorldFilesConfig {
             share_second_track: 0.03,
             share_without_tags: 0.15,
             share_unknown_year: 0.2,
+            source_audio: None,
         }
     }
 }
 
 impl WorldFilesConfig {
     /// `tiny` (300 users x 400 songs, seconds, for CI), `small` (2,000 x 5,000) or `paper`
-    /// (10,000 x 50,000, about 8.8 GB of 4-second WAV at 22,050 Hz).
+    /// (10,000 users x 56,000 songs, so that 50,000 are played and have audio; about 9.9 GB
+    /// of 4-second WAV at 22,050 Hz).
     pub fn preset(name: &str) -> Result<Self> {
         let listening = match name {
             "tiny" => WorldConfig {
@@ -246,10 +253,37 @@ pub fn write_world(
 ) -> Result<WorldSummary> {
     cfg.validate()?;
     std::fs::create_dir_all(dir.join(AUDIO_DIR)).map_err(|e| Error::io(dir, e))?;
-    let listening = threads.run(|| generate_listening(&cfg.listening))?;
+    let requested = cfg;
+    let (cfg, real) = match &requested.source_audio {
+        Some(source) => {
+            let lc = &requested.listening;
+            let songs = real::cut_recordings(
+                source,
+                requested.sample_rate,
+                requested.duration,
+                lc.n_songs,
+                lc.style_dim,
+                lc.n_genres,
+                lc.seed,
+                threads,
+                &mut *progress,
+            )?;
+            let mut actual = requested.clone();
+            actual.listening.n_songs = songs.samples.len();
+            // Fewer songs than asked for: each user's activity shrinks with the catalogue.
+            actual.listening.mean_songs_per_user = lc.mean_songs_per_user.min((songs.samples.len() / 2) as f64);
+            (actual, Some(songs))
+        }
+        None => (requested.clone(), None),
+    };
+    let cfg = &cfg;
+    let listening = threads.run(|| match &real {
+        Some(songs) => generate_listening_for(&cfg.listening, &songs.styles),
+        None => generate_listening(&cfg.listening),
+    })?;
     let cat = Catalogue::build(cfg, &listening);
 
-    write_truth(dir, cfg, &listening, &cat)?;
+    write_truth(dir, requested, &listening, &cat, real.as_ref())?;
     triplets::write(
         &dir.join(TRIPLETS_FILE),
         listening.plays.view(),
@@ -277,9 +311,16 @@ pub fn write_world(
                         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
                     }
                     let mut rng = stream_rng(cfg.listening.seed ^ AUDIO_SALT, s as u64);
-                    let samples = sound::render(&cat.sound[s], cfg.sample_rate, cfg.duration, &mut rng);
+                    let rendered;
+                    let samples = match &real {
+                        Some(songs) => &songs.samples[s],
+                        None => {
+                            rendered = sound::render(&cat.sound[s], cfg.sample_rate, cfg.duration, &mut rng);
+                            &rendered
+                        }
+                    };
                     let ogg_serial = rng.random();
-                    encode::write(&path, cfg.audio_format, &samples, cfg.sample_rate, ogg_serial)
+                    encode::write(&path, cfg.audio_format, samples, cfg.sample_rate, ogg_serial)
                 })
                 .collect::<Result<Vec<()>>>()
         })?;
@@ -581,9 +622,29 @@ fn draw_tags(
     (tags, has_tags)
 }
 
-fn write_truth(dir: &Path, cfg: &WorldFilesConfig, w: &Listening, cat: &Catalogue) -> Result<()> {
+/// `cfg` is the configuration as requested (what a re-run compares); with real sound the
+/// song count is what the recordings gave, and `real_sound` says where each song came from.
+fn write_truth(
+    dir: &Path,
+    cfg: &WorldFilesConfig,
+    w: &Listening,
+    cat: &Catalogue,
+    real: Option<&RealSongs>,
+) -> Result<()> {
     let lc = &cfg.listening;
+    let (n_songs, n_users) = (w.song_popularity.len(), w.user_taste.len() / lc.style_dim.max(1));
+    let real_sound = real.map(|r| {
+        serde_json::json!({
+            "recordings": r.recordings,
+            "song_recording": r.recording,
+            "song_offset_seconds": r.offset_seconds,
+            "unreadable": r.unreadable,
+            "silent_segments": r.silent,
+            "descriptors": r.descriptors.chunks(real::N_DESCRIPTORS).collect::<Vec<_>>(),
+        })
+    });
     let truth = serde_json::json!({
+        "real_sound": real_sound,
         "format": "musrec synthetic world",
         "version": 1,
         "config": cfg,
@@ -608,11 +669,11 @@ fn write_truth(dir: &Path, cfg: &WorldFilesConfig, w: &Listening, cat: &Catalogu
     save_tensors(
         &dir.join(TRUTH_TENSORS),
         &[
-            ("song_style", &[lc.n_songs, d], &w.song_style),
-            ("user_taste", &[lc.n_users, d], &w.user_taste),
+            ("song_style", &[n_songs, d], &w.song_style),
+            ("user_taste", &[n_users, d], &w.user_taste),
             ("genre_centre", &[lc.n_genres, d], &w.genre_centre),
-            ("song_popularity", &[lc.n_songs], &w.song_popularity),
-            ("sound_params", &[lc.n_songs, N_SOUND_PARAMS], &sound),
+            ("song_popularity", &[n_songs], &w.song_popularity),
+            ("sound_params", &[n_songs, N_SOUND_PARAMS], &sound),
         ],
         HashMap::from([("format".to_string(), "musrec synthetic world".to_string())]),
     )
@@ -696,6 +757,99 @@ mod tests {
         cfg.share_without_audio = 0.1;
         cfg.share_second_track = 0.1;
         cfg
+    }
+
+    /// Recordings of different character (a steady chord, a pulsing one, noise bursts) in
+    /// two formats, for the real-sound world.
+    fn recordings(dir: &Path) {
+        let sr = 8000;
+        for (k, format) in [AudioFormat::Wav, AudioFormat::Flac, AudioFormat::Wav]
+            .into_iter()
+            .enumerate()
+        {
+            let samples: Vec<f32> = (0..sr * 9)
+                .map(|i| {
+                    let t = i as f32 / sr as f32;
+                    let tone = (std::f32::consts::TAU * 220.0 * (k + 1) as f32 * t).sin();
+                    let gate = if k == 1 {
+                        ((t * 4.0).fract() < 0.5) as u8 as f32
+                    } else {
+                        1.0
+                    };
+                    let noise = if k == 2 {
+                        ((i * 7919 % 101) as f32 / 50.0 - 1.0) * 0.3
+                    } else {
+                        0.0
+                    };
+                    0.3 * tone * gate + noise
+                })
+                .collect();
+            let path = dir.join(format!("album{k}/track{k}.{}", format.extension()));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            encode::write(&path, format, &samples, sr as u32, 1).unwrap();
+        }
+        std::fs::write(dir.join("notes.txt"), "not audio").unwrap();
+        std::fs::write(dir.join("broken.wav"), "RIFF....").unwrap();
+    }
+
+    #[test]
+    fn songs_of_real_sound_are_cut_from_recordings() {
+        let base = std::env::temp_dir().join(format!("musrec-real-{}", std::process::id()));
+        let source = base.join("recordings");
+        recordings(&source);
+        let mut cfg = micro(5);
+        cfg.source_audio = Some(source.clone());
+        cfg.duration = 1.0;
+        cfg.listening.n_genres = 3;
+        cfg.share_without_audio = 0.0;
+        // 9 s recordings less a 2 s lead-in: 7 songs each, 21 in all (fewer than asked for).
+        let dir = base.join("world");
+        let summary = write_world(&dir, &cfg, &Threads::new(2).unwrap(), &mut ignore_progress).unwrap();
+        assert_eq!(summary.n_songs, 21);
+        let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(TRUTH_JSON)).unwrap()).unwrap();
+        assert_eq!(
+            truth["config"]["listening"]["n_songs"], 80,
+            "the requested config, for re-use checks"
+        );
+        let real = &truth["real_sound"];
+        assert_eq!(real["recordings"].as_array().unwrap().len(), 4);
+        assert_eq!(real["unreadable"].as_array().unwrap().len(), 1); // broken.wav
+        assert_eq!(real["song_offset_seconds"][1], 3.0);
+        // Songs of one recording sound alike, so they share a genre more often than not.
+        let genre: Vec<u64> = truth["song_genre"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_u64().unwrap())
+            .collect();
+        let recording: Vec<u64> = real["song_recording"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_u64().unwrap())
+            .collect();
+        let same = (0..21)
+            .filter(|&i| i > 0 && recording[i] == recording[i - 1] && genre[i] == genre[i - 1])
+            .count();
+        assert!(same >= 12, "{genre:?}");
+        // The audio files are the recordings' segments, bit for bit (WAV of the same rate).
+        let data = load(&dir, &LoadOptions::default(), &mut ignore_progress).unwrap();
+        let path = data.songs.audio_path.iter().flatten().next().unwrap();
+        let audio = crate::audio::decode::load(path, None, 0.0, None).unwrap();
+        assert_eq!((audio.sample_rate, audio.samples.len()), (8000, 8000));
+        // Same seed, same world.
+        let again = base.join("again");
+        write_world(&again, &cfg, &Threads::new(1).unwrap(), &mut ignore_progress).unwrap();
+        for name in [TRIPLETS_FILE, TRUTH_JSON] {
+            assert_eq!(
+                std::fs::read(dir.join(name)).unwrap(),
+                std::fs::read(again.join(name)).unwrap()
+            );
+        }
+        // A directory without recordings is a clear error.
+        cfg.source_audio = Some(base.join("world").join("audio").join("nothing"));
+        assert!(write_world(&base.join("x"), &cfg, &Threads::new(1).unwrap(), &mut ignore_progress).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
