@@ -255,11 +255,18 @@ class Pipeline:
             )
             model.save(path)
             h = model.history_
-            best = min(h["validation_loss"], default=float("nan"))
-            early = " (stopped early)" if model.stopped_early_ else ""
-            self.log(
-                f"  {len(h['train_loss'])} epochs, best validation loss {best:.4g} at epoch {model.best_epoch_}{early}"
-            )
+            ridge = model.ridge_
+            if ridge is not None:
+                mse = ridge["validation_mse"]
+                self.log(
+                    f"  linear part: penalties {ridge['lambda_audio']:g} (audio) and {ridge['lambda_metadata']:g} "
+                    f"(metadata), validation loss {float('nan') if mse is None else mse:.4g}"
+                )
+            if h["train_loss"]:
+                best = min(h["validation_loss"], default=float("nan"))
+                early = " (stopped early)" if model.stopped_early_ else ""
+                at = "the linear start" if model.best_epoch_ is None else f"epoch {model.best_epoch_}"
+                self.log(f"  {len(h['train_loss'])} epochs, best validation loss {best:.4g} at {at}{early}")
             return model
 
     def _prepared(self) -> tuple:
