@@ -16,6 +16,9 @@ pub enum Error {
     /// A file exists but is not what we expect (corrupt, wrong format, wrong version).
     #[error("{path}: {message}", path = .path.display())]
     Format { path: PathBuf, message: String },
+    /// An estimator was asked to predict, score or save before it was fitted or loaded.
+    #[error("{0}")]
+    NotFitted(String),
     /// Work was stopped on request (Ctrl-C, a callback asking to stop).
     #[error("interrupted")]
     Interrupted,

@@ -65,6 +65,13 @@ pub fn save_tensors(
     tensors: &[(&str, &[usize], &[f32])],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
+    let buffer = tensors_to_bytes(tensors, metadata)?;
+    write_atomic(path, |w| w.write_all(&buffer))
+}
+
+/// f32 tensors and string metadata as the bytes of a safetensors file (what
+/// [`save_tensors`] writes; also how models pickle).
+pub fn tensors_to_bytes(tensors: &[(&str, &[usize], &[f32])], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
     let bytes: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, _, data)| data.iter().flat_map(|v| v.to_le_bytes()).collect())
@@ -75,18 +82,22 @@ pub fn save_tensors(
             .map_err(|e| Error::invalid(format!("tensor {name}: {e}")))?;
         views.push((*name, view));
     }
-    let buffer = safetensors::tensor::serialize(views, Some(metadata))
-        .map_err(|e| Error::invalid(format!("cannot serialise {}: {e}", path.display())))?;
-    write_atomic(path, |w| w.write_all(&buffer))
+    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| Error::invalid(format!("cannot serialise: {e}")))
 }
 
 /// Read every tensor (all must be f32) and the metadata map of a safetensors file.
 pub fn load_tensors(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let buffer = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    tensors_from_bytes(&buffer, path)
+}
+
+/// [`load_tensors`] from the bytes of a file; `source` names them in errors.
+pub fn tensors_from_bytes(buffer: &[u8], source: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let path = source;
     let bad = |e: safetensors::SafeTensorError| Error::format(path, format!("not a valid safetensors file ({e})"));
-    let (_, header) = SafeTensors::read_metadata(&buffer).map_err(bad)?;
+    let (_, header) = SafeTensors::read_metadata(buffer).map_err(bad)?;
     let metadata: HashMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
-    let file = SafeTensors::deserialize(&buffer).map_err(bad)?;
+    let file = SafeTensors::deserialize(buffer).map_err(bad)?;
     let mut tensors = HashMap::new();
     for (name, view) in file.tensors() {
         if view.dtype() != Dtype::F32 {

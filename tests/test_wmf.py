@@ -181,7 +181,7 @@ def test_recommend_input_errors(world):
         model.recommend([0, 1], world.plays[:5])
     with pytest.raises(ValueError, match="N"):
         model.recommend(0, N=0)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(musrec.NotFittedError, match="not fitted"):
         WMF().recommend(0)
 
 
@@ -297,3 +297,24 @@ def test_quality_beats_popularity(world):
     assert wmf["precision"] > 1.5 * pop["precision"], (wmf, pop)
     assert wmf["ndcg"] > pop["ndcg"] and wmf["auc"] > pop["auc"] > rnd["auc"]
     assert rnd["auc"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_progress_in_a_log_is_a_few_plain_lines(world, capsys):
+    # pytest's captured stderr is not a terminal, as in a CI job or `> run.log 2>&1`
+    WMF(factors=8, iterations=20, random_state=0).fit(world.plays, show_progress=True)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert 1 <= len(lines) <= 11, lines
+    assert all(line.startswith("WMF: ") for line in lines) and "\r" not in err
+    assert lines[-1].startswith("WMF: 20/20 (100%)"), lines[-1]
+
+
+def test_pickles_and_comes_back_equal(world):
+    import pickle
+
+    model = WMF(factors=8, iterations=2, random_state=0).fit(world.plays, show_progress=False)
+    back = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(back.user_factors, model.user_factors)
+    np.testing.assert_array_equal(back.item_factors, model.item_factors)
+    for a, b in zip(back.recommend(3, N=5), model.recommend(3, N=5)):
+        np.testing.assert_array_equal(a, b)

@@ -1,7 +1,10 @@
-"""Progress bars that work in a terminal and in Jupyter (tqdm.auto), or stay silent."""
+"""Progress: bars in a terminal and in Jupyter (tqdm.auto), plain lines in a log (stderr
+not a terminal, e.g. a CI job or ``> run.log 2>&1``), or silence."""
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 
@@ -16,10 +19,64 @@ class _Silent:
         pass
 
 
+class _Lines:
+    """A stand-in for a bar that writes a plain line to stderr at each tenth of the work
+    (and at least every ``every`` seconds), then one when it closes: a log stays readable."""
+
+    def __init__(self, total: int, desc: str, every: float = 30.0):
+        self.total, self.desc, self.every = total, desc, every
+        self.n, self.postfix = 0, ""
+        self._started = self._said = time.monotonic()
+        self._tenth = 0
+        self._closed = False
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        tenth = 10 * self.n // self.total if self.total else 0
+        now = time.monotonic()
+        if tenth > self._tenth or now - self._said >= self.every:
+            self._tenth = max(tenth, self._tenth)
+            self._say(now)
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+
+    def refresh(self) -> None:
+        pass
+
+    def _say(self, now: float) -> None:
+        self._said = now
+        share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
+        extra = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.n:,}/{self.total:,}{share}, {now - self._started:.1f} s{extra}", file=sys.stderr)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self.n and (self._tenth < 10 or self.n < self.total):
+                self._say(time.monotonic())
+
+
+def _interactive() -> bool:
+    """A terminal or a Jupyter kernel: where a redrawn bar reads well."""
+    stream = sys.stderr
+    if stream is not None and getattr(stream, "isatty", lambda: False)():
+        return True
+    shell = sys.modules.get("IPython")
+    try:
+        ip = shell.get_ipython() if shell is not None else None
+        return ip is not None and "IPKernelApp" in ip.config
+    except Exception:  # an IPython too old or too odd to ask: a plain log is the safe choice
+        return False
+
+
 def bar(total: int, desc: str, show: bool) -> Any:
-    """A tqdm bar (notebook widget where available) or a silent stand-in."""
+    """A tqdm bar (notebook widget where available), plain log lines when stderr is not a
+    terminal, or a silent stand-in."""
     if not show:
         return _Silent()
+    if not _interactive():
+        return _Lines(total, desc)
     try:
         from tqdm.auto import tqdm
 

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _musrec, _progress
+from ._musrec import NotFittedError
 from ._sparse import csr_tuple, ids, sorted_ids, to_csr
 
 IdsLike = Union[int, np.integer, "np.typing.ArrayLike"]
@@ -132,7 +133,7 @@ class WMF:
 
     def _require_fitted(self) -> None:
         if self.user_factors is None or self.item_factors is None:
-            raise RuntimeError("this WMF model is not fitted yet; call fit() or WMF.load() first")
+            raise NotFittedError("this WMF model is not fitted yet; call fit() or WMF.load() first")
 
     # -- fitting ------------------------------------------------------------------------
     def fit(

@@ -11,7 +11,7 @@ use super::model::Network;
 use super::train::{History, TrainState, set_params, snapshot};
 use super::wide::RidgeReport;
 use crate::error::{Error, Result};
-use crate::io::{load_tensors, save_tensors};
+use crate::io::{tensors_from_bytes, tensors_to_bytes};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,6 +44,12 @@ struct StateSummary {
 
 /// Write `net` with `spec` and `state`; `with_training_state` adds what resuming needs.
 pub fn save(path: &Path, net: &Network, spec: &ModelSpec, state: &TrainState, with_training_state: bool) -> Result<()> {
+    let buffer = to_bytes(net, spec, state, with_training_state)?;
+    crate::io::write_atomic(path, |w| w.write_all(&buffer))
+}
+
+/// The bytes [`save`] writes (a safetensors file).
+pub fn to_bytes(net: &Network, spec: &ModelSpec, state: &TrainState, with_training_state: bool) -> Result<Vec<u8>> {
     let names: Vec<&str> = net.params.vars.iter().map(|(n, _)| n.as_str()).collect();
     let shapes: Vec<Vec<usize>> = net.params.vars.iter().map(|(_, v)| v.dims().to_vec()).collect();
     let current = snapshot(net)?;
@@ -82,13 +88,19 @@ pub fn save(path: &Path, net: &Network, spec: &ModelSpec, state: &TrainState, wi
     metadata.insert("spec".into(), to_json(spec));
     metadata.insert("state".into(), to_json(&summary));
     metadata.insert("training_state".into(), with_training_state.to_string());
-    save_tensors(path, &tensors, metadata)
+    tensors_to_bytes(&tensors, metadata)
 }
 
 /// Read a model file: the network (current weights), its spec and its training state. A file
 /// without training state gives a state with history but no optimiser moments.
 pub fn load(path: &Path) -> Result<(Network, ModelSpec, TrainState)> {
-    let (mut tensors, metadata) = load_tensors(path)?;
+    let buffer = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(&buffer, path)
+}
+
+/// [`load`] from the bytes of a model file; `path` names them in errors.
+pub fn from_bytes(buffer: &[u8], path: &Path) -> Result<(Network, ModelSpec, TrainState)> {
+    let (mut tensors, metadata) = tensors_from_bytes(buffer, path)?;
     let bad = |msg: String| Error::format(path, msg);
     if metadata.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(bad("not a musrec fusion model file".into()));
