@@ -328,3 +328,31 @@ def test_feature_cache_refuses_reentrant_use_instead_of_deadlocking(tmp_path):
     # The chunk finished before the callback stays cached, and the object is usable again.
     assert len(cache) == 2
     assert cache.extract(paths, show_progress=False).cached.tolist() == [True, True, False, False]
+
+
+def test_several_excerpts_spread_over_each_file(tmp_path):
+    sr = 8000
+    t = np.arange(9 * sr) / sr
+    # three seconds each of 300, 600 and 1200 Hz: three 3 s excerpts are one of each
+    y = np.concatenate([0.3 * np.sin(2 * np.pi * f * t[: 3 * sr]) for f in (300, 600, 1200)])
+    song = tmp_path / "song.wav"
+    write_wav(song, y, sr)
+    paths = [song, tmp_path / "missing.wav", AUDIO / "tone.ogg"]
+    cfg = audio.FeatureConfig.paper()
+    result = audio.extract(paths, cfg, excerpts=3, show_progress=False, cache_dir=tmp_path / "cache")
+    assert result.features.shape == (3, 3, 128, 47)
+    assert result.ok.tolist() == [True, False, True]
+    assert [f["index"] for f in result.failures] == [1]
+    loudest = result.features[0].mean(axis=2).argmax(axis=1)
+    assert loudest[0] < loudest[1] < loudest[2], loudest  # the excerpts in order of time
+    for k, part in enumerate(cfg.excerpts(3)):
+        assert part.values["position"] == {"kind": "spread", "index": k, "count": 3}
+        alone = audio.extract(paths, part, show_progress=False)
+        np.testing.assert_array_equal(result.features[:, k], alone.features)
+    again = audio.extract(paths, cfg, excerpts=3, show_progress=False, cache_dir=tmp_path / "cache")
+    assert again.cached.tolist() == [True, False, True]
+    np.testing.assert_array_equal(again.features, result.features)
+    with pytest.raises(ValueError, match="excerpts must be a positive integer"):
+        audio.extract(paths, cfg, excerpts=0)
+    with pytest.raises(ValueError, match="excerpt 3 of 3"):
+        cfg.replace(position=("spread", 3, 3))

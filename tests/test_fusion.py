@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import musrec
 import numpy as np
 import pytest
@@ -234,6 +236,52 @@ def test_wide_and_deep_starts_from_the_linear_model(tmp_path, data):
     trained = musrec.FusionModel("fusion", max_epochs=20, learning_rate=3e-3, **SMALL)
     trained.fit(spec, meta, y, show_progress=False)
     assert min(trained.history_["validation_loss"], default=np.inf) <= 1.0 or trained.best_epoch_ is None
+
+
+def test_several_excerpts_per_song(data):
+    (spec, meta, y), (spec_t, meta_t, _) = data
+    # four excerpts of each song: its sound shifted in time, as another stretch of it would be
+    stack = lambda s: np.stack([np.roll(s, 3 * k, axis=2) for k in range(4)], axis=1)  # noqa: E731
+    excerpts, excerpts_t = stack(spec), stack(spec_t)
+    model = musrec.FusionModel("fusion", max_epochs=3, **SMALL).fit(excerpts, meta, y, show_progress=False)
+    together = model.predict(excerpts_t, meta_t)
+    # the prediction from several excerpts is the mean of the predictions from each alone
+    alone = np.mean([model.predict(excerpts_t[:, k], meta_t) for k in range(4)], axis=0)
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+    assert model.score(excerpts_t, meta_t, data[1][2]) < np.var(data[1][2], axis=0).mean()
+    with pytest.raises(ValueError, match="3-D .* or 4-D"):
+        model.predict(excerpts_t[None], meta_t)
+
+
+def test_estimator_contract(tmp_path, data):
+    (spec, meta, y), (spec_t, meta_t, _) = data
+    # random_state, the scikit-learn / implicit name; seed still works, with a warning
+    with pytest.warns(DeprecationWarning, match="random_state"):
+        old = musrec.FusionModel("cnn", seed=4)
+    assert old.config_ == musrec.FusionModel("cnn", random_state=4).config_
+    with pytest.raises(TypeError, match="random_state only"):
+        musrec.FusionModel("cnn", seed=4, random_state=4)
+    # fitted attributes do not exist before fit: NotFittedError is a ValueError and an AttributeError
+    unfitted = musrec.FusionModel("fusion", max_epochs=2, **SMALL)
+    assert not hasattr(unfitted, "history_")
+    for call in (lambda: unfitted.predict(spec_t, meta_t), lambda: unfitted.save(tmp_path / "m"), lambda: unfitted.ridge_):
+        with pytest.raises(musrec.NotFittedError, match="not fitted"):
+            call()
+    assert issubclass(musrec.NotFittedError, (ValueError, AttributeError, musrec.MusrecError))
+    # pickling, before and after fit
+    again = pickle.loads(pickle.dumps(unfitted))
+    assert again.config_ == unfitted.config_ and again.kind == "fusion"
+    again.fit(spec, meta, y, show_progress=False)
+    unfitted.fit(spec, meta, y, show_progress=False)
+    back = pickle.loads(pickle.dumps(unfitted))
+    np.testing.assert_array_equal(back.predict(spec_t, meta_t), unfitted.predict(spec_t, meta_t))
+    np.testing.assert_array_equal(again.predict(spec_t, meta_t), unfitted.predict(spec_t, meta_t))
+    assert back.history_ == unfitted.history_ and back.config_ == unfitted.config_
+    # a damaged file is a FormatError, which is a ValueError
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    with pytest.raises(musrec.FormatError) as raised:
+        musrec.FusionModel.load(tmp_path / "bad.safetensors")
+    assert isinstance(raised.value, ValueError)
 
 
 def test_bad_inputs_raise_clear_errors(data):

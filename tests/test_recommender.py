@@ -40,7 +40,9 @@ def test_song_vector_matches_the_pipeline_prediction_and_numpy_ranking(served):
     rec, ds, test_idx, meta = served
     song = int(test_idx[0])
     vector = rec.song_vector(**_content(ds, meta, song))
-    spec = musrec.audio.extract([ds.songs.audio_path[song]], rec.features, show_progress=False).features
+    assert rec.excerpts == 3  # the pipeline's default
+    path = ds.songs.audio_path[song]
+    spec = musrec.audio.extract([path], rec.features, excerpts=rec.excerpts, show_progress=False).features
     np.testing.assert_allclose(vector, rec.model.predict(spec, [meta[song]])[0], rtol=1e-6)
     # the same vector from the log-Mel array
     np.testing.assert_allclose(
@@ -108,3 +110,25 @@ def test_bad_inputs(served, tmp_path):
         rec.recommend(ds.user_ids[0], N=0)
     with pytest.raises(ValueError, match="at least one"):
         rec.recommend_for_plays({})
+
+
+def test_pickles_and_serves_the_same(tiny_experiment, served):
+    import pickle
+
+    rec, ds, test_idx, meta = served
+    back = pickle.loads(pickle.dumps(rec))
+    user = ds.user_ids[0]
+    for a, b in zip(back.recommend(user, N=10), rec.recommend(user, N=10)):
+        np.testing.assert_array_equal(a, b)
+    content = _content(ds, meta, test_idx[1])
+    np.testing.assert_array_equal(back.song_vector(**content), rec.song_vector(**content))
+
+
+def test_unfitted_models_are_refused(served):
+    rec, *_ = served
+    with pytest.raises(musrec.NotFittedError, match="wmf is not fitted"):
+        musrec.Recommender(musrec.WMF(), rec.model)
+    with pytest.raises(musrec.NotFittedError, match="not fitted"):
+        musrec.Recommender(rec.wmf, musrec.FusionModel("fusion"))
+    with pytest.raises(TypeError, match="got str"):
+        musrec.Recommender("wmf", rec.model)

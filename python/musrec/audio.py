@@ -190,7 +190,9 @@ class FeatureConfig:
     1024-sample Hamming window, hop 512, 128 Slaney Mel bands, log energy in dB (ref 1,
     amin 1e-10, top_db 80); ``FeatureConfig.common()`` is the same at 22,050 Hz. Keyword
     overrides apply to any field, e.g. ``FeatureConfig.paper(n_mels=64, clip_seconds=5)``;
-    ``position`` is ``"random"`` (with ``seed``), ``"centre"`` or an offset in seconds.
+    ``position`` is ``"random"`` (with ``seed``), ``"centre"``, an offset in seconds, or
+    ``("spread", index, count)``: excerpt ``index`` of ``count`` spread evenly from the start
+    of the file to its end (what :meth:`excerpts` gives).
     """
 
     values: dict = field(default_factory=dict)
@@ -220,10 +222,14 @@ class FeatureConfig:
                     v["position"] = {"kind": "random", "seed": v["position"].get("seed", 0)}
                 elif value in ("centre", "center"):
                     v["position"] = {"kind": "centre"}
-                elif isinstance(value, (int, float)):
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
                     v["position"] = {"kind": "offset", "seconds": float(value)}
+                elif isinstance(value, tuple) and len(value) == 3 and value[0] == "spread":
+                    v["position"] = {"kind": "spread", "index": value[1], "count": value[2]}
                 else:
-                    raise ValueError(f"position must be 'random', 'centre' or seconds, got {value!r}")
+                    raise ValueError(
+                        f"position must be 'random', 'centre', seconds or ('spread', index, count), got {value!r}"
+                    )
             elif key == "htk":
                 v["mel_scale"] = "htk" if value else "slaney"
             elif key == "norm":
@@ -239,6 +245,12 @@ class FeatureConfig:
         cfg = FeatureConfig(v)
         _ = cfg.shape  # the core validates every field here
         return cfg
+
+    def excerpts(self, count: int) -> list[FeatureConfig]:
+        """``count`` configs for excerpts spread evenly over each file, from its start to
+        its end: the several excerpts per song that :class:`musrec.FusionModel` trains on.
+        One alone is the centred excerpt."""
+        return [self.replace(position=("spread", i, count)) for i in range(count)]
 
     def to_json(self) -> str:
         return json.dumps(self.values)
@@ -278,7 +290,7 @@ def _preset_json(name: str) -> str:
 class ExtractResult:
     """Features of a batch of files; row i belongs to the i-th path."""
 
-    #: (files, n_mels, frames) float32; rows of failed files are zero.
+    #: (files, n_mels, frames) float32, or (files, excerpts, n_mels, frames); rows of failed files are zero.
     features: np.ndarray
     #: per file: features were extracted.
     ok: np.ndarray
@@ -305,8 +317,13 @@ def extract(
     show_progress: bool = True,
     callback: Callable[[int, int, Any], None] | None = None,
     cache_dir: str | os.PathLike | None = None,
+    excerpts: int = 1,
 ) -> ExtractResult:
     """Decode, clip, resample and transform many files in parallel (GIL released).
+
+    With ``excerpts`` > 1, each file gives that many excerpts spread evenly from its start
+    to its end (:meth:`FeatureConfig.excerpts`; ``config``'s position is then not used) and
+    ``features`` is (files, excerpts, n_mels, frames); a file fails if any excerpt does.
 
     A file that cannot be used never stops the batch: it is listed in ``failures`` with
     the reason, and its row is zero. Only the excerpt's span of each file is decoded when
@@ -319,6 +336,21 @@ def extract(
     """
     paths = _path_list(paths)
     config = config or FeatureConfig.paper()
+    if isinstance(excerpts, bool) or not isinstance(excerpts, (int, np.integer)) or excerpts < 1:
+        raise ValueError(f"excerpts must be a positive integer, got {excerpts!r}")
+    if excerpts > 1:
+        parts = [
+            extract(paths, c, num_threads, show_progress, callback, cache_dir) for c in config.excerpts(int(excerpts))
+        ]
+        failures = {f["index"]: f for part in reversed(parts) for f in part.failures}  # the first excerpt's wins
+        return ExtractResult(
+            np.stack([p.features for p in parts], axis=1),
+            np.logical_and.reduce([p.ok for p in parts]),
+            np.logical_or.reduce([p.padded for p in parts]),
+            np.logical_or.reduce([p.truncated for p in parts]),
+            [failures[i] for i in sorted(failures)],
+            np.logical_and.reduce([p.cached for p in parts]),
+        )
     if cache_dir is not None:
         cached = FeatureCache(cache_dir, config).extract(
             paths, num_threads=num_threads, show_progress=show_progress, callback=callback

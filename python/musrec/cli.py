@@ -50,7 +50,7 @@ def reproduce(args: argparse.Namespace) -> int:
         args.data,
         args.out,
         args.work,
-        seed=args.seed,
+        random_state=args.seed,
         num_threads=args.threads,
         show_progress=not args.quiet,
         log=print,

@@ -12,8 +12,9 @@ WMF factors, the network sizes and training length:
   drawn songs, of which about 51,400 are played and have audio), 100 factors, the full
   networks and 100 epochs (hours on a laptop CPU; ``benchmarks/bench_reproduce.py`` times it).
 
-Every preset reads 3-second excerpts at the paper's 8 kHz, holds out 20% of the songs as
-cold-start test songs and runs the Figure 3 learning-rate study.
+Every preset reads three 3-second excerpts of each song at the paper's 8 kHz (the
+Pipeline's default), holds out 20% of the songs as cold-start test songs and runs the
+Figure 3 learning-rate study.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 import shutil
 from typing import Any, Callable
 
-from . import synthetic
+from . import _compat, synthetic
 from .pipeline import PAPER_LEARNING_RATES, Pipeline, check_settings
 from .report import PipelineResult
 
@@ -110,15 +111,18 @@ def pipeline(
     data_dir: str | os.PathLike | None = None,
     work_dir: str | os.PathLike = "musrec-work",
     *,
-    seed: int = 0,
+    random_state: int | None = None,
     num_threads: int = 0,
     show_progress: bool = True,
     log: Callable[[str], None] | None = None,
+    seed: int | None = None,
     **overrides: Any,
 ) -> Pipeline:
     """The :class:`musrec.Pipeline` of a preset: on ``data_dir`` (a real dataset,
     de-sparsified to the preset's size) or on the preset's synthetic world, written under
-    ``work_dir`` first. ``overrides`` replace Pipeline settings (``model`` dicts merge)."""
+    ``work_dir`` first. ``overrides`` replace Pipeline settings (``model`` dicts merge).
+    ``random_state`` seeds the world and the pipeline (``seed`` is its deprecated old name)."""
+    seed = _compat.random_state(random_state, seed, "musrec.experiment.pipeline")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     say = log if log is not None else (print if show_progress else lambda line: None)
@@ -139,7 +143,7 @@ def pipeline(
     return Pipeline(
         data_dir,
         os.path.join(os.fspath(work_dir), "stages"),
-        seed=seed,
+        random_state=seed,
         num_threads=num_threads,
         show_progress=show_progress,
         log=say,

@@ -15,7 +15,8 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from . import _musrec, _progress
+from . import _compat, _musrec, _progress
+from ._musrec import NotFittedError
 
 _KIND_TABLE = _musrec.model_kinds()
 #: Every model kind, the networks first (the Rust core's list).
@@ -92,13 +93,9 @@ def metadata_columns(metadata: MetadataLike) -> tuple[list, list, list]:
     return tags, artists, years
 
 
-def _spectrograms(x: Any, name: str = "spectrograms") -> np.ndarray | None:
-    if x is None:
-        return None
-    a = np.ascontiguousarray(x, dtype=np.float32)
-    if a.ndim != 3:
-        raise ValueError(f"{name} must be 3-D (songs, n_mels, frames); got shape {a.shape}")
-    return a
+def _spectrograms(x: Any) -> np.ndarray | None:
+    # the shape, (songs, n_mels, frames) or (songs, excerpts, n_mels, frames), is checked in Rust
+    return None if x is None else np.ascontiguousarray(x, dtype=np.float32)
 
 
 #: The constructor's settings that go to the Rust core (the rest are Python's own).
@@ -117,6 +114,9 @@ _SETTINGS = (
     "wide",
     "branch_relu",
     "forget_bias",
+    "pool_max",
+    "audio_hidden",
+    "deep_metadata",
     "learning_rate",
     "weight_decay",
     "batch_size",
@@ -173,6 +173,11 @@ class FusionModel:
     silence a whole branch); gradients are clipped to a global norm of ``clip_norm`` 5.
     ``architecture="paper"`` gives the paper's network as it describes it instead (no linear
     part, ReLU on every fully connected layer, no forget bias, no clipping unless given).
+    Two options, off by default because they measured within noise on real sound:
+    ``pool_max=True`` summarises the last convolution by its maximum over time as well as its
+    mean (beside the LSTM's state for the LSTM kinds), and ``audio_hidden`` > 0 puts a hidden
+    ReLU layer of that many units after the summary (without one, everything after the time
+    pooling is linear).
 
     Tags and artists seen fewer than ``min_count`` (2) times in training, unseen ones, songs
     without tags and unknown years all map to an out-of-vocabulary value, so cold-start songs
@@ -180,13 +185,16 @@ class FusionModel:
 
     Training: mean squared error to the WMF vectors (divided by their spread), Adam (AdamW
     with ``weight_decay`` 0) at ``learning_rate`` 1e-3, mini-batches of ``batch_size`` 64
-    shuffled by ``seed``, early stopping when the validation error has not improved for
+    shuffled by ``random_state`` (0; ``seed`` is its deprecated old name), early stopping
+    when the validation error has not improved for
     ``patience`` (10) epochs (the best weights are kept), at most ``max_epochs`` (100).
     Spectrograms are standardised per Mel band with statistics of the training songs. With
     ``checkpoint`` set, the full training state is written there atomically after every
     epoch and ``fit(..., resume=True)`` continues from it.
 
-    Deterministic for a fixed ``seed`` and ``num_threads`` (0 = one per core).
+    Deterministic for a fixed ``random_state`` and ``num_threads`` (0 = one per core).
+    Fitted attributes end in ``_`` and raise :class:`musrec.NotFittedError` before
+    :meth:`fit`; a model pickles (a fitted one as the bytes of its safetensors file).
     """
 
     def __init__(
@@ -208,6 +216,9 @@ class FusionModel:
         wide: bool | None = None,
         branch_relu: bool | None = None,
         forget_bias: float | None = None,
+        pool_max: bool | None = None,
+        audio_hidden: int | None = None,
+        deep_metadata: bool | None = None,
         learning_rate: float | None = None,
         weight_decay: float | None = None,
         batch_size: int | None = None,
@@ -218,9 +229,10 @@ class FusionModel:
         max_tags: int | None = None,
         max_artists: int | None = None,
         year_bucket: int | None = None,
-        seed: int = 0,
+        random_state: int | None = None,
         num_threads: int = 0,
         checkpoint: str | os.PathLike | None = None,
+        seed: int | None = None,
     ):
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
@@ -231,7 +243,7 @@ class FusionModel:
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         given = {k: v for k, v in locals().items() if k in _SETTINGS and v is not None}
         settings = {k: [int(c) for c in v] if k in ("conv_channels", "pool_sizes") else v for k, v in given.items()}
-        settings["seed"] = int(seed)
+        settings["seed"] = _compat.random_state(random_state, seed, "FusionModel")
         self._core = _musrec.FusionCore(kind, json.dumps(settings), architecture == "paper")
 
     # ---- inputs -------------------------------------------------------------------------
@@ -258,7 +270,12 @@ class FusionModel:
         show_progress: bool = True,
         callback: Callable[[int, int, float | None], None] | None = None,
     ) -> FusionModel:
-        """Train on songs' spectrograms (songs x n_mels x frames), metadata and WMF vectors.
+        """Train on songs' spectrograms, metadata and WMF vectors.
+
+        ``spectrograms`` is (songs, n_mels, frames), one excerpt of each song, or (songs,
+        excerpts, n_mels, frames): then every epoch shows the network a fresh random excerpt of
+        each song, the linear part reads statistics over all of them, and validation and
+        :meth:`predict` average the predictions over them.
 
         ``validation`` is a fraction of the songs held out at random (seeded), a tuple
         ``(spectrograms, metadata, targets)`` of separate songs, or None (no early stopping).
@@ -307,7 +324,8 @@ class FusionModel:
     def predict(
         self, spectrograms: Any = None, metadata: MetadataLike | None = None, batch_size: int = 256
     ) -> np.ndarray:
-        """Predicted song vectors, (songs, n_factors) float32."""
+        """Predicted song vectors, (songs, n_factors) float32; with several excerpts per song
+        ((songs, excerpts, n_mels, frames)) the average over them."""
         spec, meta = self._inputs(spectrograms, metadata)
         return self._core.predict(spec, meta, batch_size=int(batch_size), num_threads=self.num_threads)
 
@@ -317,29 +335,36 @@ class FusionModel:
         return self._core.score(spec, meta, _targets(targets), batch_size=int(batch_size), num_threads=self.num_threads)
 
     # ---- state --------------------------------------------------------------------------
+    def _state(self) -> tuple:
+        if not self._core.is_fitted():
+            raise NotFittedError(f"this FusionModel({self.kind!r}) is not fitted yet: call fit() or load() first")
+        return self._core.training_state()
+
     @property
     def history_(self) -> dict[str, list[float]]:
         """Per-epoch mean training loss and validation MSE."""
-        train, val, *_ = self._core.training_state()
+        train, val, *_ = self._state()
         return {"train_loss": list(train), "validation_loss": list(val)}
 
     @property
     def best_epoch_(self) -> int | None:
         """0-based epoch whose weights the model holds (by validation loss), if validated."""
-        return self._core.training_state()[3]
+        return self._state()[3]
 
     @property
     def stopped_early_(self) -> bool:
-        return self._core.training_state()[4]
+        return self._state()[4]
 
     @property
     def ridge_(self) -> dict[str, Any] | None:
         """For a model with a linear part: the chosen penalties ``lambda_audio`` and
         ``lambda_metadata``, their ``validation_mse`` and the ``path`` of every pair tried."""
+        self._state()
         return self.config_.get("ridge")
 
     @property
     def n_parameters_(self) -> int:
+        self._state()
         return self._core.n_parameters()
 
     @property
@@ -361,6 +386,25 @@ class FusionModel:
         model.num_threads = int(num_threads)
         model.checkpoint = None
         return model
+
+    # ---- pickling: a fitted model travels as the bytes of its safetensors file ------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k != "_core"}
+        if self._core.is_fitted():
+            state["_model_bytes"] = self._core.to_bytes()
+        else:
+            spec = json.loads(self._core.spec_json())
+            net = {k: v for k, v in spec["net"].items() if k != "kind"}
+            state["_settings"] = json.dumps({**net, **spec["train"], **spec["metadata_options"]})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        model_bytes, settings = state.pop("_model_bytes", None), state.pop("_settings", None)
+        self.__dict__.update(state)
+        if model_bytes is not None:
+            self._core = _musrec.FusionCore.from_bytes(model_bytes)
+        else:
+            self._core = _musrec.FusionCore(self.kind, settings, False)
 
     def __repr__(self) -> str:
         state = "fitted" if self._core.is_fitted() else "not fitted"

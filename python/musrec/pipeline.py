@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from . import audio, data, metrics
+from . import _compat, audio, data, metrics
 from .fusion import KINDS, FusionModel
 from .recommender import Recommender
 from .report import PipelineResult
@@ -95,8 +95,13 @@ class Pipeline:
 
     ``wmf`` and ``model`` are keyword arguments for :class:`musrec.WMF` and
     :class:`musrec.FusionModel`; ``features`` is the :class:`musrec.audio.FeatureConfig`
-    (default: the paper's, 8 kHz, random 3 s excerpt). ``test_fraction`` of the songs (seeded)
-    are the cold-start test songs (the paper: 10,000 of 50,000). ``n_users``/``n_songs``
+    (default: the paper's, 8 kHz, 3 s excerpts). ``excerpts`` (3) of each song are taken,
+    spread evenly over it; the networks train on a random one of them each epoch and predict
+    from their average, the linear models read statistics over all of them (see
+    :meth:`musrec.FusionModel.fit`). On real sound three beat the paper's one random excerpt
+    for every audio model (README); ``excerpts=1`` is the paper's front end. ``test_fraction``
+    of the songs (seeded by ``random_state``, which also seeds WMF and the networks; ``seed``
+    is its deprecated old name) are the cold-start test songs (the paper: 10,000 of 50,000). ``n_users``/``n_songs``
     de-sparsify the data first (the paper: 10,000 x 50,000). ``learning_rates`` are the
     Figure 3 study of the fusion model (empty: skip it). ``log`` receives one line per stage
     (default: print when ``show_progress``).
@@ -115,17 +120,20 @@ class Pipeline:
         n_factors: int = 100,
         wmf: dict | None = None,
         features: audio.FeatureConfig | None = None,
+        excerpts: int = 3,
         model: dict | None = None,
         kinds: tuple[str, ...] = KINDS,
         learning_rates: tuple[float, ...] = PAPER_LEARNING_RATES,
         test_fraction: float = 0.2,
         N: tuple[int, ...] = (5, 10, 20, 50),
-        seed: int = 0,
+        random_state: int | None = None,
         num_threads: int = 0,
         show_progress: bool = True,
         log: Callable[[str], None] | None = None,
+        seed: int | None = None,
     ):
         check_settings(kinds=kinds, test_fraction=test_fraction, learning_rates=learning_rates, N=N)
+        seed = _compat.random_state(random_state, seed, "Pipeline")
         if not os.path.isdir(data_dir):
             raise FileNotFoundError(f"no dataset directory at {os.fspath(data_dir)!r}")
         self.data_dir = os.fspath(data_dir)
@@ -134,12 +142,15 @@ class Pipeline:
         self.n_users, self.n_songs = n_users, n_songs
         self.wmf_args = {"factors": n_factors, "iterations": 15, "random_state": seed, **(wmf or {})}
         self.features_config = features or audio.FeatureConfig.paper()
-        self.model_args = {"seed": seed, **(model or {})}
+        if isinstance(excerpts, bool) or not isinstance(excerpts, int) or excerpts < 1:
+            raise ValueError(f"excerpts must be a positive integer, got {excerpts!r}")
+        self.excerpts = excerpts
+        self.model_args = {"random_state": seed, **(model or {})}
         self.kinds = tuple(kinds)
         self.learning_rates = tuple(float(lr) for lr in learning_rates)
         self.test_fraction = test_fraction
         self.N = tuple(int(n) for n in N)
-        self.seed = seed
+        self.random_state = seed
         self.num_threads = num_threads
         self.show_progress = show_progress
         self.log = log if log is not None else (print if show_progress else lambda line: None)
@@ -201,6 +212,7 @@ class Pipeline:
                 num_threads=self.num_threads,
                 show_progress=self.show_progress,
                 cache_dir=os.path.join(self.work_dir, "features"),
+                excerpts=self.excerpts,
             )
             record["cached"] = bool(len(result.cached)) and bool(np.all(result.cached | ~result.ok))
             ok = np.asarray(result.ok, bool)
@@ -231,7 +243,7 @@ class Pipeline:
     def split(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Seeded (training songs, cold-start test songs) among the usable ones, sorted."""
         candidates = np.flatnonzero(usable)
-        order = np.random.default_rng(self.seed).permutation(candidates)
+        order = np.random.default_rng(self.random_state).permutation(candidates)
         n_test = max(1, int(round(len(order) * self.test_fraction)))
         if n_test >= len(order):
             raise ValueError(f"{len(order)} usable songs are too few to hold out {self.test_fraction:.0%}")
@@ -241,7 +253,7 @@ class Pipeline:
         """One network kind on the training songs (cached). ``overrides`` change model settings."""
         args = {**self.model_args, **overrides}
         settings = FusionModel(kind, **args).config_  # every setting resolved, defaults included
-        key = _key(self._data_key(), self.wmf_args, self.features_config.to_json(), settings, self.seed)
+        key = _key(self._data_key(), self.wmf_args, self.features_config.to_json(), self.excerpts, settings, self.random_state)
         path = os.path.join(self.work_dir, "models", f"{kind}-{key}.safetensors")
         label = kind + "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v in overrides.items())
         with self._stage(f"train {label}") as record:
@@ -318,7 +330,7 @@ class Pipeline:
                     m = metrics.ranking_metrics(ranker, no_train, test_plays, N=n, num_threads=self.num_threads)
                     figure2.append({"model": name, "N": n, **m})
                 m = metrics.random_ranking_metrics(
-                    no_train, test_plays, N=n, random_state=self.seed, num_threads=self.num_threads
+                    no_train, test_plays, N=n, random_state=self.random_state, num_threads=self.num_threads
                 )
                 figure2.append({"model": "random", "N": n, **m})
         join = ds.report.get("join", {})
@@ -351,5 +363,6 @@ class Pipeline:
             song_ids=ds.songs.song_id,
             plays=ds.plays,
             features=self.features_config,
+            excerpts=self.excerpts,
             num_threads=self.num_threads,
         )

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _musrec, audio
+from ._musrec import NotFittedError
 from ._sparse import csr_tuple, to_csr
 from .fusion import _AUDIO_KINDS, _METADATA_KINDS, FusionModel
 from .wmf import WMF, _positive_int
@@ -24,8 +25,9 @@ class Recommender:
     ``user_ids`` / ``song_ids`` name the WMF model's users and songs (default: their
     indices as strings); ``plays`` (users x songs) lets :meth:`recommend` leave out what a
     user already played; ``features`` is the log-Mel configuration the model was trained
-    on (default: the paper's). New songs are given as an audio file path (or an already
-    computed log-Mel array, n_mels x frames) plus tags (a list, or ``{tag: weight}``), an
+    on (default: the paper's) and ``excerpts`` how many excerpts of each song it reads (see
+    :func:`musrec.audio.extract`). New songs are given as an audio file path (or an already
+    computed log-Mel array, n_mels x frames, or excerpts x n_mels x frames) plus tags (a list, or ``{tag: weight}``), an
     artist id and a year; the model's kind decides which of them it reads. Results are
     ``(ids, scores)`` arrays, best first. :meth:`musrec.Pipeline.recommender` builds one
     from a trained pipeline.
@@ -40,14 +42,19 @@ class Recommender:
         song_ids: Any = None,
         plays: Any = None,
         features: audio.FeatureConfig | None = None,
+        excerpts: int = 1,
         num_threads: int = 0,
     ):
-        if not isinstance(wmf, WMF) or wmf.user_factors is None:
-            raise TypeError("wmf must be a fitted musrec.WMF")
+        if not isinstance(wmf, WMF):
+            raise TypeError(f"wmf must be a fitted musrec.WMF, got {type(wmf).__name__}")
         if not isinstance(model, FusionModel):
-            raise TypeError("model must be a fitted musrec.FusionModel")
+            raise TypeError(f"model must be a fitted musrec.FusionModel, got {type(model).__name__}")
+        if wmf.user_factors is None:
+            raise NotFittedError("wmf is not fitted yet: call its fit() or WMF.load() first")
+        model.history_  # raises NotFittedError for a model that is not fitted
         self.wmf, self.model = wmf, model
         self.features = features or audio.FeatureConfig.paper()
+        self.excerpts = int(excerpts)
         self.num_threads = int(num_threads)
         n_users, n_songs = wmf.user_factors.shape[0], wmf.item_factors.shape[0]
         self.user_ids = self._names(user_ids, n_users, "user_ids")
@@ -117,16 +124,19 @@ class Recommender:
             path = os.fspath(audio_input)
             if not os.path.exists(path):
                 raise FileNotFoundError(f"no audio file at {path!r}")
-            result = audio.extract([path], self.features, num_threads=self.num_threads, show_progress=False)
+            result = audio.extract(
+                [path], self.features, num_threads=self.num_threads, show_progress=False, excerpts=self.excerpts
+            )
             if not result.ok[0]:
                 failure = result.failures[0]
                 raise ValueError(f"cannot use the audio of {path!r}: {failure['reason']}: {failure['message']}")
             return result.features[0]
         spec = np.asarray(audio_input, dtype=np.float32)
-        if spec.shape != self.features.shape:
+        shape = self.features.shape if self.excerpts == 1 else (self.excerpts, *self.features.shape)
+        if spec.shape != shape:
             raise ValueError(
-                f"a log-Mel array must have shape {self.features.shape} (n_mels, frames) for these features, "
-                f"got {spec.shape}; pass the audio file's path to have it extracted"
+                f"a log-Mel array must have shape {shape} ({'' if self.excerpts == 1 else 'excerpts, '}n_mels, "
+                f"frames) for these features, got {spec.shape}; pass the audio file's path to have it extracted"
             )
         return spec
 

@@ -19,6 +19,9 @@ pub enum ClipPosition {
     Centre,
     /// A fixed time from the start of the source.
     Offset { seconds: f64 },
+    /// Excerpt `index` of `count` spread evenly over the source: the first at its start, the
+    /// last at its end (one alone is centred), so several excerpts cover the whole source.
+    Spread { index: usize, count: usize },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +39,8 @@ pub struct Clip {
 ///   `seed` and `key` together (pass a per-file key such as [`path_key`], so a batch gives the
 ///   same excerpt for a file whatever the order or thread count).
 /// - `Centre`: start `(len - clip_len) / 2`.
+/// - `Spread { index, count }`: start `round(index * (len - clip_len) / (count - 1))`
+///   (centred when `count` is 1); an error unless `index < count`.
 /// - `Offset { seconds }`: start `round(seconds * sample_rate)`; an error if that is at or
 ///   beyond the end of the source.
 ///
@@ -85,6 +90,17 @@ pub fn clip_span(len: usize, sample_rate: u32, seconds: f64, position: ClipPosit
             rng.random_range(0..=spare as u64) as usize
         }
         ClipPosition::Centre => spare / 2,
+        ClipPosition::Spread { index, count } => {
+            ensure!(
+                index < count,
+                "excerpt {index} of {count} does not exist (index must be below count)"
+            );
+            if count == 1 {
+                spare / 2
+            } else {
+                ((index as f64 * spare as f64) / (count - 1) as f64).round() as usize
+            }
+        }
         ClipPosition::Offset { seconds: offset } => {
             ensure!(
                 offset.is_finite() && offset >= 0.0,
@@ -159,6 +175,7 @@ mod tests {
             ClipPosition::Random { seed: 3 },
             ClipPosition::Centre,
             ClipPosition::Offset { seconds: 0.25 },
+            ClipPosition::Spread { index: 1, count: 3 },
         ] {
             let clip = take_clip(&x, 1000, 0.1, position, 11).unwrap();
             assert!(!clip.padded);
@@ -273,6 +290,22 @@ mod tests {
         assert_eq!(path_key(Path::new("foobar")), 0x8594_4171_f739_67e8);
         assert_ne!(path_key(Path::new("music/a.mp3")), path_key(Path::new("music/b.mp3")));
         assert_eq!(path_key(Path::new("/x/y/foobar")), path_key(Path::new("./foobar")));
+    }
+
+    #[test]
+    fn spread_excerpts_cover_the_source_from_start_to_end() {
+        let x = ramp(1000);
+        let start = |index, count| {
+            take_clip(&x, 1000, 0.1, ClipPosition::Spread { index, count }, 0)
+                .unwrap()
+                .start
+        };
+        assert_eq!([start(0, 4), start(1, 4), start(2, 4), start(3, 4)], [0, 300, 600, 900]);
+        assert_eq!(start(0, 1), 450);
+        let beyond = take_clip(&x, 1000, 0.1, ClipPosition::Spread { index: 4, count: 4 }, 0);
+        assert!(matches!(beyond, Err(Error::InvalidInput(_))), "{beyond:?}");
+        let json = serde_json::to_string(&ClipPosition::Spread { index: 1, count: 4 }).unwrap();
+        assert_eq!(json, r#"{"kind":"spread","index":1,"count":4}"#);
     }
 
     #[test]

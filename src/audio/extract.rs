@@ -306,6 +306,7 @@ mod tests {
                 ClipPosition::Offset { seconds: 0.0 },
                 ClipPosition::Offset { seconds: 4.2 },
                 ClipPosition::Offset { seconds: 8.5 },
+                ClipPosition::Spread { index: 2, count: 3 },
             ] {
                 out.push(FeatureConfig {
                     position,

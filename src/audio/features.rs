@@ -94,6 +94,12 @@ impl FeatureConfig {
             "min_seconds must be between 0 and clip_seconds, got {}",
             self.min_seconds
         );
+        if let ClipPosition::Spread { index, count } = self.position {
+            ensure!(
+                index < count,
+                "position: excerpt {index} of {count} does not exist (index must be below count)"
+            );
+        }
         self.stft.validate()?;
         self.mel_config().validate()?;
         if let LogScale::Log1p { c } = self.log {

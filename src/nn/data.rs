@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy)]
 pub struct Inputs<'a> {
     pub n: usize,
-    /// n x n_mels x n_frames log-Mel spectrograms, row-major.
+    /// n x n_excerpts x n_mels x n_frames log-Mel spectrograms, row-major: several excerpts
+    /// of each song (training draws one per epoch, prediction averages over all).
     pub spectrograms: Option<&'a [f32]>,
+    pub n_excerpts: usize,
     pub metadata: Option<&'a EncodedMetadata>,
     /// n x n_factors WMF song vectors (training and evaluation only).
     pub targets: Option<&'a [f32]>,
@@ -29,11 +31,13 @@ impl Inputs<'_> {
             let spec = self.spectrograms.ok_or_else(|| {
                 crate::Error::invalid(format!("model kind {:?} needs spectrograms", config.kind.name()))
             })?;
-            let per_song = config.n_mels * config.n_frames;
+            ensure!(self.n_excerpts > 0, "each song needs at least one excerpt");
+            let per_song = self.n_excerpts * config.n_mels * config.n_frames;
             ensure!(
                 spec.len() == self.n * per_song,
-                "spectrograms must be ({}, {}, {}) to match the model; got {} values",
+                "spectrograms must be ({}, {}, {}, {}) to match the model; got {} values",
                 self.n,
+                self.n_excerpts,
                 config.n_mels,
                 config.n_frames,
                 spec.len()
@@ -125,9 +129,10 @@ impl Standardizer {
         }
     }
 
-    /// Fitted on the songs `rows` of `spectrograms` (n x n_mels x n_frames).
-    pub fn fit(spectrograms: &[f32], n_mels: usize, n_frames: usize, rows: &[usize]) -> Self {
-        let per_song = n_mels * n_frames;
+    /// Fitted on every excerpt of the songs `rows` of `spectrograms` (n x n_excerpts x
+    /// n_mels x n_frames).
+    pub fn fit(spectrograms: &[f32], n_mels: usize, n_frames: usize, n_excerpts: usize, rows: &[usize]) -> Self {
+        let per_song = n_excerpts * n_mels * n_frames;
         // Per-song sums in parallel, then added in song order: deterministic whatever the
         // scheduling.
         let partials: Vec<(Vec<f64>, Vec<f64>)> = rows
@@ -136,7 +141,8 @@ impl Standardizer {
                 let song = &spectrograms[r * per_song..(r + 1) * per_song];
                 let mut sum = vec![0.0f64; n_mels];
                 let mut sum_sq = vec![0.0f64; n_mels];
-                for (band, row) in song.chunks_exact(n_frames).enumerate() {
+                for (k, row) in song.chunks_exact(n_frames).enumerate() {
+                    let band = k % n_mels;
                     for &v in row {
                         sum[band] += v as f64;
                         sum_sq[band] += (v as f64) * (v as f64);
@@ -151,7 +157,7 @@ impl Standardizer {
             sum.iter_mut().zip(s).for_each(|(a, v)| *a += v);
             sum_sq.iter_mut().zip(q).for_each(|(a, v)| *a += v);
         }
-        let count = (rows.len() * n_frames).max(1) as f64;
+        let count = (rows.len() * n_excerpts * n_frames).max(1) as f64;
         let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
         let scale = sum
             .iter()
@@ -170,32 +176,78 @@ impl Standardizer {
     }
 }
 
-/// Assemble the rows `rows` of `inputs` as one batch.
-pub fn make_batch(config: &NetConfig, inputs: &Inputs, standardizer: &Standardizer, rows: &[usize]) -> Result<Batch> {
+/// Which excerpt of each song a batch shows the deep audio branch.
+#[derive(Clone, Copy)]
+pub enum Excerpts<'a> {
+    /// The same excerpt of every song.
+    All(usize),
+    /// One per row of the batch.
+    PerRow(&'a [usize]),
+}
+
+impl Excerpts<'_> {
+    fn of(&self, i: usize) -> usize {
+        match self {
+            Excerpts::All(e) => *e,
+            Excerpts::PerRow(v) => v[i],
+        }
+    }
+}
+
+/// Assemble the rows `rows` of `inputs` as one batch, with `excerpts` the excerpt of each
+/// song the audio branch sees. The linear part's statistics cover all of a song's excerpts.
+pub fn make_batch(
+    config: &NetConfig,
+    inputs: &Inputs,
+    standardizer: &Standardizer,
+    rows: &[usize],
+    excerpts: Excerpts,
+) -> Result<Batch> {
     let b = rows.len();
     let dev = &Device::Cpu;
     let mut batch = Batch::default();
     if config.kind.uses_audio()
+        && config.has_wide()
         && let Some(spec) = inputs.spectrograms
     {
-        let (m, t) = (config.n_mels, config.n_frames);
+        let stats = super::wide::song_stats(
+            spec,
+            standardizer,
+            config.n_mels,
+            config.n_frames,
+            inputs.n_excerpts,
+            rows,
+        );
+        let stats: Vec<f32> = stats.into_iter().map(|v| v as f32).collect();
+        batch.stats = Some(Tensor::from_vec(stats, (b, 2 * config.n_mels), dev)?);
+    }
+    if config.kind.uses_audio()
+        && config.has_deep()
+        && let Some(spec) = inputs.spectrograms
+    {
+        let (m, t, e) = (config.n_mels, config.n_frames, inputs.n_excerpts);
         // Transposed to time-major while standardising: the audio branch reads frames as rows.
         let mut audio = vec![0.0f32; b * m * t];
-        audio.par_chunks_mut(m * t).zip(rows).for_each(|(out, &r)| {
-            let song = &spec[r * m * t..(r + 1) * m * t];
-            // In 16 x 16 tiles: a plain transpose writes every value to a different cache line.
-            const TILE: usize = 16;
-            for b0 in (0..m).step_by(TILE) {
-                for f0 in (0..t).step_by(TILE) {
-                    for band in b0..(b0 + TILE).min(m) {
-                        let (mu, s) = (standardizer.mean[band], standardizer.scale[band]);
-                        for frame in f0..(f0 + TILE).min(t) {
-                            out[frame * m + band] = (song[band * t + frame] - mu) * s;
+        audio
+            .par_chunks_mut(m * t)
+            .zip(rows)
+            .enumerate()
+            .for_each(|(i, (out, &r))| {
+                let clip = r * e + excerpts.of(i).min(e - 1);
+                let song = &spec[clip * m * t..(clip + 1) * m * t];
+                // In 16 x 16 tiles: a plain transpose writes every value to a different cache line.
+                const TILE: usize = 16;
+                for b0 in (0..m).step_by(TILE) {
+                    for f0 in (0..t).step_by(TILE) {
+                        for band in b0..(b0 + TILE).min(m) {
+                            let (mu, s) = (standardizer.mean[band], standardizer.scale[band]);
+                            for frame in f0..(f0 + TILE).min(t) {
+                                out[frame * m + band] = (song[band * t + frame] - mu) * s;
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         if config.kind == ModelKind::Autoencoder {
             let segments = config.reconstruction_segments;
             let target = segment_means(&audio, b, m, t, segments);

@@ -17,12 +17,14 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
-/// Songs as the caller gives them. `n_mels`/`n_frames` describe `spectrograms`
-/// (n x n_mels x n_frames); `n_factors` describes `targets` (n x n_factors).
+/// Songs as the caller gives them. `n_excerpts`/`n_mels`/`n_frames` describe
+/// `spectrograms` (n x n_excerpts x n_mels x n_frames: one or more excerpts of each song);
+/// `n_factors` describes `targets` (n x n_factors).
 #[derive(Clone, Copy)]
 pub struct Songs<'a> {
     pub n: usize,
     pub spectrograms: Option<&'a [f32]>,
+    pub n_excerpts: usize,
     pub n_mels: usize,
     pub n_frames: usize,
     pub metadata: Option<&'a [SongMetadata]>,
@@ -222,13 +224,16 @@ impl FusionModel {
         let standardizer = match songs.spectrograms {
             Some(spec) if kind.uses_audio() => {
                 ensure!(
-                    spec.len() == songs.n * songs.n_mels * songs.n_frames && songs.n_mels > 0,
-                    "spectrograms do not match ({}, {}, {})",
+                    spec.len() == songs.n * songs.n_excerpts * songs.n_mels * songs.n_frames
+                        && songs.n_mels > 0
+                        && songs.n_excerpts > 0,
+                    "spectrograms do not match ({}, {}, {}, {})",
                     songs.n,
+                    songs.n_excerpts,
                     songs.n_mels,
                     songs.n_frames
                 );
-                Standardizer::fit(spec, songs.n_mels, songs.n_frames, train_rows)
+                Standardizer::fit(spec, songs.n_mels, songs.n_frames, songs.n_excerpts, train_rows)
             }
             _ => Standardizer::identity(songs.n_mels),
         };
@@ -284,7 +289,7 @@ impl FusionModel {
     fn fitted(&self) -> Result<&Fitted> {
         self.fitted
             .as_ref()
-            .ok_or_else(|| Error::invalid("the model is not fitted yet: call fit() or load()"))
+            .ok_or_else(|| Error::NotFitted("this FusionModel is not fitted yet: call fit() or load() first".into()))
     }
 
     /// Predicted song vectors (n x n_factors, row-major).
@@ -315,9 +320,23 @@ impl FusionModel {
         checkpoint::save(path, &fitted.net, &fitted.spec, &fitted.state, false)
     }
 
+    /// The model as the bytes of its file (what pickling sends).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let fitted = self.fitted()?;
+        checkpoint::to_bytes(&fitted.net, &fitted.spec, &fitted.state, false)
+    }
+
+    /// A model from the bytes of its file; `source` names them in errors.
+    pub fn from_bytes(bytes: &[u8], source: &Path) -> Result<Self> {
+        Self::from_parts(checkpoint::from_bytes(bytes, source)?)
+    }
+
     /// Load a saved model or a checkpoint (its best weights when it has them).
     pub fn load(path: &Path) -> Result<Self> {
-        let (net, spec, mut state) = checkpoint::load(path)?;
+        Self::from_parts(checkpoint::load(path)?)
+    }
+
+    fn from_parts((net, spec, mut state): (Network, ModelSpec, TrainState)) -> Result<Self> {
         if let Some(best) = state.best_params.take() {
             super::train::set_params(&net, &best)?;
         }
@@ -363,6 +382,7 @@ fn inputs<'a>(songs: &Songs<'a>, encoded: Option<&'a EncodedMetadata>) -> Inputs
     Inputs {
         n: songs.n,
         spectrograms: songs.spectrograms,
+        n_excerpts: songs.n_excerpts,
         metadata: encoded,
         targets: songs.targets,
     }

@@ -5,7 +5,7 @@
 
 use super::config::{ModelKind, NetConfig};
 use super::layers::{ConvPool, Embedding, Linear, Lstm, ParamStore, average_over_time, dropout, mse};
-use super::wide::{STD_EPSILON, WideWeights};
+use super::wide::WideWeights;
 use crate::error::Result;
 use candle_core::{D, Tensor, Var};
 use rand::SeedableRng;
@@ -25,6 +25,9 @@ pub struct Batch {
     pub targets: Option<Tensor>,
     /// Autoencoder only: (batch, n_mels * segments), the spectrogram averaged over segments.
     pub reconstruction: Option<Tensor>,
+    /// The linear part's audio input: (batch, 2 n_mels), each band's mean then its standard
+    /// deviation over time of the standardised excerpts, averaged over the song's excerpts.
+    pub stats: Option<Tensor>,
 }
 
 pub struct Network {
@@ -32,6 +35,7 @@ pub struct Network {
     pub params: ParamStore,
     conv: Vec<ConvPool>,
     lstm: Option<Lstm>,
+    audio_hidden: Option<Linear>,
     audio_fc: Option<Linear>,
     tags: Option<Embedding>,
     artists: Option<Embedding>,
@@ -92,10 +96,7 @@ impl Wide {
         };
         let mut out = value(&self.bias);
         if let Some(w) = &self.audio {
-            let x = batch.audio.as_ref().ok_or_else(|| missing("audio"))?;
-            let mean = x.mean_keepdim(1)?;
-            let std = (x.broadcast_sub(&mean)?.sqr()?.mean(1)? + STD_EPSILON as f64)?.sqrt()?;
-            let stats = Tensor::cat(&[&mean.squeeze(1)?, &std], D::Minus1)?;
+            let stats = batch.stats.as_ref().ok_or_else(|| missing("audio statistics"))?;
             out = stats.matmul(&value(w))?.broadcast_add(&out)?;
         }
         if let (Some(t), Some(a), Some(y)) = (&self.tags, &self.artists, &self.years) {
@@ -139,6 +140,7 @@ impl Network {
 
         let mut conv = Vec::new();
         let mut audio_fc = None;
+        let mut audio_hidden = None;
         let mut lstm = None;
         let deep = c.has_deep();
         if kind.uses_audio() && deep {
@@ -148,7 +150,7 @@ impl Network {
                 conv.push(ConvPool::new(&mut store, &format!("conv{layer}"), sizes, &mut rng)?);
                 channels = out;
             }
-            let summary = if kind.uses_lstm() {
+            let mut summary = if kind.uses_lstm() {
                 lstm = Some(Lstm::new(
                     &mut store,
                     "lstm",
@@ -159,11 +161,25 @@ impl Network {
             } else {
                 channels
             };
+            if c.pool_max {
+                // max over time; with an LSTM also the mean
+                summary += if kind.uses_lstm() { 2 * channels } else { channels };
+            }
+            if c.audio_hidden > 0 {
+                audio_hidden = Some(Linear::new(
+                    &mut store,
+                    "audio_hidden",
+                    summary,
+                    c.audio_hidden,
+                    &mut rng,
+                )?);
+                summary = c.audio_hidden;
+            }
             audio_fc = Some(Linear::new(&mut store, "audio_fc", summary, d, &mut rng)?);
         }
 
         let (mut tags, mut artists, mut years, mut mlp_hidden, mut mlp_out) = (None, None, None, None, None);
-        if kind.uses_metadata() && deep {
+        if c.has_deep_metadata() {
             tags = Some(Embedding::new(&mut store, "tags", c.n_tags, c.tag_dim, &mut rng)?);
             artists = Some(Embedding::new(
                 &mut store,
@@ -184,7 +200,11 @@ impl Network {
         } else {
             None
         };
-        let head_inputs = if kind == ModelKind::Fusion { 2 * d } else { d };
+        let head_inputs = if kind == ModelKind::Fusion && c.has_deep_metadata() {
+            2 * d
+        } else {
+            d
+        };
         let head = match (deep, c.wide) {
             (false, _) => None,
             // Beside a linear part the head starts at zero: training starts from the linear
@@ -203,6 +223,7 @@ impl Network {
             params: store,
             conv,
             lstm,
+            audio_hidden,
             audio_fc,
             tags,
             artists,
@@ -259,10 +280,20 @@ impl Network {
                 for layer in &self.conv {
                     x = layer.forward(&x)?;
                 }
-                let summary = match &self.lstm {
+                let mut summary = match &self.lstm {
                     Some(lstm) => lstm.forward(&x)?,
                     None => average_over_time(&x)?,
                 };
+                if self.config.pool_max {
+                    let max = x.max(1)?;
+                    summary = match &self.lstm {
+                        Some(_) => Tensor::cat(&[&summary, &average_over_time(&x)?, &max], D::Minus1)?,
+                        None => Tensor::cat(&[&summary, &max], D::Minus1)?,
+                    };
+                }
+                if let Some(hidden) = &self.audio_hidden {
+                    summary = dropout(&hidden.forward(&summary)?.relu()?, p, rng.as_deref_mut())?;
+                }
                 Some(dropout(&branch(fc.forward(&summary)?)?, p, rng.as_deref_mut())?)
             }
             None => None,
@@ -295,13 +326,6 @@ impl Network {
             (Some(r), Some(t)) => Ok((loss + (mse(&r, t)? * self.config.reconstruction_weight as f64)?)?),
             _ => Ok(loss),
         }
-    }
-
-    /// The regression part of the loss alone, comparable across kinds (validation).
-    pub fn prediction_error(&self, batch: &Batch) -> Result<f64> {
-        let (prediction, _) = self.forward(batch, None)?;
-        let targets = batch.targets.as_ref().ok_or_else(|| missing("targets"))?;
-        Ok(mse(&prediction, targets)?.to_scalar::<f32>()? as f64)
     }
 }
 

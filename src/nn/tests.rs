@@ -164,6 +164,7 @@ fn tiny_config(kind: ModelKind) -> NetConfig {
     c.artist_dim = 3;
     c.year_dim = 2;
     c.mlp_hidden = 6;
+    c.audio_hidden = 5;
     c.dropout = 0.0;
     c.reconstruction_segments = 4;
     c.n_tags = 5;
@@ -195,15 +196,18 @@ fn tiny_batch(config: &NetConfig, rng: &mut ChaCha8Rng) -> Batch {
         years: Some(Tensor::new(&[2u32, 0, 1], dev).unwrap()),
         targets: Some(random_tensor(&[b, config.n_factors], rng)),
         reconstruction: Some(random_tensor(&[b, config.n_mels * config.reconstruction_segments], rng)),
+        stats: Some(random_tensor(&[b, 2 * config.n_mels], rng)),
     }
 }
 
 #[test]
 fn every_kind_has_correct_gradients() {
     for kind in ModelKind::ALL {
-        for branch_relu in [false, true] {
+        for (branch_relu, pool_max, audio_hidden) in [(false, true, 5), (true, false, 0), (false, false, 5)] {
             let config = NetConfig {
                 branch_relu,
+                pool_max,
+                audio_hidden,
                 ..tiny_config(kind)
             };
             let net = Network::new(config.clone(), 7).unwrap();
@@ -276,6 +280,7 @@ fn songs(set: &ToySet) -> Songs<'_> {
     Songs {
         n: set.metadata.len(),
         spectrograms: Some(&set.spectrograms),
+        n_excerpts: 1,
         n_mels: 6,
         n_frames: 16,
         metadata: Some(&set.metadata),
@@ -305,17 +310,82 @@ fn tiny_model(kind: ModelKind, epochs: usize) -> FusionModel {
 
 /// Train without validation, checkpoint or progress.
 fn fit_plain(model: &mut FusionModel, set: &ToySet) {
+    fit_songs(model, &songs(set));
+}
+
+fn fit_songs(model: &mut FusionModel, songs: &Songs) {
     let threads = Threads::new(0).unwrap();
     model
-        .fit(
-            &songs(set),
-            Validation::None,
-            None,
-            false,
-            &threads,
-            &mut ignore_progress,
-        )
+        .fit(songs, Validation::None, None, false, &threads, &mut ignore_progress)
         .unwrap();
+}
+
+/// Several excerpts per song: identical excerpts train and predict exactly as one, and a
+/// prediction from several is the mean of the predictions from each alone (the linear
+/// part's statistics average over the excerpts too).
+#[test]
+fn several_excerpts_train_as_one_and_predict_their_mean() {
+    let set = toy_set(24, 5);
+    let threads = Threads::new(0).unwrap();
+    let (n, per_clip, e) = (24, 6 * 16, 3);
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-4 * (1.0 + y.abs()), "{what}: {x} vs {y}");
+        }
+    };
+    for kind in [ModelKind::Fusion, ModelKind::Cnn, ModelKind::RidgeAudio] {
+        let wide_model = || {
+            let mut model = tiny_model(kind, 3);
+            model.template.wide = true;
+            model
+        };
+        let mut one = wide_model();
+        fit_plain(&mut one, &set);
+        let tripled: Vec<f32> = set.spectrograms.chunks(per_clip).flat_map(|c| c.repeat(e)).collect();
+        let three_songs = Songs {
+            spectrograms: Some(&tripled),
+            n_excerpts: e,
+            ..songs(&set)
+        };
+        let mut three = wide_model();
+        fit_songs(&mut three, &three_songs);
+        let single = one.predict(&songs(&set), 64, &threads).unwrap();
+        close(
+            &three.predict(&three_songs, 64, &threads).unwrap(),
+            &single,
+            kind.name(),
+        );
+
+        // Excerpt k of song r is song (r + k)'s spectrogram.
+        let excerpt = |k: usize| -> Vec<f32> {
+            (0..n)
+                .flat_map(|r| set.spectrograms[((r + k) % n) * per_clip..((r + k) % n + 1) * per_clip].to_vec())
+                .collect()
+        };
+        let mixed: Vec<f32> = (0..n)
+            .flat_map(|r| (0..e).flat_map(move |k| ((r + k) % n) * per_clip..((r + k) % n + 1) * per_clip))
+            .map(|i| set.spectrograms[i])
+            .collect();
+        let mixed_songs = Songs {
+            spectrograms: Some(&mixed),
+            n_excerpts: e,
+            ..songs(&set)
+        };
+        let together = one.predict(&mixed_songs, 64, &threads).unwrap();
+        let mut mean = vec![0.0f32; together.len()];
+        for k in 0..e {
+            let clips = excerpt(k);
+            let alone = Songs {
+                spectrograms: Some(&clips),
+                ..songs(&set)
+            };
+            for (m, v) in mean.iter_mut().zip(one.predict(&alone, 64, &threads).unwrap()) {
+                *m += v / e as f32;
+            }
+        }
+        close(&together, &mean, kind.name());
+    }
 }
 
 #[test]
@@ -452,6 +522,7 @@ fn unknown_metadata_and_missing_fields_predict() {
     let query = Songs {
         n: 2,
         spectrograms: None,
+        n_excerpts: 1,
         n_mels: 0,
         n_frames: 0,
         metadata: Some(&new),
@@ -535,4 +606,23 @@ fn convolution_matches_a_direct_sum() {
             assert!((out[frame * o + oc] - sum.max(0.0)).abs() < 1e-5);
         }
     }
+}
+
+/// A fusion model without its deep metadata branch reads metadata through its linear part
+/// only, so it needs one.
+#[test]
+fn fusion_without_deep_metadata_keeps_metadata_in_the_linear_part() {
+    let base = NetConfig {
+        deep_metadata: false,
+        ..tiny_config(ModelKind::Fusion)
+    };
+    assert!(Network::new(base.clone(), 7).is_err(), "no linear part: no metadata at all");
+    let config = NetConfig { wide: true, ..base };
+    let net = Network::new(config.clone(), 7).unwrap();
+    let names: Vec<&str> = net.params.vars.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.iter().all(|n| !n.starts_with("tags") && !n.starts_with("mlp")), "{names:?}");
+    assert!(names.contains(&"wide.tags") && names.contains(&"audio_fc.weight"), "{names:?}");
+    let batch = tiny_batch(&config, &mut ChaCha8Rng::seed_from_u64(8));
+    let (prediction, _) = net.forward(&batch, None).unwrap();
+    assert_eq!(prediction.dims(), &[3, config.n_factors]);
 }

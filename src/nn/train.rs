@@ -3,11 +3,12 @@
 
 use super::adam::Adam;
 use super::config::TrainConfig;
-use super::data::{Inputs, Standardizer, make_batch};
+use super::data::{Excerpts, Inputs, Standardizer, make_batch};
 use super::model::Network;
 use crate::error::{Error, Result};
 use crate::parallel::{Progress, Step, Threads};
 use candle_core::Tensor;
+use rand::RngExt;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -65,12 +66,23 @@ pub fn train(
         order.sort_unstable();
         order.shuffle(&mut epoch_rng(config.seed, epoch, 0));
         let mut dropout_rng = epoch_rng(config.seed, epoch, 1);
+        // A fresh excerpt of each song every epoch (from its own stream, so one excerpt per
+        // song draws nothing and trains as before).
+        let excerpts: Vec<usize> = match train_set.n_excerpts {
+            0 | 1 => vec![0; order.len()],
+            e => {
+                let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+                rng.set_stream(u64::MAX - epoch as u64);
+                order.iter().map(|_| rng.random_range(0..e)).collect()
+            }
+        };
         let mut loss_sum = 0.0;
         for (b, rows) in order.chunks(config.batch_size).enumerate() {
             let adam = &mut state.adam;
             let rng = &mut dropout_rng;
+            let picked = &excerpts[b * config.batch_size..b * config.batch_size + rows.len()];
             let value = threads.run(|| -> Result<f64> {
-                let batch = make_batch(&net.config, train_set, standardizer, rows)?;
+                let batch = make_batch(&net.config, train_set, standardizer, rows, Excerpts::PerRow(picked))?;
                 let loss = net.loss(&batch, Some(rng))?;
                 let grads = loss.backward()?;
                 adam.update(
@@ -127,7 +139,7 @@ pub fn train(
 
 /// Mean squared error of the predicted song vectors over `rows` of `inputs` (targets
 /// required), in units of the scaled targets (multiply by `target_scale`^2 for the
-/// targets' own units).
+/// targets' own units). Predictions average over each song's excerpts.
 pub fn evaluate(
     net: &Network,
     standardizer: &Standardizer,
@@ -135,12 +147,44 @@ pub fn evaluate(
     rows: &[usize],
     batch_size: usize,
 ) -> Result<f64> {
+    let targets = inputs.targets.ok_or_else(|| Error::invalid("targets are required"))?;
+    let d = net.config.n_factors;
     let mut sum = 0.0;
     for chunk in rows.chunks(batch_size) {
-        let batch = make_batch(&net.config, inputs, standardizer, chunk)?;
-        sum += net.prediction_error(&batch)? * chunk.len() as f64;
+        let prediction = predict_rows(net, standardizer, inputs, chunk)?;
+        for (p, &r) in prediction.chunks_exact(d).zip(chunk) {
+            let scale = standardizer.target_scale;
+            sum += p
+                .iter()
+                .zip(&targets[r * d..(r + 1) * d])
+                .map(|(a, t)| f64::from(a - t / scale).powi(2))
+                .sum::<f64>()
+                / d as f64;
+        }
     }
     Ok(sum / rows.len().max(1) as f64)
+}
+
+/// The network's outputs for `rows` (scaled units, rows x n_factors), averaged over each
+/// song's excerpts.
+fn predict_rows(net: &Network, standardizer: &Standardizer, inputs: &Inputs, rows: &[usize]) -> Result<Vec<f32>> {
+    // The linear kinds read every excerpt at once, through the statistics.
+    let passes = if net.config.kind.uses_audio() && net.config.has_deep() {
+        inputs.n_excerpts.max(1)
+    } else {
+        1
+    };
+    let mut mean: Option<Tensor> = None;
+    for e in 0..passes {
+        let batch = make_batch(&net.config, inputs, standardizer, rows, Excerpts::All(e))?;
+        let (prediction, _) = net.forward(&batch, None)?;
+        mean = Some(match mean {
+            Some(m) => (m + prediction)?,
+            None => prediction,
+        });
+    }
+    let mean = mean.ok_or_else(|| Error::Compute("no prediction".into()))?;
+    Ok((mean / passes as f64)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// Predicted song vectors for every song of `inputs`, row-major (n x n_factors).
@@ -153,12 +197,8 @@ pub fn predict(net: &Network, standardizer: &Standardizer, inputs: &Inputs, batc
     let parts: Vec<Vec<f32>> = rows
         .par_chunks(batch_size)
         .map(|chunk| {
-            let batch = make_batch(&net.config, inputs, standardizer, chunk)?;
-            let (prediction, _) = net.forward(&batch, None)?;
             let scale = standardizer.target_scale;
-            Ok(prediction
-                .flatten_all()?
-                .to_vec1::<f32>()?
+            Ok(predict_rows(net, standardizer, inputs, chunk)?
                 .into_iter()
                 .map(|v| v * scale)
                 .collect())

@@ -21,8 +21,8 @@ use crate::error::Result;
 use crate::linalg::{cholesky, cholesky_solve, gemm_atb};
 use serde::{Deserialize, Serialize};
 
-/// Added inside the square root of a band's variance (in the network's forward pass too).
-pub const STD_EPSILON: f32 = 1e-6;
+/// Added inside the square root of a band's variance.
+const STD_EPSILON: f32 = 1e-6;
 /// The penalty grid: half-decades from 0.1 to 10^4 (features are standardised audio
 /// statistics, which sum to about n per column, and one-hot columns, which sum to counts).
 const GRID: [f64; 11] = [0.1, 0.316, 1.0, 3.16, 10.0, 31.6, 100.0, 316.0, 1e3, 3.16e3, 1e4];
@@ -81,27 +81,47 @@ impl WideShape {
 }
 
 /// Each song's per-band mean and standard deviation over time of the standardised
-/// spectrogram (what the network's wide part computes), rows x 2 n_mels.
+/// spectrogram, averaged over the song's excerpts (what the network's wide part reads),
+/// rows x 2 n_mels.
 pub fn song_stats(
     spectrograms: &[f32],
     standardizer: &Standardizer,
     n_mels: usize,
     n_frames: usize,
+    n_excerpts: usize,
     rows: &[usize],
 ) -> Vec<f64> {
+    let per_clip = n_mels * n_frames;
     let mut out = vec![0.0f64; rows.len() * 2 * n_mels];
     for (dst, &r) in out.chunks_exact_mut(2 * n_mels).zip(rows) {
-        let song = &spectrograms[r * n_mels * n_frames..(r + 1) * n_mels * n_frames];
-        for (band, row) in song.chunks_exact(n_frames).enumerate() {
-            let (mu, s) = (standardizer.mean[band], standardizer.scale[band]);
-            let values = row.iter().map(|&v| ((v - mu) * s) as f64);
-            let mean = values.clone().sum::<f64>() / n_frames as f64;
-            let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n_frames as f64;
-            dst[band] = mean;
-            dst[n_mels + band] = (var + STD_EPSILON as f64).sqrt();
+        let song = &spectrograms[r * n_excerpts * per_clip..(r + 1) * n_excerpts * per_clip];
+        for clip in song.chunks_exact(per_clip) {
+            for (band, row) in clip.chunks_exact(n_frames).enumerate() {
+                let (mu, s) = (standardizer.mean[band], standardizer.scale[band]);
+                let values = row.iter().map(|&v| ((v - mu) * s) as f64);
+                let mean = values.clone().sum::<f64>() / n_frames as f64;
+                let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n_frames as f64;
+                dst[band] += mean / n_excerpts as f64;
+                dst[n_mels + band] += (var + STD_EPSILON as f64).sqrt() / n_excerpts as f64;
+            }
         }
     }
     out
+}
+
+/// [`song_stats`] of `rows` when the model reads audio and there are spectrograms; else none.
+fn audio_stats(shape: &WideShape, inputs: &Inputs, standardizer: &Standardizer, rows: &[usize]) -> Vec<f64> {
+    match inputs.spectrograms {
+        Some(spec) if shape.audio => song_stats(
+            spec,
+            standardizer,
+            shape.n_mels,
+            shape.n_frames,
+            inputs.n_excerpts,
+            rows,
+        ),
+        _ => Vec::new(),
+    }
 }
 
 /// The design of some songs: Z's dense part (intercept and standardised statistics), its
@@ -130,10 +150,7 @@ fn design(
     let n_stats = shape.n_stats();
     let dense_width = 1 + n_stats;
     let mut dense = vec![0.0; rows.len() * dense_width];
-    let stats = match inputs.spectrograms {
-        Some(spec) if shape.audio => song_stats(spec, standardizer, shape.n_mels, shape.n_frames, rows),
-        _ => Vec::new(),
-    };
+    let stats = audio_stats(shape, inputs, standardizer, rows);
     for (i, row) in dense.chunks_exact_mut(dense_width).enumerate() {
         row[0] = 1.0;
         for k in 0..n_stats {
@@ -165,8 +182,8 @@ fn design(
 fn stat_scaling(shape: &WideShape, inputs: &Inputs, standardizer: &Standardizer, rows: &[usize]) -> StatScaling {
     let n_stats = shape.n_stats();
     let (mut mean, mut scale) = (vec![0.0; n_stats], vec![1.0; n_stats]);
-    if let (Some(spec), true) = (inputs.spectrograms, n_stats > 0) {
-        let stats = song_stats(spec, standardizer, shape.n_mels, shape.n_frames, rows);
+    if n_stats > 0 {
+        let stats = audio_stats(shape, inputs, standardizer, rows);
         let n = rows.len().max(1) as f64;
         for k in 0..n_stats {
             let m = stats.iter().skip(k).step_by(n_stats).sum::<f64>() / n;
@@ -473,6 +490,7 @@ mod tests {
         let inputs = Inputs {
             n: 6,
             spectrograms: None,
+            n_excerpts: 1,
             metadata: Some(&meta),
             targets: Some(&y),
         };

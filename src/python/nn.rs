@@ -6,9 +6,10 @@ use crate::ensure;
 use crate::error::{Error, Result};
 use crate::nn::{FusionModel, MetadataOptions, ModelKind, NetConfig, SongMetadata, Songs, TrainConfig, Validation};
 use crate::parallel::Threads;
-use numpy::{PyArray2, PyReadonlyArray2, PyReadonlyArray3, PyUntypedArrayMethods};
+use numpy::{PyArray2, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::path::PathBuf;
 
 /// (tags with weights, artist, year) per song, as the wrapper normalises them.
@@ -73,7 +74,8 @@ fn metadata(arg: Option<MetadataArg>) -> Result<Option<Vec<SongMetadata>>> {
 
 /// Borrowed song arrays plus their owned metadata, checked for a common song count.
 struct SongArgs<'a> {
-    spectrograms: Option<(&'a [f32], usize, usize)>,
+    /// (values, excerpts, n_mels, frames).
+    spectrograms: Option<(&'a [f32], usize, usize, usize)>,
     metadata: Option<Vec<SongMetadata>>,
     targets: Option<(&'a [f32], usize)>,
     n: usize,
@@ -81,17 +83,30 @@ struct SongArgs<'a> {
 
 impl<'a> SongArgs<'a> {
     fn new(
-        spectrograms: &'a Option<PyReadonlyArray3<'_, f32>>,
+        spectrograms: &'a Option<PyReadonlyArrayDyn<'_, f32>>,
         metadata_arg: Option<MetadataArg>,
         targets: &'a Option<PyReadonlyArray2<'_, f32>>,
     ) -> Result<Self> {
         let spec = match spectrograms {
             Some(a) => {
                 let s = a.shape();
+                // (songs, n_mels, frames): one excerpt per song; (songs, excerpts, n_mels,
+                // frames): several.
+                let (n, e, m, t) = match *s {
+                    [n, m, t] => (n, 1, m, t),
+                    [n, e, m, t] => (n, e, m, t),
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "spectrograms must be 3-D (songs, n_mels, frames) or 4-D (songs, excerpts, n_mels, \
+                             frames); got shape {s:?}"
+                        )));
+                    }
+                };
+                ensure!(e > 0, "spectrograms have no excerpts (shape {s:?})");
                 let data = a
                     .as_slice()
                     .map_err(|_| Error::invalid("spectrograms must be a C-contiguous float32 array"))?;
-                Some((data, s[1], s[2], s[0]))
+                Some((data, e, m, t, n))
             }
             None => None,
         };
@@ -107,7 +122,7 @@ impl<'a> SongArgs<'a> {
         };
         let meta = metadata(metadata_arg)?;
         let counts: Vec<(&str, usize)> = [
-            spec.map(|s| ("spectrograms", s.3)),
+            spec.map(|s| ("spectrograms", s.4)),
             meta.as_ref().map(|m| ("metadata", m.len())),
             tgt.map(|t| ("targets", t.2)),
         ]
@@ -126,7 +141,7 @@ impl<'a> SongArgs<'a> {
                 .join(", ")
         );
         Ok(SongArgs {
-            spectrograms: spec.map(|(d, m, t, _)| (d, m, t)),
+            spectrograms: spec.map(|(d, e, m, t, _)| (d, e, m, t)),
             metadata: meta,
             targets: tgt.map(|(d, k, _)| (d, k)),
             n,
@@ -137,8 +152,9 @@ impl<'a> SongArgs<'a> {
         Songs {
             n: self.n,
             spectrograms: self.spectrograms.map(|s| s.0),
-            n_mels: self.spectrograms.map_or(0, |s| s.1),
-            n_frames: self.spectrograms.map_or(0, |s| s.2),
+            n_excerpts: self.spectrograms.map_or(1, |s| s.1),
+            n_mels: self.spectrograms.map_or(0, |s| s.2),
+            n_frames: self.spectrograms.map_or(0, |s| s.3),
             metadata: self.metadata.as_deref(),
             targets: self.targets.map(|t| t.0),
             n_factors: self.targets.map_or(0, |t| t.1),
@@ -176,10 +192,10 @@ impl FusionCore {
     fn fit(
         &mut self,
         py: Python<'_>,
-        spectrograms: Option<PyReadonlyArray3<'_, f32>>,
+        spectrograms: Option<PyReadonlyArrayDyn<'_, f32>>,
         metadata: Option<MetadataArg>,
         targets: Option<PyReadonlyArray2<'_, f32>>,
-        val_spectrograms: Option<PyReadonlyArray3<'_, f32>>,
+        val_spectrograms: Option<PyReadonlyArrayDyn<'_, f32>>,
         val_metadata: Option<MetadataArg>,
         val_targets: Option<PyReadonlyArray2<'_, f32>>,
         val_fraction: Option<f64>,
@@ -224,7 +240,7 @@ impl FusionCore {
     fn predict<'py>(
         &self,
         py: Python<'py>,
-        spectrograms: Option<PyReadonlyArray3<'py, f32>>,
+        spectrograms: Option<PyReadonlyArrayDyn<'py, f32>>,
         metadata: Option<MetadataArg>,
         batch_size: usize,
         num_threads: usize,
@@ -241,7 +257,7 @@ impl FusionCore {
     fn score(
         &self,
         py: Python<'_>,
-        spectrograms: Option<PyReadonlyArray3<'_, f32>>,
+        spectrograms: Option<PyReadonlyArrayDyn<'_, f32>>,
         metadata: Option<MetadataArg>,
         targets: PyReadonlyArray2<'_, f32>,
         batch_size: usize,
@@ -262,6 +278,19 @@ impl FusionCore {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = py.detach(|| FusionModel::load(&path))?;
+        Ok(FusionCore { inner })
+    }
+
+    /// The fitted model as the bytes of its safetensors file (pickling).
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let model = &self.inner;
+        let bytes = py.detach(|| model.to_bytes())?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let inner = py.detach(|| FusionModel::from_bytes(data, std::path::Path::new("<pickled FusionModel>")))?;
         Ok(FusionCore { inner })
     }
 

@@ -233,11 +233,8 @@ pub fn describe(spec: &[f32], n_mels: usize, hop_seconds: f64) -> Vec<f32> {
     let mean_onset = onset.iter().sum::<f32>() / onset.len().max(1) as f32;
     let centred: Vec<f32> = onset.iter().map(|v| v - mean_onset).collect();
     let energy = centred.iter().map(|v| v * v).sum::<f32>().max(1e-12);
-    // Lags of 60-180 BPM.
-    let (lo, hi) = (
-        (60.0 / 180.0 / hop_seconds) as usize,
-        (60.0 / 60.0 / hop_seconds).ceil() as usize,
-    );
+    // Lags of 60-180 BPM: a beat every 1/3 s to every 1 s.
+    let (lo, hi) = ((1.0 / 3.0 / hop_seconds) as usize, (1.0 / hop_seconds).ceil() as usize);
     let (mut best, mut best_lag) = (0f32, lo);
     for lag in lo.max(1)..=hi.min(centred.len().saturating_sub(1)) {
         let r = centred.iter().zip(&centred[lag..]).map(|(a, b)| a * b).sum::<f32>() / energy;
