@@ -131,7 +131,14 @@ def main() -> int:
     ap.add_argument("--kinds", default=",".join(musrec.fusion.KINDS))
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--architecture", default="musrec", choices=("musrec", "paper"), help="the networks' design")
-    ap.add_argument("--excerpts", type=int, default=1, help="excerpts per song the models read")
+    ap.add_argument("--excerpts", type=int, default=3, help="excerpts per song the models read")
+    ap.add_argument(
+        "--world",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a world setting for the real-sound world, e.g. share_without_tags=0.46 (repeatable)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
@@ -150,7 +157,11 @@ def main() -> int:
         world = experiment.world_dir(work, args.preset, args.seed)
     else:
         recordings = args.recordings or gather_recordings(args.work)
-        world = os.path.join(args.work, f"world-{args.songs}x{args.users}-{args.song_seconds:g}s-seed{args.seed}")
+        extra = {k: float(v) for k, v in (item.split("=", 1) for item in args.world)}
+        tag = "".join(f"-{k}{v:g}" for k, v in sorted(extra.items()))
+        world = os.path.join(
+            args.work, f"world-{args.songs}x{args.users}-{args.song_seconds:g}s{tag}-seed{args.seed}"
+        )
         if not os.path.exists(os.path.join(world, "world.json")):
             partial = world + ".partial"
             shutil.rmtree(partial, ignore_errors=True)
@@ -165,6 +176,7 @@ def main() -> int:
                 mean_songs_per_user=args.songs_per_user,
                 duration=args.song_seconds,
                 sample_rate=args.sample_rate,
+                **extra,
             )
             os.replace(partial, world)
             print(f"world written in {time.perf_counter() - start:.0f} s: {summary}")
