@@ -139,13 +139,21 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="a world setting for the real-sound world, e.g. share_without_tags=0.46 (repeatable)",
     )
+    ap.add_argument(
+        "--split", default="songs", choices=("songs", "artists"), help="hold out random songs, or whole artists"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
     os.makedirs(args.work, exist_ok=True)
     start = time.perf_counter()
-    overrides = {"kinds": tuple(args.kinds.split(",")), "learning_rates": (), "excerpts": args.excerpts}
+    overrides = {
+        "kinds": tuple(args.kinds.split(",")),
+        "learning_rates": (),
+        "excerpts": args.excerpts,
+        "split": args.split,
+    }
     overrides["model"] = {"architecture": args.architecture}
     if args.epochs is not None:
         overrides["model"]["max_epochs"] = args.epochs
@@ -187,7 +195,8 @@ def main() -> int:
     out = os.path.join(args.out, args.architecture)
     result.write(out)
     print(
-        f"\n{args.sound}-sound world {world}, {args.architecture} networks, {args.excerpts} excerpt(s) per song "
+        f"\n{args.sound}-sound world {world}, {args.architecture} networks, {args.excerpts} excerpt(s) per song, "
+        f"cold-start {args.split} "
         f"({cpu_model()}, {os.cpu_count()} CPUs)"
     )
     s = result.summary

@@ -128,3 +128,24 @@ def test_damaged_audio_is_counted_and_the_run_finishes(tmp_path):
     assert "2 of" in message and (files[0].name in message or files[1].name in message)
     assert [r["model"] for r in result.table1] == ["fusion", "training mean"]
     assert result.figure3 == []
+
+
+def test_artist_split_holds_out_whole_artists(tiny_experiment):
+    _, _, work, pipe = tiny_experiment
+    by_artist = musrec.Pipeline(pipe.data_dir, work / "stages", split="artists", show_progress=False)
+    _, usable = pipe.spectrograms()
+    train, test = by_artist.split(usable)
+    artist = np.asarray(pipe.dataset().songs.artist_id, dtype=object)
+    known = {a for a in artist[train] if a}
+    assert not known & {a for a in artist[test] if a}
+    assert abs(len(test) / (len(train) + len(test)) - 0.2) < 0.05
+    assert np.array_equal(np.union1d(train, test), np.flatnonzero(usable))
+    # early stopping and the ridge penalties are chosen on held-out artists too
+    fit, val = by_artist._validation(train)
+    assert not {a for a in artist[fit] if a} & {a for a in artist[val] if a}
+    assert np.array_equal(np.union1d(fit, val), train) and 0.05 < len(val) / len(train) < 0.15
+    assert pipe._validation(train)[1] is None  # a song split lets FusionModel hold out its own tenth
+    again = musrec.Pipeline(pipe.data_dir, work / "stages", split="artists", show_progress=False).split(usable)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (train, test)))
+    with pytest.raises(ValueError, match="split must be"):
+        musrec.Pipeline(pipe.data_dir, work / "stages", split="albums")

@@ -101,7 +101,9 @@ class Pipeline:
     :meth:`musrec.FusionModel.fit`). On real sound three beat the paper's one random excerpt
     for every audio model (README); ``excerpts=1`` is the paper's front end. ``test_fraction``
     of the songs (seeded by ``random_state``, which also seeds WMF and the networks; ``seed``
-    is its deprecated old name) are the cold-start test songs (the paper: 10,000 of 50,000). ``n_users``/``n_songs``
+    is its deprecated old name) are the cold-start test songs (the paper: 10,000 of 50,000);
+    ``split="artists"`` holds out whole artists instead, so no test song's artist was seen
+    in training (see :meth:`split`). ``n_users``/``n_songs``
     de-sparsify the data first (the paper: 10,000 x 50,000). ``learning_rates`` are the
     Figure 3 study of the fusion model (empty: skip it). ``log`` receives one line per stage
     (default: print when ``show_progress``).
@@ -125,6 +127,7 @@ class Pipeline:
         kinds: tuple[str, ...] = KINDS,
         learning_rates: tuple[float, ...] = PAPER_LEARNING_RATES,
         test_fraction: float = 0.2,
+        split: str = "songs",
         N: tuple[int, ...] = (5, 10, 20, 50),
         random_state: int | None = None,
         num_threads: int = 0,
@@ -149,6 +152,9 @@ class Pipeline:
         self.kinds = tuple(kinds)
         self.learning_rates = tuple(float(lr) for lr in learning_rates)
         self.test_fraction = test_fraction
+        if split not in ("songs", "artists"):
+            raise ValueError(f"split must be 'songs' or 'artists', got {split!r}")
+        self.split_by = split
         self.N = tuple(int(n) for n in N)
         self.random_state = seed
         self.num_threads = num_threads
@@ -241,19 +247,58 @@ class Pipeline:
         return out
 
     def split(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Seeded (training songs, cold-start test songs) among the usable ones, sorted."""
+        """Seeded (training songs, cold-start test songs) among the usable ones, sorted.
+
+        ``split="songs"``: a random ``test_fraction`` of the songs. ``split="artists"``: whole
+        artists, drawn at random until their songs make ``test_fraction`` of all, so every
+        test song is by an artist that training never saw (a song without an artist is its
+        own group)."""
         candidates = np.flatnonzero(usable)
-        order = np.random.default_rng(self.random_state).permutation(candidates)
-        n_test = max(1, int(round(len(order) * self.test_fraction)))
-        if n_test >= len(order):
-            raise ValueError(f"{len(order)} usable songs are too few to hold out {self.test_fraction:.0%}")
-        return np.sort(order[n_test:]), np.sort(order[:n_test])
+        n_test = max(1, int(round(len(candidates) * self.test_fraction)))
+        if n_test >= len(candidates):
+            raise ValueError(f"{len(candidates)} usable songs are too few to hold out {self.test_fraction:.0%}")
+        rng = np.random.default_rng(self.random_state)
+        if self.split_by == "songs":
+            order = rng.permutation(candidates)
+            return np.sort(order[n_test:]), np.sort(order[:n_test])
+        return self._hold_out_artists(candidates, n_test, rng)
+
+    def _hold_out_artists(self, songs: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(kept, held out) of ``songs``: whole artists drawn by ``rng`` until about ``n`` songs."""
+        artist = np.asarray(self.dataset().songs.artist_id, dtype=object).astype(str)[songs]
+        group = np.where(artist == "", np.char.add("\0song", songs.astype(str)), artist)
+        names, of_song, sizes = np.unique(group, return_inverse=True, return_counts=True)
+        drawn = rng.permutation(len(names))
+        taken = drawn[: int(np.searchsorted(np.cumsum(sizes[drawn]), n)) + 1]
+        out = np.isin(of_song, taken)
+        if out.all():
+            raise ValueError(f"{len(names)} artists are too few to hold out {n} of {len(songs)} songs")
+        return np.sort(songs[~out]), np.sort(songs[out])
+
+    def _validation(self, train_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(songs to fit on, validation songs or None for FusionModel's own random tenth).
+        With ``split="artists"`` the validation songs are whole artists too, so early
+        stopping and the ridge penalties are chosen for artists the model has not seen,
+        as the test songs are."""
+        if self.split_by == "songs":
+            return train_idx, None
+        rng = np.random.default_rng([self.random_state, 1])
+        return self._hold_out_artists(train_idx, max(1, int(round(0.1 * len(train_idx)))), rng)
 
     def train(self, kind: str, spec, meta, targets, train_idx, **overrides: Any) -> FusionModel:
         """One network kind on the training songs (cached). ``overrides`` change model settings."""
         args = {**self.model_args, **overrides}
         settings = FusionModel(kind, **args).config_  # every setting resolved, defaults included
-        key = _key(self._data_key(), self.wmf_args, self.features_config.to_json(), self.excerpts, settings, self.random_state)
+        key = _key(
+            self._data_key(),
+            self.wmf_args,
+            self.features_config.to_json(),
+            self.excerpts,
+            self.split_by,  # also decides the validation songs (see _validation)
+            self.test_fraction,
+            settings,
+            self.random_state,
+        )
         path = os.path.join(self.work_dir, "models", f"{kind}-{key}.safetensors")
         label = kind + "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v in overrides.items())
         with self._stage(f"train {label}") as record:
@@ -262,8 +307,14 @@ class Pipeline:
                 return FusionModel.load(path, num_threads=self.num_threads)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             model = FusionModel(kind, num_threads=self.num_threads, **args)
+            fit_idx, val_idx = self._validation(train_idx)
+            validation = 0.1 if val_idx is None else (spec[val_idx], [meta[i] for i in val_idx], targets[val_idx])
             model.fit(
-                spec[train_idx], [meta[i] for i in train_idx], targets[train_idx], show_progress=self.show_progress
+                spec[fit_idx],
+                [meta[i] for i in fit_idx],
+                targets[fit_idx],
+                validation=validation,
+                show_progress=self.show_progress,
             )
             model.save(path)
             h = model.history_
@@ -319,6 +370,10 @@ class Pipeline:
             mean = np.broadcast_to(vectors[train_idx].mean(axis=0), vectors[test_idx].shape)
             table1.append({"model": "training mean", **metrics.vector_errors(mean, vectors[test_idx])})
             popularity = artist_popularity(ds.plays, ds.songs.artist_id, train_idx, test_idx)
+            # Songs of new or unknown artists all get the same fallback score: break those ties
+            # at random (seeded) rather than by song order, which a dataset may sort by popularity.
+            tie_break = np.random.default_rng([self.random_state, 2]).random(len(popularity))
+            popularity = popularity + tie_break * 1e-6 * max(1.0, float(np.abs(popularity).max(initial=0.0)))
             rankers = {
                 **{k: _Vectors(wmf.user_factors, p) for k, p in predicted.items()},
                 "popularity": _Vectors(np.ones((ds.plays.shape[0], 1)), popularity[:, None]),
@@ -341,6 +396,7 @@ class Pipeline:
             "songs_without_usable_audio": int((~usable).sum()),
             "songs_without_tags": int(join.get("songs_without_tags", 0)),
             "songs_with_unknown_year": int(join.get("songs_with_unknown_year", 0)),
+            "split": self.split_by,
             "training_songs": len(train_idx),
             "test_songs": len(test_idx),
             "test_users": int(np.diff(test_plays.indptr).astype(bool).sum()),

@@ -171,8 +171,10 @@ fn tiny_config(kind: ModelKind) -> NetConfig {
     c.n_artists = 4;
     c.n_years = 3;
     // The deep parts' gradients: beside a (frozen) linear part the head starts at zero,
-    // which would make every deep gradient zero too.
+    // which would make every deep gradient zero too. Without a linear part, fusion needs its
+    // deep metadata branch.
     c.wide = kind.is_linear();
+    c.deep_metadata = true;
     c
 }
 
@@ -616,12 +618,21 @@ fn fusion_without_deep_metadata_keeps_metadata_in_the_linear_part() {
         deep_metadata: false,
         ..tiny_config(ModelKind::Fusion)
     };
-    assert!(Network::new(base.clone(), 7).is_err(), "no linear part: no metadata at all");
+    assert!(
+        Network::new(base.clone(), 7).is_err(),
+        "no linear part: no metadata at all"
+    );
     let config = NetConfig { wide: true, ..base };
     let net = Network::new(config.clone(), 7).unwrap();
     let names: Vec<&str> = net.params.vars.iter().map(|(n, _)| n.as_str()).collect();
-    assert!(names.iter().all(|n| !n.starts_with("tags") && !n.starts_with("mlp")), "{names:?}");
-    assert!(names.contains(&"wide.tags") && names.contains(&"audio_fc.weight"), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.starts_with("tags") && !n.starts_with("mlp")),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"wide.tags") && names.contains(&"audio_fc.weight"),
+        "{names:?}"
+    );
     let batch = tiny_batch(&config, &mut ChaCha8Rng::seed_from_u64(8));
     let (prediction, _) = net.forward(&batch, None).unwrap();
     assert_eq!(prediction.dims(), &[3, config.n_factors]);
