@@ -10,7 +10,9 @@ ridge model on the same inputs.
     python3 benchmarks/bench_cold_start.py                  # installs the music (apt, root)
     python3 benchmarks/bench_cold_start.py --recordings DIR # any folder of recordings
     python3 benchmarks/bench_cold_start.py --sound rendered # the preset's synthetic world
-    python3 benchmarks/bench_cold_start.py --excerpts 3     # three excerpts of each song
+    python3 benchmarks/bench_cold_start.py --excerpts 1     # the paper's one excerpt per song
+    python3 benchmarks/bench_cold_start.py --split artists  # cold start of new artists' songs
+    python3 benchmarks/bench_cold_start.py --seeds 0,1,2    # mean and spread over three seeds
 
 Beside the models it prints a content ceiling: ridge regression of the WMF vectors on the
 songs' true latent style (the world's ground truth). No model of sound and metadata can
@@ -142,7 +144,10 @@ def main() -> int:
     ap.add_argument(
         "--split", default="songs", choices=("songs", "artists"), help="hold out random songs, or whole artists"
     )
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the world's seed")
+    ap.add_argument(
+        "--seeds", default="0", help="the experiment's seeds (song split, initialisation), comma-separated"
+    )
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
@@ -157,12 +162,12 @@ def main() -> int:
     overrides["model"] = {"architecture": args.architecture}
     if args.epochs is not None:
         overrides["model"]["max_epochs"] = args.epochs
-    common = {"random_state": args.seed, "num_threads": args.threads, **overrides}
+    seeds = [int(x) for x in args.seeds.split(",")]
     if args.sound == "rendered":
         # the preset's own synthetic world, its sound rendered from notes
         work = os.path.join(args.work, "rendered")
-        pipe = experiment.pipeline(args.preset, None, work, **common)
-        world = experiment.world_dir(work, args.preset, args.seed)
+        world = experiment.prepare_world(work, args.preset, args.seed, args.threads)
+        stages = work
     else:
         recordings = args.recordings or gather_recordings(args.work)
         extra = {k: float(v) for k, v in (item.split("=", 1) for item in args.world)}
@@ -188,36 +193,75 @@ def main() -> int:
             )
             os.replace(partial, world)
             print(f"world written in {time.perf_counter() - start:.0f} s: {summary}")
+        stages = os.path.join(args.work, "runs")
+
+    runs = []  # (seed, result, ceiling)
+    for seed in seeds:
         pipe = experiment.pipeline(
-            args.preset, world, os.path.join(args.work, "runs"), n_users=None, n_songs=None, **common
+            args.preset,
+            world,
+            stages,
+            random_state=seed,
+            num_threads=args.threads,
+            n_users=None,
+            n_songs=None,
+            **overrides,
         )
-    result = pipe.run()
-    out = os.path.join(args.out, args.architecture)
-    result.write(out)
+        result = pipe.run()
+        out = os.path.join(args.out, args.architecture, f"seed{seed}") if len(seeds) > 1 else os.path.join(
+            args.out, args.architecture
+        )
+        result.write(out)
+        runs.append((seed, result, content_ceiling(pipe, world)))
+
+    s = runs[0][1].summary
     print(
         f"\n{args.sound}-sound world {world}, {args.architecture} networks, {args.excerpts} excerpt(s) per song, "
-        f"cold-start {args.split} "
-        f"({cpu_model()}, {os.cpu_count()} CPUs)"
+        f"cold-start {args.split}, seeds {args.seeds} ({cpu_model()}, {os.cpu_count()} CPUs)"
     )
-    s = result.summary
     print(f"{s['users']:,} users x {s['songs']:,} songs; {s['training_songs']:,} training, {s['test_songs']:,} cold-start")
+
+    def at(result, model: str, n: int, key: str) -> float:
+        row = next((r for r in result.figure2 if r["model"] == model and r["N"] == n), None)
+        return float("nan") if row is None else row[key]
+
+    def spread(values: list[float], digits: int) -> str:
+        values = np.asarray(values, float)
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}"
+        return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
     print("\n| ranker of the cold-start songs | user AUC | recall@10 | recall@50 |\n|---|---|---|---|")
-    for model in dict.fromkeys(r["model"] for r in result.figure2):
-        r10 = result._figure2(model, 10)
-        r50 = result._figure2(model, 50) if any(r["N"] == 50 for r in result.figure2) else {"recall": float("nan")}
-        print(f"| {model} | {r10['auc']:.3f} | {r10['recall']:.4f} | {r50['recall']:.4f} |")
-    ceiling = content_ceiling(pipe, world)
-    print(f"| content ceiling: ridge on the true style | {ceiling['auc']:.3f} | {ceiling['recall']:.4f} | |")
-    print()
-    for line in result.verdict_lines(10):
-        print(line)
-    ridge = next((r for r in result.figure2 if r["model"] == "ridge" and r["N"] == 10), None)
-    if ridge is not None and ridge["recall"] > 0:
-        print(
-            f"headroom above ridge: the content ceiling is {ceiling['recall'] / ridge['recall']:.2f}x its recall@10 "
-            f"and {ceiling['auc'] - ridge['auc']:+.3f} in AUC"
-        )
-    print(f"\ntotal {time.perf_counter() - start:.0f} s; report in {out}/report.md")
+    for model in dict.fromkeys(r["model"] for r in runs[0][1].figure2):
+        cells = [
+            spread([at(r, model, n, key) for _, r, _ in runs], digits)
+            for n, key, digits in ((10, "auc", 3), (10, "recall", 4), (50, "recall", 4))
+        ]
+        print(f"| {model} | {' | '.join(cells)} |")
+    ceiling = [c for _, _, c in runs]
+    print(
+        f"| content ceiling: ridge on the true style | {spread([c['auc'] for c in ceiling], 3)} | "
+        f"{spread([c['recall'] for c in ceiling], 4)} | |"
+    )
+    for seed, result, c in runs:
+        print(f"\nseed {seed}:")
+        for line in result.verdict_lines(10):
+            print(line)
+        ridge_recall, ridge_auc = at(result, "ridge", 10, "recall"), at(result, "ridge", 10, "auc")
+        if ridge_recall > 0:
+            print(
+                f"headroom above ridge: the content ceiling is {c['recall'] / ridge_recall:.2f}x its recall@10 "
+                f"and {c['auc'] - ridge_auc:+.3f} in AUC"
+            )
+    if len(runs) > 1:
+        print("\nmean over seeds of each network's ratio to its linear counterpart (recall@10; AUC difference):")
+        for kind, linear in musrec.fusion.LINEAR_COUNTERPART.items():
+            if kind == linear or kind not in overrides["kinds"] or linear not in overrides["kinds"]:
+                continue
+            ratio = [at(r, kind, 10, "recall") / at(r, linear, 10, "recall") for _, r, _ in runs]
+            gain = [at(r, kind, 10, "auc") - at(r, linear, 10, "auc") for _, r, _ in runs]
+            print(f"  {kind} vs {linear}: {spread(ratio, 2)}x, AUC {spread(gain, 3)}")
+    print(f"\ntotal {time.perf_counter() - start:.0f} s; reports in {os.path.join(args.out, args.architecture)}")
     return 0
 
 
