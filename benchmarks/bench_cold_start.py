@@ -27,6 +27,7 @@ figures, CSV) and a summary line per model to stdout, with the CPU model.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -144,6 +145,13 @@ def main() -> int:
     ap.add_argument(
         "--split", default="songs", choices=("songs", "artists"), help="hold out random songs, or whole artists"
     )
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a FusionModel setting for every network, e.g. stop_metric=recall (repeatable)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="the world's seed")
     ap.add_argument(
         "--seeds", default="0", help="the experiment's seeds (song split, initialisation), comma-separated"
@@ -162,6 +170,9 @@ def main() -> int:
     overrides["model"] = {"architecture": args.architecture}
     if args.epochs is not None:
         overrides["model"]["max_epochs"] = args.epochs
+    for item in args.model:
+        key, value = item.split("=", 1)
+        overrides["model"][key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
     seeds = [int(x) for x in args.seeds.split(",")]
     if args.sound == "rendered":
         # the preset's own synthetic world, its sound rendered from notes

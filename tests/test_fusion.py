@@ -221,6 +221,45 @@ def test_ridge_picks_its_penalties_on_validation_songs(data):
         assert m.score(spec_test, meta_test, y_test) < baseline
 
 
+def test_early_stopping_on_validation_recall(data):
+    """stop_metric="recall": the kept epoch is the one whose predictions rank the validation
+    songs most like the users' WMF vectors do, checked against numpy."""
+    (spec, meta, y), (spec_v, meta_v, y_v) = data
+    users = np.random.default_rng(3).normal(size=(50, y.shape[1])).astype(np.float32)
+    model = musrec.FusionModel(
+        "cnn", learning_rate=0.02, max_epochs=6, patience=0, wide=False, stop_metric="recall", recall_k=5, **SMALL
+    )
+    model.fit(spec, meta, y, validation=(spec_v, meta_v, y_v), users=users, show_progress=False)
+    recall = model.history_["validation_recall"]
+    assert len(recall) == 6 and len(model.history_["validation_loss"]) == 6
+    assert model.best_epoch_ == int(np.argmax(recall))
+
+    def top5(items):
+        return np.argsort(-(users @ items.T), axis=1, kind="stable")[:, :5]
+
+    got, want = top5(model.predict(spec_v, meta_v)), top5(y_v)
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(got, want)])
+    assert overlap == pytest.approx(max(recall), abs=1e-9)
+    # Without the users, recall cannot be computed; with the wrong width, a clear error.
+    with pytest.raises(ValueError, match="users"):
+        musrec.FusionModel("cnn", stop_metric="recall", max_epochs=1, **SMALL).fit(spec, meta, y, show_progress=False)
+    with pytest.raises(ValueError, match="columns"):
+        musrec.FusionModel("cnn", max_epochs=1, **SMALL).fit(spec, meta, y, users=users[:, :3], show_progress=False)
+    with pytest.raises(ValueError, match="stop_metric|variant"):
+        musrec.FusionModel("cnn", stop_metric="auc")
+
+
+def test_fusion_linear_part_on_metadata_only(data):
+    """wide_audio=False: fusion's linear part is ridge on the metadata alone."""
+    (spec, meta, y), (spec_t, meta_t, _) = data
+    ridge = musrec.FusionModel("ridge_metadata").fit(spec, meta, y, show_progress=False)
+    still = musrec.FusionModel("fusion", wide_audio=False, max_epochs=1, learning_rate=1e-12, **SMALL)
+    still.fit(spec, meta, y, show_progress=False)
+    np.testing.assert_allclose(still.predict(spec_t, meta_t), ridge.predict(None, meta_t), atol=1e-4)
+    with pytest.raises(ValueError, match="nothing to read"):
+        musrec.FusionModel("cnn", wide_audio=False, **SMALL).fit(spec, meta, y, show_progress=False)
+
+
 def test_wide_and_deep_starts_from_the_linear_model(tmp_path, data):
     (spec, meta, y), (spec_test, meta_test, _) = data
     ridge = musrec.FusionModel("ridge_metadata").fit(spec, meta, y, show_progress=False)

@@ -117,12 +117,15 @@ _SETTINGS = (
     "pool_max",
     "audio_hidden",
     "deep_metadata",
+    "wide_audio",
     "learning_rate",
     "weight_decay",
     "batch_size",
     "max_epochs",
     "patience",
     "clip_norm",
+    "stop_metric",
+    "recall_k",
     "min_count",
     "max_tags",
     "max_artists",
@@ -191,7 +194,11 @@ class FusionModel:
     with ``weight_decay`` 0) at ``learning_rate`` 1e-3, mini-batches of ``batch_size`` 64
     shuffled by ``random_state`` (0; ``seed`` is its deprecated old name), early stopping
     when the validation error has not improved for
-    ``patience`` (10) epochs (the best weights are kept), at most ``max_epochs`` (100).
+    ``patience`` (10) epochs (the best weights are kept), at most ``max_epochs`` (100). The
+    validation error is the MSE of the predicted vectors, or with ``stop_metric="recall"``
+    one minus their recall@``recall_k`` (10): for each user (the WMF user vectors given to
+    :meth:`fit` as ``users``), the share of their top-k validation songs by true vector that
+    are also their top-k by predicted vector, the ranking a cold-start model is judged by.
     Spectrograms are standardised per Mel band with statistics of the training songs. With
     ``checkpoint`` set, the full training state is written there atomically after every
     epoch and ``fit(..., resume=True)`` continues from it.
@@ -223,12 +230,15 @@ class FusionModel:
         pool_max: bool | None = None,
         audio_hidden: int | None = None,
         deep_metadata: bool | None = None,
+        wide_audio: bool | None = None,
         learning_rate: float | None = None,
         weight_decay: float | None = None,
         batch_size: int | None = None,
         max_epochs: int | None = None,
         patience: int | None = None,
         clip_norm: float | None = None,
+        stop_metric: str | None = None,
+        recall_k: int | None = None,
         min_count: int | None = None,
         max_tags: int | None = None,
         max_artists: int | None = None,
@@ -270,6 +280,7 @@ class FusionModel:
         targets: Any,
         validation: float | tuple | None = 0.1,
         *,
+        users: Any = None,
         resume: bool = False,
         show_progress: bool = True,
         callback: Callable[[int, int, float | None], None] | None = None,
@@ -283,12 +294,17 @@ class FusionModel:
 
         ``validation`` is a fraction of the songs held out at random (seeded), a tuple
         ``(spectrograms, metadata, targets)`` of separate songs, or None (no early stopping).
+        ``users`` (users, n_factors), the WMF user vectors the targets came from, adds the
+        validation songs' recall to :attr:`history_` and is required by
+        ``stop_metric="recall"``.
         ``callback(batches_done, total, running_loss)`` is called after every mini-batch.
         Ctrl-C stops training with the best weights so far, then re-raises KeyboardInterrupt.
         """
         spec, meta = self._inputs(spectrograms, metadata)
         y = _targets(targets)
         kwargs: dict[str, Any] = {}
+        if users is not None:
+            kwargs["users"] = _targets(users, "users")
         if isinstance(validation, tuple):
             if len(validation) != 3:
                 raise ValueError("validation must be (spectrograms, metadata, targets)")
@@ -346,13 +362,18 @@ class FusionModel:
 
     @property
     def history_(self) -> dict[str, list[float]]:
-        """Per-epoch mean training loss and validation MSE."""
-        train, val, *_ = self._state()
-        return {"train_loss": list(train), "validation_loss": list(val)}
+        """Per-epoch mean training loss, validation MSE and (when ``fit`` had the users'
+        vectors) validation recall."""
+        train, val, *_, recall = self._state()
+        history = {"train_loss": list(train), "validation_loss": list(val)}
+        if recall:
+            history["validation_recall"] = list(recall)
+        return history
 
     @property
     def best_epoch_(self) -> int | None:
-        """0-based epoch whose weights the model holds (by validation loss), if validated."""
+        """0-based epoch whose weights the model holds (by the validation criterion), if
+        validated; None when the wide & deep model's linear start was never beaten."""
         return self._state()[3]
 
     @property

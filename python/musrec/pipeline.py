@@ -285,8 +285,9 @@ class Pipeline:
         rng = np.random.default_rng([self.random_state, 1])
         return self._hold_out_artists(train_idx, max(1, int(round(0.1 * len(train_idx)))), rng)
 
-    def train(self, kind: str, spec, meta, targets, train_idx, **overrides: Any) -> FusionModel:
-        """One network kind on the training songs (cached). ``overrides`` change model settings."""
+    def train(self, kind: str, spec, meta, targets, train_idx, *, users=None, **overrides: Any) -> FusionModel:
+        """One network kind on the training songs (cached). ``overrides`` change model settings;
+        ``users``, the WMF user vectors, let validation rank the songs (see ``stop_metric``)."""
         args = {**self.model_args, **overrides}
         settings = FusionModel(kind, **args).config_  # every setting resolved, defaults included
         key = _key(
@@ -314,6 +315,7 @@ class Pipeline:
                 [meta[i] for i in fit_idx],
                 targets[fit_idx],
                 validation=validation,
+                users=users,
                 show_progress=self.show_progress,
             )
             model.save(path)
@@ -351,13 +353,13 @@ class Pipeline:
 
         predicted, histories = {}, {}
         for kind in self.kinds:
-            model = self.train(kind, spec, meta, vectors, train_idx)
+            model = self.train(kind, spec, meta, vectors, train_idx, users=wmf.user_factors)
             predicted[kind] = model.predict(spec[test_idx], [meta[i] for i in test_idx])
             histories[kind] = model.history_
 
         figure3 = []
         for lr in self.learning_rates:
-            model = self.train("fusion", spec, meta, vectors, train_idx, learning_rate=lr)
+            model = self.train("fusion", spec, meta, vectors, train_idx, users=wmf.user_factors, learning_rate=lr)
             h = model.history_
             figure3 += [
                 {"learning_rate": lr, "epoch": e + 1, "train_loss": t, "validation_loss": v}
@@ -411,7 +413,7 @@ class Pipeline:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
         ds, wmf, spec, _, meta, train_idx, _ = self._prepared()
-        model = self.train(kind, spec, meta, wmf.item_factors, train_idx)
+        model = self.train(kind, spec, meta, wmf.item_factors, train_idx, users=wmf.user_factors)
         return Recommender(
             wmf,
             model,

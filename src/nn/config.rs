@@ -159,6 +159,12 @@ pub struct NetConfig {
     /// and in files written before it.
     #[serde(default = "yes")]
     pub deep_metadata: bool,
+    /// Whether a network's linear part reads the audio statistics (per-band mean and
+    /// standard deviation) as well as the metadata. With `false`, fusion's linear part is
+    /// ridge on the metadata alone and the deep audio branch carries all of the sound. The
+    /// linear kinds always read what their kind says. On in files written before it.
+    #[serde(default = "yes")]
+    pub wide_audio: bool,
 }
 
 fn yes() -> bool {
@@ -198,6 +204,7 @@ impl NetConfig {
             pool_max: false,
             audio_hidden: 0,
             deep_metadata: false,
+            wide_audio: true,
         }
     }
 
@@ -217,6 +224,11 @@ impl NetConfig {
     /// Whether the network has a linear (ridge) part.
     pub fn has_wide(&self) -> bool {
         self.wide || self.kind.is_linear()
+    }
+
+    /// Whether the linear part reads the audio statistics.
+    pub fn wide_reads_audio(&self) -> bool {
+        self.has_wide() && self.kind.uses_audio() && (self.wide_audio || self.kind.is_linear())
     }
 
     /// Whether it has deep branches and a head.
@@ -287,6 +299,11 @@ impl NetConfig {
                 "a fusion model without its deep metadata branch needs the linear part (wide=True) to read metadata"
             );
         }
+        ensure!(
+            !self.wide || !self.has_deep() || self.wide_audio || self.kind.uses_metadata(),
+            "wide_audio=False leaves the linear part of a {:?} model nothing to read; use wide=False",
+            self.kind.name()
+        );
         if self.has_deep_metadata() {
             ensure!(
                 self.tag_dim > 0 && self.artist_dim > 0 && self.year_dim > 0 && self.mlp_hidden > 0,
@@ -311,6 +328,26 @@ pub struct TrainConfig {
     /// clipping). Off in files written before it existed.
     #[serde(default)]
     pub clip_norm: f64,
+    /// What early stopping minimises on the validation songs: their vectors' MSE, or (with
+    /// the users' WMF vectors given to `fit`) one minus their recall@`recall_k`, the overlap
+    /// of each user's top-`recall_k` validation songs by predicted and by true vector.
+    #[serde(default)]
+    pub stop_metric: StopMetric,
+    #[serde(default = "default_recall_k")]
+    pub recall_k: usize,
+}
+
+/// The validation criterion of early stopping (see [`TrainConfig::stop_metric`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMetric {
+    #[default]
+    Mse,
+    Recall,
+}
+
+fn default_recall_k() -> usize {
+    10
 }
 
 impl Default for TrainConfig {
@@ -323,6 +360,8 @@ impl Default for TrainConfig {
             patience: 10,
             seed: 0,
             clip_norm: 5.0,
+            stop_metric: StopMetric::Mse,
+            recall_k: default_recall_k(),
         }
     }
 }
@@ -345,6 +384,7 @@ impl TrainConfig {
         ensure!(self.weight_decay >= 0.0, "weight_decay must be >= 0");
         ensure!(self.batch_size > 0, "batch_size must be positive");
         ensure!(self.max_epochs > 0, "max_epochs must be positive");
+        ensure!(self.recall_k > 0, "recall_k must be positive");
         ensure!(
             self.clip_norm >= 0.0 && self.clip_norm.is_finite(),
             "clip_norm must be finite and >= 0 (0 turns clipping off), got {}",

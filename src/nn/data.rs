@@ -206,8 +206,7 @@ pub fn make_batch(
     let b = rows.len();
     let dev = &Device::Cpu;
     let mut batch = Batch::default();
-    if config.kind.uses_audio()
-        && config.has_wide()
+    if config.wide_reads_audio()
         && let Some(spec) = inputs.spectrograms
     {
         let stats = super::wide::song_stats(

@@ -3,11 +3,11 @@
 //! vectors for new songs, save and load.
 
 use super::checkpoint::{self, ModelSpec};
-use super::config::{ModelKind, NetConfig, TrainConfig};
+use super::config::{ModelKind, NetConfig, StopMetric, TrainConfig};
 use super::data::{Inputs, Standardizer, target_scale};
 use super::metadata::{EncodedMetadata, MetadataEncoder, MetadataOptions, SongMetadata};
 use super::model::Network;
-use super::train::{TrainState, evaluate, predict, snapshot, train};
+use super::train::{Ranking, TrainState, evaluate, predict, snapshot, train, validate};
 use super::wide::{self, WideShape};
 use crate::ensure;
 use crate::error::{Error, Result};
@@ -94,13 +94,16 @@ impl FusionModel {
     }
 
     /// Train on `songs` (targets required), early-stopping on the validation songs when
-    /// there are any. With `checkpoint`, the state is written there after every epoch; with
+    /// there are any. `users` (n_users x n_factors, the WMF vectors the targets came from)
+    /// adds the validation songs' recall to the history, and is what early stopping ranks
+    /// by when `stop_metric` is recall. With `checkpoint`, the state is written there after every epoch; with
     /// `resume` and an existing checkpoint, training continues from it. On an interrupt the
     /// model keeps the best weights so far and the error is returned.
     pub fn fit(
         &mut self,
         songs: &Songs,
         validation: Validation,
+        users: Option<&[f32]>,
         checkpoint: Option<&Path>,
         resume: bool,
         threads: &Threads,
@@ -108,6 +111,28 @@ impl FusionModel {
     ) -> Result<()> {
         ensure!(songs.targets.is_some(), "fit needs the songs' target vectors");
         ensure!(songs.n > 0, "no training songs given");
+        if let Some(u) = users {
+            ensure!(
+                !u.is_empty() && u.len().is_multiple_of(songs.n_factors.max(1)),
+                "the users' vectors have {} values, not a (users x {}) array",
+                u.len(),
+                songs.n_factors
+            );
+            ensure!(
+                u.iter().all(|x| x.is_finite()),
+                "the users' vectors contain NaN or infinite values"
+            );
+        }
+        ensure!(
+            self.train_config.stop_metric != StopMetric::Recall
+                || users.is_some()
+                || matches!(validation, Validation::None),
+            "stop_metric='recall' needs the users' WMF vectors (fit(..., users=...))"
+        );
+        let ranking = users.map(|users| Ranking {
+            users,
+            k: self.train_config.recall_k,
+        });
         let all: Vec<usize> = (0..songs.n).collect();
         let (train_rows, held_out) = match &validation {
             Validation::Fraction(f) => split_rows(songs.n, *f, self.train_config.seed)?,
@@ -146,7 +171,7 @@ impl FusionModel {
         if resumable.is_none() && net.config.has_wide() {
             let c = &net.config;
             let shape = WideShape {
-                audio: c.kind.uses_audio(),
+                audio: c.wide_reads_audio(),
                 metadata: c.kind.uses_metadata(),
                 n_mels: c.n_mels,
                 n_frames: c.n_frames,
@@ -163,7 +188,8 @@ impl FusionModel {
             // A wide & deep network starts from the linear model: that is the best so far.
             if let (true, Some((set, rows))) = (c.has_deep(), validation_set) {
                 let batch = self.train_config.batch_size.max(256);
-                state.best_validation = Some(threads.run(|| evaluate(&net, standardizer, set, rows, batch))?);
+                let scores = threads.run(|| validate(&net, standardizer, set, rows, batch, ranking))?;
+                state.best_validation = Some(scores.criterion(self.train_config.stop_metric));
                 state.best_params = Some(snapshot(&net)?);
             }
         }
@@ -186,6 +212,7 @@ impl FusionModel {
             &spec.standardizer,
             (&train_set, &train_rows),
             validation_set,
+            ranking,
             &self.train_config,
             &mut state,
             threads,

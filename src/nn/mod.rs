@@ -18,7 +18,7 @@ pub mod wide;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ModelKind, NetConfig, TrainConfig};
+pub use config::{ModelKind, NetConfig, StopMetric, TrainConfig};
 pub use estimator::{Fitted, FusionModel, Songs, Validation};
 pub use metadata::{MetadataEncoder, MetadataOptions, SongMetadata};
 pub use train::History;

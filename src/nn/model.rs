@@ -61,7 +61,7 @@ impl Wide {
     fn new(store: &mut ParamStore, c: &NetConfig) -> Result<Self> {
         let d = c.n_factors;
         let mut zeros = |name: &str, rows: usize| store.zeros(&format!("wide.{name}"), &[rows, d]);
-        let audio = if c.kind.uses_audio() {
+        let audio = if c.wide_reads_audio() {
             Some(zeros("audio", 2 * c.n_mels)?)
         } else {
             None

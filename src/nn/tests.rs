@@ -1,7 +1,7 @@
 //! Gradients against finite differences (each layer and every network kind), overfitting a
 //! tiny set, determinism, save/load and resume.
 
-use super::config::{ModelKind, NetConfig, TrainConfig};
+use super::config::{ModelKind, NetConfig, StopMetric, TrainConfig};
 use super::estimator::{FusionModel, Songs, Validation};
 use super::layers::{ConvPool, Embedding, Linear, Lstm, ParamStore};
 use super::metadata::{MetadataOptions, SongMetadata};
@@ -318,7 +318,15 @@ fn fit_plain(model: &mut FusionModel, set: &ToySet) {
 fn fit_songs(model: &mut FusionModel, songs: &Songs) {
     let threads = Threads::new(0).unwrap();
     model
-        .fit(songs, Validation::None, None, false, &threads, &mut ignore_progress)
+        .fit(
+            songs,
+            Validation::None,
+            None,
+            None,
+            false,
+            &threads,
+            &mut ignore_progress,
+        )
         .unwrap();
 }
 
@@ -437,6 +445,7 @@ fn resume_continues_the_loss_curve() {
             &songs(&set),
             Validation::Fraction(0.25),
             None,
+            None,
             false,
             &Threads::new(0).unwrap(),
             &mut ignore_progress,
@@ -453,6 +462,7 @@ fn resume_continues_the_loss_curve() {
         .fit(
             &songs(&set),
             Validation::Songs(songs(&validation)),
+            None,
             None,
             false,
             &Threads::new(0).unwrap(),
@@ -473,6 +483,7 @@ fn resume_continues_the_loss_curve() {
     let err = first.fit(
         &songs(&set),
         Validation::Songs(songs(&validation)),
+        None,
         Some(&ckpt),
         true,
         &Threads::new(0).unwrap(),
@@ -485,6 +496,7 @@ fn resume_continues_the_loss_curve() {
         .fit(
             &songs(&set),
             Validation::Songs(songs(&validation)),
+            None,
             Some(&ckpt),
             true,
             &Threads::new(0).unwrap(),
@@ -548,6 +560,7 @@ fn bad_inputs_are_refused() {
                 &bad,
                 Validation::None,
                 None,
+                None,
                 false,
                 &Threads::new(0).unwrap(),
                 &mut ignore_progress
@@ -560,6 +573,7 @@ fn bad_inputs_are_refused() {
         .fit(
             &songs(&nan),
             Validation::None,
+            None,
             None,
             false,
             &Threads::new(0).unwrap(),
@@ -636,4 +650,71 @@ fn fusion_without_deep_metadata_keeps_metadata_in_the_linear_part() {
     let batch = tiny_batch(&config, &mut ChaCha8Rng::seed_from_u64(8));
     let (prediction, _) = net.forward(&batch, None).unwrap();
     assert_eq!(prediction.dims(), &[3, config.n_factors]);
+}
+
+/// The ranking criterion against a brute-force count, and early stopping by it.
+#[test]
+fn top_k_overlap_counts_shared_top_songs() {
+    use crate::nn::train::top_k_overlap;
+    let d = 2;
+    // Three items on a line; user 0 likes the first axis, user 1 the second.
+    let users = [1.0, 0.0, 0.0, 1.0];
+    let truth = [3.0, 0.0, 2.0, 1.0, 1.0, 2.0];
+    // Same ranking for user 0 (items 0 > 1 > 2); reversed for user 1.
+    let predicted = [3.0, 2.0, 2.0, 1.0, 1.0, 0.0];
+    // k = 1: user 0 agrees (item 0), user 1 does not (truth: item 2, predicted: item 0).
+    assert_eq!(top_k_overlap(&users, &predicted, &truth, d, 1).unwrap(), 0.5);
+    // k = 2: user 0 {0,1} vs {0,1} = 2; user 1 {2,1} vs {0,1} = 1 -> 3 / 4.
+    assert_eq!(top_k_overlap(&users, &predicted, &truth, d, 2).unwrap(), 0.75);
+    // k beyond the items is capped: everything overlaps.
+    assert_eq!(top_k_overlap(&users, &predicted, &truth, d, 10).unwrap(), 1.0);
+    assert!(top_k_overlap(&users[..3], &predicted, &truth, d, 1).is_err());
+}
+
+#[test]
+fn early_stopping_by_recall_keeps_the_best_ranking_epoch() {
+    let set = toy_set(32, 5);
+    let validation = toy_set(12, 6);
+    let users: Vec<f32> = (0..20)
+        .flat_map(|u| [((u % 5) as f32) - 2.0, ((u % 3) as f32) - 1.0, 1.0])
+        .collect();
+    let mut model = tiny_model(ModelKind::CnnLstm, 5);
+    model.train_config.stop_metric = StopMetric::Recall;
+    model.train_config.recall_k = 3;
+    let threads = Threads::new(0).unwrap();
+    // Without the users' vectors, recall cannot be computed.
+    let err = model.fit(
+        &songs(&set),
+        Validation::Songs(songs(&validation)),
+        None,
+        None,
+        false,
+        &threads,
+        &mut ignore_progress,
+    );
+    assert!(err.unwrap_err().to_string().contains("users"));
+    model
+        .fit(
+            &songs(&set),
+            Validation::Songs(songs(&validation)),
+            Some(&users),
+            None,
+            false,
+            &threads,
+            &mut ignore_progress,
+        )
+        .unwrap();
+    let state = &model.fitted.as_ref().unwrap().state;
+    let recall = &state.history.validation_recall;
+    assert_eq!(recall.len(), 5);
+    assert!(recall.iter().all(|r| (0.0..=1.0).contains(r)));
+    let best = state.best_epoch.unwrap();
+    // The kept epoch is the first with the highest recall, whatever its MSE.
+    let top = recall.iter().cloned().fold(f64::MIN, f64::max);
+    assert_eq!(recall.iter().position(|&r| r == top).unwrap(), best);
+    assert_eq!(state.best_validation, Some(1.0 - top));
+    // The model holds that epoch's weights: its validation recall is the best one.
+    let predicted = model.predict(&songs(&validation), 64, &threads).unwrap();
+    let again = crate::nn::train::top_k_overlap(&users, &predicted, &validation.targets, 3, 3).unwrap();
+    assert!((again - top).abs() < 1e-9, "{again} vs {top}");
 }

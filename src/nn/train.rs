@@ -2,7 +2,7 @@
 //! that keeps the best weights, a checkpoint after every epoch, and a clean stop on request.
 
 use super::adam::Adam;
-use super::config::TrainConfig;
+use super::config::{StopMetric, TrainConfig};
 use super::data::{Excerpts, Inputs, Standardizer, make_batch};
 use super::model::Network;
 use crate::error::{Error, Result};
@@ -20,6 +20,36 @@ use serde::{Deserialize, Serialize};
 pub struct History {
     pub train_loss: Vec<f64>,
     pub validation_loss: Vec<f64>,
+    /// Recall@`recall_k` of the validation songs per epoch, when the users' vectors were given.
+    #[serde(default)]
+    pub validation_recall: Vec<f64>,
+}
+
+/// One validation pass: the MSE of the predicted vectors (scaled units) and, with the users'
+/// vectors, the mean over users of the overlap between their top-k validation songs by
+/// predicted and by true vector (the ranking a cold-start model is judged by).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scores {
+    pub mse: f64,
+    pub recall: Option<f64>,
+}
+
+impl Scores {
+    /// The value early stopping minimises.
+    pub fn criterion(&self, metric: StopMetric) -> f64 {
+        match (metric, self.recall) {
+            (StopMetric::Recall, Some(r)) => 1.0 - r,
+            _ => self.mse,
+        }
+    }
+}
+
+/// What a validation pass ranks against: the users' WMF vectors (n_users x n_factors,
+/// row-major) and the cut-off k.
+#[derive(Clone, Copy)]
+pub struct Ranking<'a> {
+    pub users: &'a [f32],
+    pub k: usize,
 }
 
 /// Everything a resumed run needs beyond the weights themselves.
@@ -46,6 +76,7 @@ pub fn train(
     standardizer: &Standardizer,
     (train_set, train_rows): (&Inputs, &[usize]),
     validation: Option<(&Inputs, &[usize])>,
+    ranking: Option<Ranking>,
     config: &TrainConfig,
     state: &mut TrainState,
     threads: &Threads,
@@ -117,8 +148,13 @@ pub fn train(
         state.history.train_loss.push(loss_sum / train_rows.len() as f64);
         state.epochs_done += 1;
         if let Some((validation, rows)) = validation {
-            let error = threads.run(|| evaluate(net, standardizer, validation, rows, config.batch_size.max(256)))?;
-            state.history.validation_loss.push(error);
+            let batch = config.batch_size.max(256);
+            let scores = threads.run(|| validate(net, standardizer, validation, rows, batch, ranking))?;
+            state.history.validation_loss.push(scores.mse);
+            if let Some(r) = scores.recall {
+                state.history.validation_recall.push(r);
+            }
+            let error = scores.criterion(config.stop_metric);
             if state.best_validation.is_none_or(|best| error < best) {
                 state.best_validation = Some(error);
                 state.best_epoch = Some(epoch);
@@ -147,13 +183,27 @@ pub fn evaluate(
     rows: &[usize],
     batch_size: usize,
 ) -> Result<f64> {
+    Ok(validate(net, standardizer, inputs, rows, batch_size, None)?.mse)
+}
+
+/// [`evaluate`]'s MSE and, with `ranking`, the recall of the predicted vectors' ranking of
+/// `rows` (see [`Scores`]).
+pub fn validate(
+    net: &Network,
+    standardizer: &Standardizer,
+    inputs: &Inputs,
+    rows: &[usize],
+    batch_size: usize,
+    ranking: Option<Ranking>,
+) -> Result<Scores> {
     let targets = inputs.targets.ok_or_else(|| Error::invalid("targets are required"))?;
     let d = net.config.n_factors;
+    let scale = standardizer.target_scale;
     let mut sum = 0.0;
+    let mut predicted = Vec::with_capacity(if ranking.is_some() { rows.len() * d } else { 0 });
     for chunk in rows.chunks(batch_size) {
         let prediction = predict_rows(net, standardizer, inputs, chunk)?;
         for (p, &r) in prediction.chunks_exact(d).zip(chunk) {
-            let scale = standardizer.target_scale;
             sum += p
                 .iter()
                 .zip(&targets[r * d..(r + 1) * d])
@@ -161,8 +211,42 @@ pub fn evaluate(
                 .sum::<f64>()
                 / d as f64;
         }
+        if ranking.is_some() {
+            predicted.extend_from_slice(&prediction);
+        }
     }
-    Ok(sum / rows.len().max(1) as f64)
+    let mse = sum / rows.len().max(1) as f64;
+    let recall = match ranking {
+        Some(Ranking { users, k }) if !rows.is_empty() => {
+            let truth: Vec<f32> = rows
+                .iter()
+                .flat_map(|&r| targets[r * d..(r + 1) * d].iter().copied())
+                .collect();
+            Some(top_k_overlap(users, &predicted, &truth, d, k)?)
+        }
+        _ => None,
+    };
+    Ok(Scores { mse, recall })
+}
+
+/// Mean over users of |top-k by `predicted` ∩ top-k by `truth`| / k, where both are item
+/// vectors (n_items x d) of the same items and k is capped at the number of items.
+pub fn top_k_overlap(users: &[f32], predicted: &[f32], truth: &[f32], d: usize, k: usize) -> Result<f64> {
+    crate::ensure!(
+        d > 0 && users.len().is_multiple_of(d) && !users.is_empty(),
+        "the users' vectors must be a non-empty (users x {d}) array"
+    );
+    let k = k.min(truth.len() / d).max(1);
+    let none = crate::topk::Exclusions::default();
+    let (by_prediction, _) = crate::topk::top_n(users, predicted, d, k, none, None)?;
+    let (by_truth, _) = crate::topk::top_n(users, truth, d, k, none, None)?;
+    let n_users = users.len() / d;
+    let hits: usize = by_prediction
+        .chunks_exact(k)
+        .zip(by_truth.chunks_exact(k))
+        .map(|(p, t)| p.iter().filter(|id| **id >= 0 && t.contains(id)).count())
+        .sum();
+    Ok(hits as f64 / (n_users * k) as f64)
 }
 
 /// The network's outputs for `rows` (scaled units, rows x n_factors), averaged over each

@@ -187,7 +187,8 @@ impl FusionCore {
 
     /// Train; returns the exception that stopped it early (Ctrl-C, callback) or None.
     #[pyo3(signature = (spectrograms, metadata, targets, val_spectrograms=None, val_metadata=None,
-        val_targets=None, val_fraction=None, checkpoint=None, resume=false, num_threads=0, callback=None))]
+        val_targets=None, val_fraction=None, users=None, checkpoint=None, resume=false, num_threads=0,
+        callback=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         &mut self,
@@ -199,6 +200,7 @@ impl FusionCore {
         val_metadata: Option<MetadataArg>,
         val_targets: Option<PyReadonlyArray2<'_, f32>>,
         val_fraction: Option<f64>,
+        users: Option<PyReadonlyArray2<'_, f32>>,
         checkpoint: Option<PathBuf>,
         resume: bool,
         num_threads: usize,
@@ -209,6 +211,21 @@ impl FusionCore {
             Some(SongArgs::new(&val_spectrograms, val_metadata, &val_targets)?)
         } else {
             None
+        };
+        let users = match &users {
+            Some(u) => {
+                let d = targets.as_ref().map_or(0, |t| t.shape()[1]);
+                ensure!(
+                    u.shape()[1] == d,
+                    "users has {} columns but the targets have {d}: pass the WMF user vectors the targets came from",
+                    u.shape()[1]
+                );
+                Some(
+                    u.as_slice()
+                        .map_err(|_| Error::invalid("users must be a C-contiguous float32 array"))?,
+                )
+            }
+            None => None,
         };
         let threads = Threads::new(num_threads)?;
         let model = &mut self.inner;
@@ -221,6 +238,7 @@ impl FusionCore {
             model.fit(
                 &train.songs(),
                 validation,
+                users,
                 checkpoint.as_deref(),
                 resume,
                 &threads,
@@ -307,8 +325,10 @@ impl FusionCore {
         Ok(value.map_err(|e| Error::invalid(e.to_string()))?)
     }
 
-    /// (train_loss, validation_loss, epochs_done, best_epoch or None, stopped_early).
-    fn training_state(&self) -> (Vec<f64>, Vec<f64>, usize, Option<usize>, bool) {
+    /// (train_loss, validation_loss, epochs_done, best_epoch or None, stopped_early,
+    /// validation_recall).
+    #[allow(clippy::type_complexity)]
+    fn training_state(&self) -> (Vec<f64>, Vec<f64>, usize, Option<usize>, bool, Vec<f64>) {
         match &self.inner.fitted {
             Some(f) => (
                 f.state.history.train_loss.clone(),
@@ -316,8 +336,9 @@ impl FusionCore {
                 f.state.epochs_done,
                 f.state.best_epoch,
                 f.state.stopped_early,
+                f.state.history.validation_recall.clone(),
             ),
-            None => (Vec::new(), Vec::new(), 0, None, false),
+            None => (Vec::new(), Vec::new(), 0, None, false, Vec::new()),
         }
     }
 
