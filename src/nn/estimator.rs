@@ -96,9 +96,11 @@ impl FusionModel {
     /// Train on `songs` (targets required), early-stopping on the validation songs when
     /// there are any. `users` (n_users x n_factors, the WMF vectors the targets came from)
     /// adds the validation songs' recall to the history, and is what early stopping ranks
-    /// by when `stop_metric` is recall. With `checkpoint`, the state is written there after every epoch; with
-    /// `resume` and an existing checkpoint, training continues from it. On an interrupt the
-    /// model keeps the best weights so far and the error is returned.
+    /// by when `stop_metric` is recall. With `checkpoint`, the state is written there after
+    /// every epoch; with `resume` and an existing checkpoint, training continues from it. On
+    /// an interrupt the model keeps the best weights so far and the error is returned.
+    // Each argument is a distinct role; bundling them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn fit(
         &mut self,
         songs: &Songs,
