@@ -120,7 +120,7 @@ def test_parameter_errors():
         audio.melspectrogram(np.zeros((2, 100), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         audio.melspectrogram(np.full(100, np.nan, np.float32))
-    with pytest.raises(TypeError, match="unknown feature setting"):
+    with pytest.raises(TypeError, match="unknown setting"):
         audio.FeatureConfig.paper(colour="blue")
     with pytest.raises(ValueError, match="clip_seconds"):
         audio.FeatureConfig.paper(clip_seconds=-1)
@@ -301,7 +301,7 @@ def test_feature_cache_per_config_and_damaged_shards(tmp_path):
     reference = a.extract(paths, show_progress=False).to_array()
     b = audio.FeatureCache(root, CACHE_CFG.replace(n_mels=64))
     assert b.path != a.path and len(b) == 0
-    assert json.loads((pathlib.Path(a.path) / "config.json").read_text()) == CACHE_CFG.values
+    assert json.loads((pathlib.Path(a.path) / "config.json").read_text()) == json.loads(CACHE_CFG.to_json())
     # A shard overwritten with garbage is removed on opening and its files extracted again.
     shards = list((pathlib.Path(a.path) / "shards").glob("*.safetensors"))
     assert len(shards) == 1
@@ -346,7 +346,7 @@ def test_several_excerpts_spread_over_each_file(tmp_path):
     loudest = result.features[0].mean(axis=2).argmax(axis=1)
     assert loudest[0] < loudest[1] < loudest[2], loudest  # the excerpts in order of time
     for k, part in enumerate(cfg.excerpts(3)):
-        assert part.values["position"] == {"kind": "spread", "index": k, "count": 3}
+        assert part.position == ("spread", k, 3)
         alone = audio.extract(paths, part, show_progress=False)
         np.testing.assert_array_equal(result.features[:, k], alone.features)
     again = audio.extract(paths, cfg, excerpts=3, show_progress=False, cache_dir=tmp_path / "cache")
@@ -356,3 +356,36 @@ def test_several_excerpts_spread_over_each_file(tmp_path):
         audio.extract(paths, cfg, excerpts=0)
     with pytest.raises(ValueError, match="excerpt 3 of 3"):
         cfg.replace(position=("spread", 3, 3))
+
+
+def test_feature_config_is_a_typed_class():
+    """The Rust type is the schema: keywords, getters, replace, equality, hashing, pickling."""
+    import pickle
+
+    cfg = audio.FeatureConfig(sample_rate=22050, n_fft=2048, hop_length=512, win_length=2048, n_mels=64)
+    assert (cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.window, cfg.log, cfg.ref, cfg.amin) == (
+        22050, 2048, 64, "hamming", "db", 1.0, 1e-10
+    )
+    assert cfg.shape == (64, 130)
+    assert audio.FeatureConfig() == audio.FeatureConfig.paper() != cfg
+    assert audio.FeatureConfig(sample_rate=22050) == audio.FeatureConfig.common()
+    assert hash(audio.FeatureConfig(sample_rate=22050)) == hash(audio.FeatureConfig.common())
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert eval(repr(cfg), {"FeatureConfig": audio.FeatureConfig}) == cfg
+    changed = cfg.replace(position="centre", htk=True, norm=None, log="log1p", log1p_c=10)
+    assert (changed.position, changed.seed, changed.htk, changed.norm, changed.log1p_c, changed.ref) == (
+        "centre", None, True, None, 10.0, None
+    )
+    assert cfg.n_fft == 2048 and cfg.position == "random"  # replace leaves the original alone
+    assert audio.FeatureConfig(position=1.5).position == 1.5
+    assert audio.FeatureConfig(seed=7).seed == 7
+    with pytest.raises(TypeError, match="n_fft"):
+        audio.FeatureConfig(n_fft="large")
+    with pytest.raises(TypeError, match="unknown setting"):
+        cfg.replace(hop=3)
+    with pytest.raises(ValueError, match="seed only applies"):
+        audio.FeatureConfig(position="centre", seed=1)
+    with pytest.raises(ValueError, match="win_length"):
+        audio.FeatureConfig(n_fft=512)  # the paper's 1024-sample window no longer fits
+    with pytest.raises(ValueError, match="only applies to log='db'"):
+        audio.FeatureConfig(log="none", top_db=60)

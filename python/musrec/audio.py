@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
@@ -182,91 +182,15 @@ def mel_filters(
     return weights
 
 
-@dataclass
-class FeatureConfig:
-    """Everything that defines a clip's log-Mel feature.
-
-    ``FeatureConfig.paper()`` is the paper's front end — 8 kHz, a random 3 s excerpt,
-    1024-sample Hamming window, hop 512, 128 Slaney Mel bands, log energy in dB (ref 1,
-    amin 1e-10, top_db 80); ``FeatureConfig.common()`` is the same at 22,050 Hz. Keyword
-    overrides apply to any field, e.g. ``FeatureConfig.paper(n_mels=64, clip_seconds=5)``;
-    ``position`` is ``"random"`` (with ``seed``), ``"centre"``, an offset in seconds, or
-    ``("spread", index, count)``: excerpt ``index`` of ``count`` spread evenly from the start
-    of the file to its end (what :meth:`excerpts` gives).
-    """
-
-    values: dict = field(default_factory=dict)
-
-    @classmethod
-    def _preset(cls, name: str, **overrides: Any) -> FeatureConfig:
-        cfg = cls(json.loads(_preset_json(name)))
-        return cfg.replace(**overrides) if overrides else cfg
-
-    @classmethod
-    def paper(cls, **overrides: Any) -> FeatureConfig:
-        return cls._preset("paper", **overrides)
-
-    @classmethod
-    def common(cls, **overrides: Any) -> FeatureConfig:
-        return cls._preset("common", **overrides)
-
-    def replace(self, **overrides: Any) -> FeatureConfig:
-        v = json.loads(json.dumps(self.values))
-        stft_keys = {"n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "power"}
-        seed = overrides.pop("seed", None)
-        for key, value in overrides.items():
-            if key in stft_keys:
-                v["stft"][key] = value
-            elif key == "position":
-                if value == "random":
-                    v["position"] = {"kind": "random", "seed": v["position"].get("seed", 0)}
-                elif value in ("centre", "center"):
-                    v["position"] = {"kind": "centre"}
-                elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                    v["position"] = {"kind": "offset", "seconds": float(value)}
-                elif isinstance(value, tuple) and len(value) == 3 and value[0] == "spread":
-                    v["position"] = {"kind": "spread", "index": value[1], "count": value[2]}
-                else:
-                    raise ValueError(
-                        f"position must be 'random', 'centre', seconds or ('spread', index, count), got {value!r}"
-                    )
-            elif key == "htk":
-                v["mel_scale"] = "htk" if value else "slaney"
-            elif key == "norm":
-                v["mel_norm"] = "slaney" if value == "slaney" else "none"
-            elif key in v:
-                v[key] = value
-            else:
-                raise TypeError(f"unknown feature setting {key!r}")
-        if seed is not None:
-            if v["position"]["kind"] != "random":
-                raise ValueError("seed only applies to position='random'")
-            v["position"]["seed"] = int(seed)
-        cfg = FeatureConfig(v)
-        _ = cfg.shape  # the core validates every field here
-        return cfg
-
-    def excerpts(self, count: int) -> list[FeatureConfig]:
-        """``count`` configs for excerpts spread evenly over each file, from its start to
-        its end: the several excerpts per song that :class:`musrec.FusionModel` trains on.
-        One alone is the centred excerpt."""
-        return [self.replace(position=("spread", i, count)) for i in range(count)]
-
-    def to_json(self) -> str:
-        return json.dumps(self.values)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(n_mels, frames) of one clip's features."""
-        _, n_mels, frames = _musrec.feature_shape(self.to_json())
-        return n_mels, frames
+FeatureConfig = _musrec.FeatureConfig
+FeatureConfig.__module__ = __name__
 
 
 def log_mel(y: Any, config: FeatureConfig | None = None, num_threads: int = 0) -> np.ndarray:
     """Features of a signal already at ``config``'s sample rate (no clipping): (n_mels, frames)
     for a 1-D signal, (clips, n_mels, frames) for a 2-D batch of equal-length signals, which
     are transformed in parallel on ``num_threads`` threads (0 = one per core)."""
-    plan = _config_plan(config.to_json() if config is not None else _preset_json("paper"))
+    plan = _config_plan(config if config is not None else FeatureConfig.paper())
     y = np.asarray(y)
     if y.ndim == 2:
         if not np.issubdtype(y.dtype, np.floating):
@@ -276,14 +200,9 @@ def log_mel(y: Any, config: FeatureConfig | None = None, num_threads: int = 0) -
 
 
 @lru_cache(maxsize=32)
-def _config_plan(config_json: str) -> _musrec.LogMelPlan:
+def _config_plan(config: FeatureConfig) -> _musrec.LogMelPlan:
     """The transform of a configuration, planned once: repeated calls pay only a dict lookup."""
-    return _musrec.LogMelPlan.from_config(config_json)
-
-
-@cache
-def _preset_json(name: str) -> str:
-    return _musrec.feature_preset(name)
+    return _musrec.LogMelPlan.from_config(config)
 
 
 @dataclass
@@ -361,7 +280,7 @@ def extract(
     bar = _progress.bar(len(paths), "log-Mel", show_progress)
     try:
         features, ok, padded, truncated, failures, raised = _musrec.audio_extract(
-            paths, config.to_json(), num_threads=num_threads, callback=_progress.callback(bar, callback)
+            paths, config, num_threads=num_threads, callback=_progress.callback(bar, callback)
         )
     finally:
         bar.close()
@@ -395,7 +314,7 @@ class FeatureCache:
 
     def __init__(self, directory: str | os.PathLike, config: FeatureConfig | None = None) -> None:
         self.config = config or FeatureConfig.paper()
-        self._inner = _musrec.FeatureCache(os.fspath(directory), self.config.to_json())
+        self._inner = _musrec.FeatureCache(os.fspath(directory), self.config)
 
     @property
     def path(self) -> str:

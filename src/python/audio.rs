@@ -1,5 +1,6 @@
 //! Python bindings of the audio front end.
 
+use super::config::PyFeatureConfig;
 use super::convert::{detach_with_progress, matrix, parse_json, slice1, slice2};
 use crate::audio::cache::{CachedBatch, FeatureCache as Cache};
 use crate::audio::decode::load;
@@ -20,29 +21,6 @@ use pyo3::types::PyDict;
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, TryLockError};
-
-/// The JSON of a named preset ("paper" or "common").
-#[pyfunction]
-fn feature_preset(name: &str) -> PyResult<String> {
-    let cfg = match name {
-        "paper" => FeatureConfig::paper(),
-        "common" => FeatureConfig::common(),
-        other => return Err(Error::invalid(format!("unknown preset {other:?}; use 'paper' or 'common'")).into()),
-    };
-    Ok(serde_json::to_string(&cfg).map_err(|e| Error::invalid(e.to_string()))?)
-}
-
-/// Validate a feature configuration; returns (clip samples, n_mels, frames).
-#[pyfunction]
-fn feature_shape(config_json: &str) -> PyResult<(usize, usize, usize)> {
-    let cfg: FeatureConfig = parse_json(config_json, "feature configuration")?;
-    let transform = LogMel::from_config(&cfg)?;
-    Ok((
-        cfg.clip_samples(),
-        transform.n_mels(),
-        transform.n_frames(cfg.clip_samples()),
-    ))
-}
 
 /// Decode and resample one file: (samples, sample_rate, truncated).
 #[pyfunction]
@@ -93,10 +71,9 @@ impl LogMelPlan {
 
     /// The transform of a whole feature configuration (its clip settings are not used).
     #[staticmethod]
-    fn from_config(config_json: &str) -> PyResult<Self> {
-        let cfg: FeatureConfig = parse_json(config_json, "feature configuration")?;
+    fn from_config(config: PyRef<'_, PyFeatureConfig>) -> PyResult<Self> {
         Ok(LogMelPlan {
-            inner: LogMel::from_config(&cfg)?,
+            inner: LogMel::from_config(&config.inner)?,
         })
     }
 
@@ -196,15 +173,15 @@ type Batch<'py> = (
 /// failures as dicts, exception or None). An exception (Ctrl-C, callback) is returned, not
 /// raised, so the wrapper can keep what was extracted.
 #[pyfunction]
-#[pyo3(signature = (paths, config_json, num_threads=0, callback=None))]
+#[pyo3(signature = (paths, config, num_threads=0, callback=None))]
 fn audio_extract<'py>(
     py: Python<'py>,
     paths: Vec<PathBuf>,
-    config_json: &str,
+    config: PyRef<'py, PyFeatureConfig>,
     num_threads: usize,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Batch<'py>> {
-    let cfg: FeatureConfig = parse_json(config_json, "feature configuration")?;
+    let cfg: FeatureConfig = config.inner.clone();
     let threads = Threads::new(num_threads)?;
     let (result, raised) = detach_with_progress(py, callback, |progress| extract(&paths, &cfg, &threads, progress));
     let out = result?;
@@ -248,8 +225,8 @@ impl FeatureCache {
 #[pymethods]
 impl FeatureCache {
     #[new]
-    fn new(py: Python<'_>, root: PathBuf, config_json: &str) -> PyResult<Self> {
-        let cfg: FeatureConfig = parse_json(config_json, "feature configuration")?;
+    fn new(py: Python<'_>, root: PathBuf, config: PyRef<'_, PyFeatureConfig>) -> PyResult<Self> {
+        let cfg: FeatureConfig = config.inner.clone();
         let inner = py.detach(|| Cache::open(&root, &cfg))?;
         Ok(FeatureCache {
             dir: inner.dir().to_path_buf(),
@@ -349,8 +326,6 @@ impl CachedFeatures {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FeatureCache>()?;
     m.add_class::<CachedFeatures>()?;
-    m.add_function(wrap_pyfunction!(feature_preset, m)?)?;
-    m.add_function(wrap_pyfunction!(feature_shape, m)?)?;
     m.add_function(wrap_pyfunction!(audio_load, m)?)?;
     m.add_function(wrap_pyfunction!(stft_power, m)?)?;
     m.add_class::<LogMelPlan>()?;

@@ -2,6 +2,7 @@
 //! live here; every computation is a call into the core modules.
 
 mod audio;
+mod config;
 mod convert;
 mod data;
 mod datasets;
@@ -16,6 +17,7 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     wmf::register(m)?;
+    config::register(m)?;
     audio::register(m)?;
     data::register(m)?;
     nn::register(m)?;

@@ -1,0 +1,531 @@
+//! Typed configuration classes: the Rust type is the one schema. A class takes keyword
+//! settings (unknown names are a TypeError, a wrong type a TypeError naming the setting, a
+//! bad value the core's ValueError), has a getter per setting, `replace(**changes)`,
+//! `__repr__`, `__eq__` and pickling. The Python front re-exports them; it validates nothing.
+
+use crate::audio::clip::ClipPosition;
+use crate::audio::features::{FeatureConfig, LogMel, LogScale};
+use crate::audio::mel::{MelNorm, MelScale};
+use crate::audio::spectrum::{DbRef, PadMode, Window};
+use crate::error::Error;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use serde_json::Value;
+
+/// A Python value as JSON, for a setting whose core type serde then checks.
+fn to_json(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if v.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = v.cast::<pyo3::types::PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if let Ok(i) = v.extract::<i64>() {
+        return Ok(Value::from(i));
+    }
+    if let Ok(x) = v.extract::<f64>() {
+        return serde_json::Number::from_f64(x)
+            .map(Value::Number)
+            .ok_or_else(|| Error::invalid(format!("{name} must be finite, got {x}")).into());
+    }
+    if let Ok(s) = v.extract::<String>() {
+        return Ok(Value::String(s));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{name}: unsupported value of type {}",
+        v.get_type().name()?
+    )))
+}
+
+/// An f32 setting as the shortest decimal that reads back to it (1e-10, not 1.0000000133e-10).
+fn short(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
+/// serde's complaint about one setting, as the exception a Python user expects.
+fn setting_error(class: &str, name: &str, e: serde_json::Error) -> PyErr {
+    let message = format!("{class}: bad value for {name}: {e}");
+    if message.contains("invalid type") {
+        PyTypeError::new_err(message)
+    } else {
+        Error::invalid(message).into()
+    }
+}
+
+/// Set one JSON field of a config and read the config back through serde (the type check).
+fn set_field<T: serde::Serialize + serde::de::DeserializeOwned>(
+    class: &str,
+    config: &T,
+    path: &[&str],
+    name: &str,
+    value: Value,
+) -> PyResult<T> {
+    let mut json = serde_json::to_value(config).map_err(|e| Error::invalid(e.to_string()))?;
+    let mut slot = &mut json;
+    for key in path {
+        slot = slot
+            .get_mut(*key)
+            .ok_or_else(|| Error::invalid(format!("{class}: no field {key}")))?;
+    }
+    *slot = value;
+    serde_json::from_value(json).map_err(|e| setting_error(class, name, e))
+}
+
+/// The settings of [`PyFeatureConfig`], flat, as Python spells them.
+const FEATURE_SETTINGS: &[&str] = &[
+    "sample_rate",
+    "clip_seconds",
+    "position",
+    "seed",
+    "min_seconds",
+    "n_fft",
+    "hop_length",
+    "win_length",
+    "window",
+    "center",
+    "pad_mode",
+    "power",
+    "n_mels",
+    "fmin",
+    "fmax",
+    "htk",
+    "norm",
+    "log",
+    "ref",
+    "amin",
+    "top_db",
+    "log1p_c",
+];
+
+/// Everything that defines a clip's log-Mel feature.
+///
+/// `FeatureConfig(**settings)` starts from the paper's front end (`FeatureConfig.paper()`:
+/// 8 kHz, a random 3 s excerpt, 1024-sample Hamming window, hop 512, 128 Slaney Mel bands,
+/// log energy in dB re 1, amin 1e-10, top_db 80) and changes the settings given;
+/// `FeatureConfig.common()` is the same at 22,050 Hz. `position` is "random" (with `seed`),
+/// "centre", an offset in seconds, or ("spread", index, count): excerpt `index` of `count`
+/// spread evenly from the start of the file to its end (what `excerpts()` gives). `htk`
+/// picks the HTK Mel scale, `norm` is "slaney" or None; `log` is "db" (with `ref`, a number
+/// or "max", `amin`, `top_db`), "log1p" (log(1 + log1p_c * S)) or "none".
+#[pyclass(module = "musrec._musrec", name = "FeatureConfig", frozen)]
+#[derive(Clone, PartialEq)]
+pub struct PyFeatureConfig {
+    pub inner: FeatureConfig,
+}
+
+impl PyFeatureConfig {
+    fn changed(&self, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut cfg = self.inner.clone();
+        let Some(changes) = changes else {
+            return Ok(self.clone());
+        };
+        // `position` before `seed`, so `seed` applies to the new position.
+        let mut items: Vec<(String, Bound<'_, PyAny>)> = Vec::new();
+        for (k, v) in changes.iter() {
+            items.push((k.extract::<String>()?, v));
+        }
+        items.sort_by_key(|(k, _)| k != "position");
+        for (name, v) in &items {
+            cfg = apply_feature_setting(cfg, name, v)?;
+        }
+        cfg.validate()?;
+        // Also what the transform checks (frames, bands against the FFT size).
+        LogMel::from_config(&cfg)?;
+        Ok(PyFeatureConfig { inner: cfg })
+    }
+}
+
+fn apply_feature_setting(cfg: FeatureConfig, name: &str, v: &Bound<'_, PyAny>) -> PyResult<FeatureConfig> {
+    const C: &str = "FeatureConfig";
+    let mut cfg = cfg;
+    match name {
+        "sample_rate" | "clip_seconds" | "min_seconds" | "n_mels" | "fmin" | "fmax" => {
+            cfg = set_field(C, &cfg, &[name], name, to_json(name, v)?)?;
+        }
+        "n_fft" | "hop_length" | "win_length" | "window" | "center" | "pad_mode" | "power" => {
+            cfg = set_field(C, &cfg, &["stft", name], name, to_json(name, v)?)?;
+        }
+        "position" => {
+            cfg.position = if let Ok(tuple) = v.cast::<PyTuple>() {
+                match tuple.extract::<(String, usize, usize)>() {
+                    Ok((kind, index, count)) if kind == "spread" => ClipPosition::Spread { index, count },
+                    _ => return Err(bad_position(v)),
+                }
+            } else if let Ok(s) = v.extract::<String>() {
+                match s.as_str() {
+                    "random" => ClipPosition::Random {
+                        seed: match cfg.position {
+                            ClipPosition::Random { seed } => seed,
+                            _ => 0,
+                        },
+                    },
+                    "centre" | "center" => ClipPosition::Centre,
+                    _ => return Err(bad_position(v)),
+                }
+            } else if !v.is_instance_of::<pyo3::types::PyBool>()
+                && let Ok(seconds) = v.extract::<f64>()
+            {
+                ClipPosition::Offset { seconds }
+            } else {
+                return Err(bad_position(v));
+            };
+        }
+        "seed" => {
+            let seed: u64 = v
+                .extract()
+                .map_err(|_| PyTypeError::new_err("FeatureConfig: seed must be a non-negative integer"))?;
+            match &mut cfg.position {
+                ClipPosition::Random { seed: s } => *s = seed,
+                _ => return Err(Error::invalid("FeatureConfig: seed only applies to position='random'").into()),
+            }
+        }
+        "htk" => {
+            let htk: bool = v
+                .extract()
+                .map_err(|_| PyTypeError::new_err("FeatureConfig: htk must be True or False"))?;
+            cfg.mel_scale = if htk { MelScale::Htk } else { MelScale::Slaney };
+        }
+        "norm" => {
+            cfg.mel_norm = match v.extract::<Option<String>>()?.as_deref() {
+                Some("slaney") => MelNorm::Slaney,
+                None => MelNorm::None,
+                Some(other) => {
+                    return Err(
+                        Error::invalid(format!("FeatureConfig: norm must be 'slaney' or None, got {other:?}")).into(),
+                    );
+                }
+            };
+        }
+        "log" => {
+            let kind: String = v
+                .extract()
+                .map_err(|_| PyTypeError::new_err("FeatureConfig: log must be 'db', 'log1p' or 'none'"))?;
+            cfg.log = match (kind.as_str(), cfg.log) {
+                ("db", LogScale::Db { .. }) | ("log1p", LogScale::Log1p { .. }) | ("none", LogScale::None) => cfg.log,
+                ("db", _) => LogScale::Db {
+                    reference: DbRef::Value { value: 1.0 },
+                    amin: 1e-10,
+                    top_db: Some(80.0),
+                },
+                ("log1p", _) => LogScale::Log1p { c: 1.0 },
+                ("none", _) => LogScale::None,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "FeatureConfig: log must be 'db', 'log1p' or 'none', got {kind:?}"
+                    ))
+                    .into());
+                }
+            };
+        }
+        "ref" | "amin" | "top_db" => {
+            let LogScale::Db {
+                reference,
+                amin,
+                top_db,
+            } = &mut cfg.log
+            else {
+                return Err(Error::invalid(format!("FeatureConfig: {name} only applies to log='db'")).into());
+            };
+            match name {
+                "ref" => {
+                    *reference = match v.extract::<String>() {
+                        Ok(s) if s == "max" => DbRef::Max,
+                        Ok(s) => {
+                            return Err(Error::invalid(format!(
+                                "FeatureConfig: ref must be a number or 'max', got {s:?}"
+                            ))
+                            .into());
+                        }
+                        Err(_) => DbRef::Value {
+                            value: v
+                                .extract()
+                                .map_err(|_| PyTypeError::new_err("FeatureConfig: ref must be a number or 'max'"))?,
+                        },
+                    }
+                }
+                "amin" => {
+                    *amin = v
+                        .extract()
+                        .map_err(|_| PyTypeError::new_err("FeatureConfig: amin must be a number"))?
+                }
+                _ => {
+                    *top_db = v
+                        .extract()
+                        .map_err(|_| PyTypeError::new_err("FeatureConfig: top_db must be a number or None"))?
+                }
+            }
+        }
+        "log1p_c" => {
+            let LogScale::Log1p { c } = &mut cfg.log else {
+                return Err(Error::invalid("FeatureConfig: log1p_c only applies to log='log1p'").into());
+            };
+            *c = v
+                .extract()
+                .map_err(|_| PyTypeError::new_err("FeatureConfig: log1p_c must be a number"))?;
+        }
+        other => {
+            return Err(PyTypeError::new_err(format!(
+                "FeatureConfig got an unknown setting {other:?}; the settings are {}",
+                FEATURE_SETTINGS.join(", ")
+            )));
+        }
+    }
+    Ok(cfg)
+}
+
+fn bad_position(v: &Bound<'_, PyAny>) -> PyErr {
+    Error::invalid(format!(
+        "FeatureConfig: position must be 'random', 'centre', seconds or ('spread', index, count), got {}",
+        v.repr().map_or_else(|_| "?".to_string(), |r| r.to_string())
+    ))
+    .into()
+}
+
+#[pymethods]
+impl PyFeatureConfig {
+    #[new]
+    #[pyo3(signature = (**settings))]
+    fn new(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        PyFeatureConfig {
+            inner: FeatureConfig::paper(),
+        }
+        .changed(settings)
+    }
+
+    /// The paper's front end, with any settings changed.
+    #[staticmethod]
+    #[pyo3(signature = (**settings))]
+    fn paper(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        Self::new(settings)
+    }
+
+    /// The paper's front end at 22,050 Hz, with any settings changed.
+    #[staticmethod]
+    #[pyo3(signature = (**settings))]
+    fn common(settings: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        PyFeatureConfig {
+            inner: FeatureConfig::common(),
+        }
+        .changed(settings)
+    }
+
+    /// A copy with the given settings changed.
+    #[pyo3(signature = (**changes))]
+    fn replace(&self, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        self.changed(changes)
+    }
+
+    /// `count` configs for excerpts spread evenly over each file, from its start to its end:
+    /// the several excerpts per song that FusionModel trains on. One alone is centred.
+    fn excerpts(&self, count: usize) -> PyResult<Vec<Self>> {
+        if count == 0 {
+            return Err(Error::invalid("excerpts: count must be positive").into());
+        }
+        Ok((0..count)
+            .map(|index| PyFeatureConfig {
+                inner: FeatureConfig {
+                    position: ClipPosition::Spread { index, count },
+                    ..self.inner.clone()
+                },
+            })
+            .collect())
+    }
+
+    /// (n_mels, frames) of one clip's features.
+    #[getter]
+    fn shape(&self) -> PyResult<(usize, usize)> {
+        let transform = LogMel::from_config(&self.inner)?;
+        Ok((transform.n_mels(), transform.n_frames(self.inner.clip_samples())))
+    }
+
+    /// The configuration as the core's JSON (a stable key for caches).
+    fn to_json(&self) -> PyResult<String> {
+        Ok(serde_json::to_string(&self.inner).map_err(|e| Error::invalid(e.to_string()))?)
+    }
+
+    #[staticmethod]
+    fn from_json(json: &str) -> PyResult<Self> {
+        let inner: FeatureConfig = super::convert::parse_json(json, "feature configuration")?;
+        inner.validate()?;
+        Ok(PyFeatureConfig { inner })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        let from_json = slf.get_type().getattr("from_json")?;
+        Ok((from_json, (slf.get().to_json()?,)))
+    }
+
+    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> PyResult<Py<PyAny>> {
+        let py = other.py();
+        let Ok(other) = other.cast::<Self>() else {
+            return Ok(py.NotImplemented());
+        };
+        let same = self.inner == other.get().inner;
+        match op {
+            pyo3::basic::CompareOp::Eq => Ok(same.into_pyobject(py)?.to_owned().into_any().unbind()),
+            pyo3::basic::CompareOp::Ne => Ok((!same).into_pyobject(py)?.to_owned().into_any().unbind()),
+            _ => Ok(py.NotImplemented()),
+        }
+    }
+
+    /// Equal configs hash equal (the fingerprint of the feature cache).
+    fn __hash__(&self) -> PyResult<u64> {
+        Ok(self.inner.fingerprint()?)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let mut parts = Vec::new();
+        let cfg = &slf.get().inner;
+        for name in FEATURE_SETTINGS {
+            let applies = match *name {
+                "seed" => matches!(cfg.position, ClipPosition::Random { .. }),
+                "ref" | "amin" | "top_db" => matches!(cfg.log, LogScale::Db { .. }),
+                "log1p_c" => matches!(cfg.log, LogScale::Log1p { .. }),
+                _ => true,
+            };
+            if applies {
+                parts.push(format!("{name}={}", slf.getattr(*name)?.repr()?));
+            }
+        }
+        Ok(format!("FeatureConfig({})", parts.join(", ")))
+    }
+
+    #[getter]
+    fn sample_rate(&self) -> u32 {
+        self.inner.sample_rate
+    }
+    #[getter]
+    fn clip_seconds(&self) -> f64 {
+        self.inner.clip_seconds
+    }
+    /// "random", "centre", seconds, or ("spread", index, count).
+    #[getter]
+    fn position<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self.inner.position {
+            ClipPosition::Random { .. } => "random".into_pyobject(py)?.into_any(),
+            ClipPosition::Centre => "centre".into_pyobject(py)?.into_any(),
+            ClipPosition::Offset { seconds } => seconds.into_pyobject(py)?.into_any(),
+            ClipPosition::Spread { index, count } => ("spread", index, count).into_pyobject(py)?.into_any(),
+        })
+    }
+    /// The random position's seed (None for the other positions).
+    #[getter]
+    fn seed(&self) -> Option<u64> {
+        match self.inner.position {
+            ClipPosition::Random { seed } => Some(seed),
+            _ => None,
+        }
+    }
+    #[getter]
+    fn min_seconds(&self) -> f64 {
+        self.inner.min_seconds
+    }
+    #[getter]
+    fn n_fft(&self) -> usize {
+        self.inner.stft.n_fft
+    }
+    #[getter]
+    fn hop_length(&self) -> usize {
+        self.inner.stft.hop_length
+    }
+    #[getter]
+    fn win_length(&self) -> usize {
+        self.inner.stft.win_length
+    }
+    #[getter]
+    fn window(&self) -> &'static str {
+        match self.inner.stft.window {
+            Window::Hann => "hann",
+            Window::Hamming => "hamming",
+        }
+    }
+    #[getter]
+    fn center(&self) -> bool {
+        self.inner.stft.center
+    }
+    #[getter]
+    fn pad_mode(&self) -> &'static str {
+        match self.inner.stft.pad_mode {
+            PadMode::Constant => "constant",
+            PadMode::Reflect => "reflect",
+        }
+    }
+    #[getter]
+    fn power(&self) -> f64 {
+        short(self.inner.stft.power)
+    }
+    #[getter]
+    fn n_mels(&self) -> usize {
+        self.inner.n_mels
+    }
+    #[getter]
+    fn fmin(&self) -> f64 {
+        short(self.inner.fmin)
+    }
+    /// None: the Nyquist frequency.
+    #[getter]
+    fn fmax(&self) -> Option<f64> {
+        self.inner.fmax.map(short)
+    }
+    #[getter]
+    fn htk(&self) -> bool {
+        self.inner.mel_scale == MelScale::Htk
+    }
+    #[getter]
+    fn norm(&self) -> Option<&'static str> {
+        match self.inner.mel_norm {
+            MelNorm::Slaney => Some("slaney"),
+            MelNorm::None => None,
+        }
+    }
+    #[getter]
+    fn log(&self) -> &'static str {
+        match self.inner.log {
+            LogScale::Db { .. } => "db",
+            LogScale::Log1p { .. } => "log1p",
+            LogScale::None => "none",
+        }
+    }
+    /// The dB reference: a number or "max" (None unless log="db").
+    #[getter]
+    #[pyo3(name = "ref")]
+    fn reference<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        Ok(match self.inner.log {
+            LogScale::Db {
+                reference: DbRef::Max, ..
+            } => Some("max".into_pyobject(py)?.into_any()),
+            LogScale::Db {
+                reference: DbRef::Value { value },
+                ..
+            } => Some(short(value).into_pyobject(py)?.into_any()),
+            _ => None,
+        })
+    }
+    #[getter]
+    fn amin(&self) -> Option<f64> {
+        match self.inner.log {
+            LogScale::Db { amin, .. } => Some(short(amin)),
+            _ => None,
+        }
+    }
+    #[getter]
+    fn top_db(&self) -> Option<f64> {
+        match self.inner.log {
+            LogScale::Db { top_db, .. } => top_db.map(short),
+            _ => None,
+        }
+    }
+    #[getter]
+    fn log1p_c(&self) -> Option<f64> {
+        match self.inner.log {
+            LogScale::Log1p { c } => Some(short(c)),
+            _ => None,
+        }
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyFeatureConfig>()?;
+    Ok(())
+}
