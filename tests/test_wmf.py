@@ -318,3 +318,29 @@ def test_pickles_and_comes_back_equal(world):
     np.testing.assert_array_equal(back.item_factors, model.item_factors)
     for a, b in zip(back.recommend(3, N=5), model.recommend(3, N=5)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_hyperparameters_are_a_typed_rust_class():
+    """WMF's settings live in musrec.WMFParams (the core's schema): named type errors, getters,
+    replace, equality, hashing and pickling; setting one on the model is validated too."""
+    import pickle
+
+    model = WMF(factors=8, regularization=0.05, alpha=40, confidence="log", eps=2, random_state=np.int64(3))
+    p = model.params
+    assert isinstance(p, musrec.WMFParams)
+    assert (p.factors, p.regularization, p.alpha, p.confidence, p.eps, p.random_state) == (8, 0.05, 40.0, "log", 2.0, 3)
+    assert (model.factors, model.alpha, model.solver) == (8, 40.0, "cg")
+    assert p == musrec.WMFParams(**p.to_dict()) and hash(p) == hash(p.replace())
+    assert pickle.loads(pickle.dumps(p)) == p
+    assert eval(repr(p), {"WMFParams": musrec.WMFParams}) == p
+    assert p.replace(factors=16).factors == 16 and p.factors == 8
+    model.iterations = 2
+    assert model.params.iterations == 2 and model.get_params()["iterations"] == 2
+    with pytest.raises(ValueError, match="iterations"):
+        model.iterations = -1
+    with pytest.raises(TypeError, match="factors must be an integer, got bool"):
+        WMF(factors=True)
+    with pytest.raises(ValueError, match="random_state"):
+        WMF(random_state=-1)
+    with pytest.raises(TypeError, match="unknown setting"):
+        p.replace(rank=3)

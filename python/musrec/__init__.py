@@ -21,7 +21,7 @@ import os
 os.environ.setdefault("CANDLE_NUM_THREADS", "1")
 
 from . import audio, data, experiment, metrics, report, synthetic  # noqa: E402
-from ._musrec import FormatError, MusrecError, NotFittedError, __version__  # noqa: E402
+from ._musrec import FormatError, MusrecError, NotFittedError, WMFParams, __version__  # noqa: E402
 from .experiment import reproduce  # noqa: E402
 from .fusion import FusionModel  # noqa: E402
 from .pipeline import Pipeline  # noqa: E402
@@ -30,6 +30,7 @@ from .wmf import WMF  # noqa: E402
 
 __all__ = [
     "WMF",
+    "WMFParams",
     "FusionModel",
     "Pipeline",
     "experiment",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
 from typing import Any, Callable, Union
@@ -16,6 +15,9 @@ from ._sparse import csr_tuple, ids, sorted_ids, to_csr
 
 IdsLike = Union[int, np.integer, "np.typing.ArrayLike"]
 
+#: The hyperparameters kept in :attr:`WMF.params` (their names come from the Rust class).
+_PARAMS = tuple(_musrec.WMFParams.SETTINGS)
+
 
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -23,16 +25,6 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return int(value)
-
-
-def _number(value: Any, name: str, minimum: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value) or value < minimum or (strict and value == minimum):
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
-    return value
 
 
 class WMF:
@@ -75,23 +67,20 @@ class WMF:
         num_threads: int = 0,
         calculate_training_loss: bool = False,
     ) -> None:
-        self.factors = _positive_int(factors, "factors")
-        self.regularization = _number(regularization, "regularization")
-        self.alpha = _number(alpha, "alpha")
-        if confidence not in ("linear", "log"):
-            raise ValueError(f"confidence must be 'linear' or 'log', got {confidence!r}")
-        self.confidence = confidence
-        self.eps = _number(eps, "eps", strict=True)
-        self.iterations = _positive_int(iterations, "iterations", minimum=0)
-        if solver not in ("cg", "cholesky"):
-            raise ValueError(f"solver must be 'cg' or 'cholesky', got {solver!r}")
-        self.solver = solver
-        self.cg_steps = _positive_int(cg_steps, "cg_steps")
-        if random_state is not None:
-            random_state = _positive_int(random_state, "random_state", minimum=0)
-        self.random_state = random_state
+        #: The hyperparameters, validated by the Rust core (:class:`musrec.WMFParams`).
+        self.params = _musrec.WMFParams(
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            confidence=confidence,
+            eps=eps,
+            iterations=iterations,
+            solver=solver,
+            cg_steps=cg_steps,
+            random_state=random_state,
+            calculate_training_loss=calculate_training_loss,
+        )
         self.num_threads = _positive_int(num_threads, "num_threads", minimum=0)
-        self.calculate_training_loss = bool(calculate_training_loss)
         self.user_factors: np.ndarray | None = None
         self.item_factors: np.ndarray | None = None
         #: Training loss after each iteration (when ``calculate_training_loss``).
@@ -107,21 +96,22 @@ class WMF:
         )
 
     # -- parameters ---------------------------------------------------------------------
-    def _params(self, seed: int = 0) -> str:
-        confidence: dict = {"kind": "linear"} if self.confidence == "linear" else {"kind": "log", "eps": self.eps}
-        solver: dict = {"kind": "cg", "steps": self.cg_steps} if self.solver == "cg" else {"kind": "cholesky"}
-        return json.dumps(
-            {
-                "factors": self.factors,
-                "regularization": self.regularization,
-                "alpha": self.alpha,
-                "confidence": confidence,
-                "iterations": self.iterations,
-                "solver": solver,
-                "seed": seed,
-                "compute_loss": self.calculate_training_loss,
-            }
-        )
+    def __getattr__(self, name: str) -> Any:
+        # The hyperparameters read as attributes (model.factors, model.alpha, ...).
+        if name in _PARAMS and "params" in self.__dict__:
+            return getattr(self.__dict__["params"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Setting a hyperparameter goes through the core's validation too.
+        if name in _PARAMS:
+            self.params = self.params.replace(**{name: value})
+        else:
+            super().__setattr__(name, value)
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's settings (scikit-learn's convention)."""
+        return {**self.params.to_dict(), "num_threads": self.num_threads}
 
     @property
     def n_users(self) -> int:
@@ -158,8 +148,9 @@ class WMF:
         bar = _progress.bar(self.iterations, "WMF", show_progress)
         try:
             users, items, losses, _, raised = _musrec.wmf_fit(
-                self._params(seed),
+                self.params,
                 csr_tuple(csr),
+                seed=seed,
                 num_threads=self.num_threads,
                 callback=_progress.callback(bar, callback),
             )
@@ -179,7 +170,7 @@ class WMF:
         self._require_fitted()
         csr = self._check_matrix(user_items, self.n_users)
         return _musrec.wmf_loss(
-            self._params(), csr_tuple(csr), self.user_factors, self.item_factors, num_threads=self.num_threads
+            self.params, csr_tuple(csr), self.user_factors, self.item_factors, num_threads=self.num_threads
         )
 
     # -- ranking --------------------------------------------------------------------------
@@ -350,7 +341,7 @@ class WMF:
             rows = to_csr(sp.csr_matrix(dense), "plays")
         if rows.shape[1] != n_other:
             raise ValueError(f"plays have {rows.shape[1]} entries but the model has {n_other} {other}")
-        out = _musrec.wmf_fold_in(self._params(), fixed, csr_tuple(rows), num_threads=self.num_threads)
+        out = _musrec.wmf_fold_in(self.params, fixed, csr_tuple(rows), num_threads=self.num_threads)
         single = (not sp.issparse(plays) and np.ndim(plays) == 1) or rows.shape[0] == 1
         return out[0] if single else out
 
@@ -378,27 +369,13 @@ class WMF:
         hyperparameters as JSON in the metadata), atomically: a crash leaves any previous
         file intact."""
         self._require_fitted()
-        _musrec.wmf_save(os.fspath(path), self._params(self.random_state or 0), self.user_factors, self.item_factors)
+        _musrec.wmf_save(os.fspath(path), self.params, self.user_factors, self.item_factors)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> WMF:
         """Read a model written by :meth:`save`. Raises FileNotFoundError or
         musrec.FormatError for a missing or invalid file."""
-        params_json, users, items = _musrec.wmf_load(os.fspath(path))
-        p = json.loads(params_json)
-        confidence = p["confidence"]
-        solver = p["solver"]
-        model = cls(
-            factors=p["factors"],
-            regularization=p["regularization"],
-            alpha=p["alpha"],
-            confidence=confidence["kind"],
-            eps=confidence.get("eps", 1.0),
-            iterations=p["iterations"],
-            solver=solver["kind"],
-            cg_steps=solver.get("steps", 3),
-            random_state=p["seed"],
-            calculate_training_loss=p["compute_loss"],
-        )
+        params, users, items = _musrec.wmf_load(os.fspath(path))
+        model = cls(**params.to_dict())
         model.user_factors, model.item_factors = users, items
         return model

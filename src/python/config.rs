@@ -525,7 +525,303 @@ impl PyFeatureConfig {
     }
 }
 
+/// The hyperparameters of a `musrec.WMF` (see its docstring for their meaning), validated by
+/// the core's `WmfParams`. `random_state` None means a fresh seed at every fit.
+#[pyclass(module = "musrec._musrec", name = "WMFParams", frozen)]
+#[derive(Clone, PartialEq)]
+pub struct PyWmfParams {
+    pub factors: usize,
+    pub regularization: f32,
+    pub alpha: f32,
+    pub confidence: String,
+    pub eps: f32,
+    pub iterations: usize,
+    pub solver: String,
+    pub cg_steps: usize,
+    pub random_state: Option<u64>,
+    pub calculate_training_loss: bool,
+}
+
+const WMF_SETTINGS: &[&str] = &[
+    "factors",
+    "regularization",
+    "alpha",
+    "confidence",
+    "eps",
+    "iterations",
+    "solver",
+    "cg_steps",
+    "random_state",
+    "calculate_training_loss",
+];
+
+impl PyWmfParams {
+    /// The core's parameters, fitting with `seed` (the random state's, else 0).
+    pub fn core(&self, seed: Option<u64>) -> crate::error::Result<crate::wmf::WmfParams> {
+        use crate::wmf::{Confidence, Solver, WmfParams};
+        let confidence = match self.confidence.as_str() {
+            "linear" => Confidence::Linear,
+            "log" => Confidence::Log { eps: self.eps },
+            other => {
+                return Err(Error::invalid(format!(
+                    "confidence must be 'linear' or 'log', got {other:?}"
+                )));
+            }
+        };
+        let solver = match self.solver.as_str() {
+            "cg" => Solver::Cg { steps: self.cg_steps },
+            "cholesky" => Solver::Cholesky,
+            other => {
+                return Err(Error::invalid(format!(
+                    "solver must be 'cg' or 'cholesky', got {other:?}"
+                )));
+            }
+        };
+        crate::ensure!(self.cg_steps >= 1, "cg_steps must be at least 1, got {}", self.cg_steps);
+        crate::ensure!(
+            self.eps.is_finite() && self.eps > 0.0,
+            "eps must be a finite number > 0, got {}",
+            self.eps
+        );
+        let params = WmfParams {
+            factors: self.factors,
+            regularization: self.regularization,
+            alpha: self.alpha,
+            confidence,
+            iterations: self.iterations,
+            solver,
+            seed: seed.or(self.random_state).unwrap_or(0),
+            compute_loss: self.calculate_training_loss,
+        };
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// The Python class's view of the core's parameters (a loaded model's).
+    pub fn from_core(p: &crate::wmf::WmfParams) -> Self {
+        use crate::wmf::{Confidence, Solver};
+        let (confidence, eps) = match p.confidence {
+            Confidence::Linear => ("linear", 1.0),
+            Confidence::Log { eps } => ("log", eps),
+        };
+        let (solver, cg_steps) = match p.solver {
+            Solver::Cg { steps } => ("cg", steps),
+            Solver::Cholesky => ("cholesky", 3),
+        };
+        PyWmfParams {
+            factors: p.factors,
+            regularization: p.regularization,
+            alpha: p.alpha,
+            confidence: confidence.into(),
+            eps,
+            iterations: p.iterations,
+            solver: solver.into(),
+            cg_steps,
+            random_state: Some(p.seed),
+            calculate_training_loss: p.compute_loss,
+        }
+    }
+
+    fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("factors", self.factors)?;
+        d.set_item("regularization", short(self.regularization))?;
+        d.set_item("alpha", short(self.alpha))?;
+        d.set_item("confidence", &self.confidence)?;
+        d.set_item("eps", short(self.eps))?;
+        d.set_item("iterations", self.iterations)?;
+        d.set_item("solver", &self.solver)?;
+        d.set_item("cg_steps", self.cg_steps)?;
+        d.set_item("random_state", self.random_state)?;
+        d.set_item("calculate_training_loss", self.calculate_training_loss)?;
+        Ok(d)
+    }
+}
+
+#[pymethods]
+impl PyWmfParams {
+    #[new]
+    #[pyo3(signature = (*, factors=None, regularization=None, alpha=None, confidence="linear".to_string(), eps=None,
+        iterations=None, solver="cg".to_string(), cg_steps=None, random_state=None, calculate_training_loss=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        factors: Option<&Bound<'_, PyAny>>,
+        regularization: Option<&Bound<'_, PyAny>>,
+        alpha: Option<&Bound<'_, PyAny>>,
+        confidence: String,
+        eps: Option<&Bound<'_, PyAny>>,
+        iterations: Option<&Bound<'_, PyAny>>,
+        solver: String,
+        cg_steps: Option<&Bound<'_, PyAny>>,
+        random_state: Option<&Bound<'_, PyAny>>,
+        calculate_training_loss: bool,
+    ) -> PyResult<Self> {
+        let p = PyWmfParams {
+            factors: count("factors", factors, 100, 1)?,
+            regularization: number("regularization", regularization, 0.01)?,
+            alpha: number("alpha", alpha, 1.0)?,
+            confidence,
+            eps: number("eps", eps, 1.0)?,
+            iterations: count("iterations", iterations, 15, 0)?,
+            solver,
+            cg_steps: count("cg_steps", cg_steps, 3, 1)?,
+            random_state: match random_state {
+                Some(v) if !v.is_none() => Some(count("random_state", Some(v), 0, 0)? as u64),
+                _ => None,
+            },
+            calculate_training_loss,
+        };
+        p.core(None)?;
+        Ok(p)
+    }
+
+    /// The names of the settings, in the constructor's order.
+    #[classattr]
+    #[pyo3(name = "SETTINGS")]
+    fn settings_names() -> Vec<&'static str> {
+        WMF_SETTINGS.to_vec()
+    }
+
+    /// A copy with the given settings changed (checked as the constructor checks them).
+    #[pyo3(signature = (**changes))]
+    fn replace<'py>(slf: &Bound<'py, Self>, changes: Option<&Bound<'py, PyDict>>) -> PyResult<Bound<'py, PyAny>> {
+        let settings = slf.get().settings(slf.py())?;
+        if let Some(changes) = changes {
+            for (k, v) in changes.iter() {
+                let name: String = k.extract()?;
+                if !WMF_SETTINGS.contains(&name.as_str()) {
+                    return Err(PyTypeError::new_err(format!(
+                        "WMFParams got an unknown setting {name:?}; the settings are {}",
+                        WMF_SETTINGS.join(", ")
+                    )));
+                }
+                settings.set_item(name, v)?;
+            }
+        }
+        slf.get_type().call((), Some(&settings))
+    }
+
+    /// The settings as a dict (what `WMFParams(**d)` takes).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.settings(py)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<Self>().is_ok_and(|o| self == o.get())
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.__repr__(py)?.hash(&mut h);
+        Ok(h.finish())
+    }
+
+    #[getter]
+    fn factors(&self) -> usize {
+        self.factors
+    }
+    #[getter]
+    fn regularization(&self) -> f64 {
+        short(self.regularization)
+    }
+    #[getter]
+    fn alpha(&self) -> f64 {
+        short(self.alpha)
+    }
+    #[getter]
+    fn confidence(&self) -> &str {
+        &self.confidence
+    }
+    #[getter]
+    fn eps(&self) -> f64 {
+        short(self.eps)
+    }
+    #[getter]
+    fn iterations(&self) -> usize {
+        self.iterations
+    }
+    #[getter]
+    fn solver(&self) -> &str {
+        &self.solver
+    }
+    #[getter]
+    fn cg_steps(&self) -> usize {
+        self.cg_steps
+    }
+    #[getter]
+    fn random_state(&self) -> Option<u64> {
+        self.random_state
+    }
+    #[getter]
+    fn calculate_training_loss(&self) -> bool {
+        self.calculate_training_loss
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyAny>,))> {
+        let py = slf.py();
+        let builtins = py.import("musrec._musrec")?;
+        let rebuild = builtins.getattr("_wmf_params")?;
+        Ok((rebuild, (slf.get().settings(py)?.into_any(),)))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let d = self.settings(py)?;
+        let mut parts = Vec::new();
+        for name in WMF_SETTINGS {
+            if let Some(v) = d.get_item(name)? {
+                parts.push(format!("{name}={}", v.repr()?));
+            }
+        }
+        Ok(format!("WMFParams({})", parts.join(", ")))
+    }
+}
+
+/// An integer setting >= `minimum` (not a bool, not a float), named in its errors.
+fn count(name: &str, v: Option<&Bound<'_, PyAny>>, default: usize, minimum: usize) -> PyResult<usize> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(default);
+    };
+    // Python and numpy integers have __index__; floats and strings do not.
+    if v.is_instance_of::<pyo3::types::PyBool>() || !v.hasattr("__index__")? {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be an integer, got {}",
+            v.get_type().name()?
+        )));
+    }
+    let value: i128 = v.call_method0("__index__")?.extract()?;
+    if value < minimum as i128 || value > usize::MAX as i128 {
+        return Err(Error::invalid(format!("{name} must be at least {minimum}, got {value}")).into());
+    }
+    Ok(value as usize)
+}
+
+/// A real-number setting (not a bool), named in its errors; the core checks its range.
+fn number(name: &str, v: Option<&Bound<'_, PyAny>>, default: f32) -> PyResult<f32> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(default);
+    };
+    if v.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(PyTypeError::new_err(format!("{name} must be a number, got bool")));
+    }
+    v.extract::<f64>().map(|x| x as f32).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must be a number, got {}",
+            v.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })
+}
+
+/// Pickling's rebuild of a WMFParams from its settings dict.
+#[pyfunction]
+fn _wmf_params(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+    let class = py.get_type::<PyWmfParams>();
+    Ok(class.call((), Some(settings))?.unbind())
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFeatureConfig>()?;
+    m.add_class::<PyWmfParams>()?;
+    m.add_function(wrap_pyfunction!(_wmf_params, m)?)?;
     Ok(())
 }

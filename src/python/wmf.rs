@@ -1,21 +1,16 @@
 //! Python bindings of WMF fitting, fold-in, persistence and top-N ranking.
 
-use super::convert::{CsrArgs, csr, detach_with_progress, matrix, parse_json, slice1, slice2};
+use super::config::PyWmfParams;
+use super::convert::{CsrArgs, csr, detach_with_progress, matrix, slice1, slice2};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::parallel::Threads;
 use crate::topk::{Exclusions, top_n as core_top_n};
-use crate::wmf::{self, WmfModel, WmfParams};
+use crate::wmf::{self, WmfModel};
 use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use std::path::PathBuf;
-
-fn parse_params(json: &str) -> Result<WmfParams> {
-    let p: WmfParams = parse_json(json, "WMF parameters")?;
-    p.validate()?;
-    Ok(p)
-}
 
 type Factors<'py> = Bound<'py, PyArray2<f32>>;
 /// (item ids, scores), queries x N.
@@ -25,18 +20,19 @@ type Ranked<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<f32>>);
 /// An exception (Ctrl-C, or one raised by `callback`) is returned rather than raised so
 /// the wrapper can keep the factors of the last complete iteration before re-raising it.
 #[pyfunction]
-#[pyo3(signature = (params_json, user_items, user_init=None, item_init=None, num_threads=0, callback=None))]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (params, user_items, seed=None, user_init=None, item_init=None, num_threads=0, callback=None))]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn wmf_fit<'py>(
     py: Python<'py>,
-    params_json: &str,
+    params: PyRef<'py, PyWmfParams>,
     user_items: CsrArgs<'py>,
+    seed: Option<u64>,
     user_init: Option<PyReadonlyArray2<'py, f32>>,
     item_init: Option<PyReadonlyArray2<'py, f32>>,
     num_threads: usize,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(Factors<'py>, Factors<'py>, Vec<f64>, usize, Option<Py<PyBaseException>>)> {
-    let params = parse_params(params_json)?;
+    let params = params.core(seed)?;
     let m = csr(&user_items)?;
     let warm = match (&user_init, &item_init) {
         (Some(u), Some(i)) => Some((slice2(u, "user_init")?.0.to_vec(), slice2(i, "item_init")?.0.to_vec())),
@@ -58,16 +54,16 @@ fn wmf_fit<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (params_json, user_items, user_factors, item_factors, num_threads=0))]
+#[pyo3(signature = (params, user_items, user_factors, item_factors, num_threads=0))]
 fn wmf_loss(
     py: Python<'_>,
-    params_json: &str,
+    params: PyRef<'_, PyWmfParams>,
     user_items: CsrArgs<'_>,
     user_factors: PyReadonlyArray2<'_, f32>,
     item_factors: PyReadonlyArray2<'_, f32>,
     num_threads: usize,
 ) -> PyResult<f64> {
-    let params = parse_params(params_json)?;
+    let params = params.core(None)?;
     let m = csr(&user_items)?;
     let (x, y) = (
         slice2(&user_factors, "user_factors")?.0,
@@ -79,15 +75,15 @@ fn wmf_loss(
 
 /// Exact factors for new rows (users against item factors, or items against user factors).
 #[pyfunction]
-#[pyo3(signature = (params_json, fixed, rows, num_threads=0))]
+#[pyo3(signature = (params, fixed, rows, num_threads=0))]
 fn wmf_fold_in<'py>(
     py: Python<'py>,
-    params_json: &str,
+    params: PyRef<'py, PyWmfParams>,
     fixed: PyReadonlyArray2<'py, f32>,
     rows: CsrArgs<'py>,
     num_threads: usize,
 ) -> PyResult<Factors<'py>> {
-    let params = parse_params(params_json)?;
+    let params = params.core(None)?;
     let (fixed, _, k) = slice2(&fixed, "factors")?;
     ensure_py(k == params.factors, || {
         format!("factors have {k} columns, expected {}", params.factors)
@@ -106,11 +102,11 @@ fn ensure_py(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
 fn wmf_save(
     py: Python<'_>,
     path: PathBuf,
-    params_json: &str,
+    params: PyRef<'_, PyWmfParams>,
     user_factors: PyReadonlyArray2<'_, f32>,
     item_factors: PyReadonlyArray2<'_, f32>,
 ) -> PyResult<()> {
-    let params = parse_params(params_json)?;
+    let params = params.core(None)?;
     let (x, n_users, ku) = slice2(&user_factors, "user_factors")?;
     let (y, n_items, ki) = slice2(&item_factors, "item_factors")?;
     ensure_py(ku == params.factors && ki == params.factors, || {
@@ -126,11 +122,11 @@ fn wmf_save(
     Ok(py.detach(|| wmf::save(&model, &path))?)
 }
 
-/// Returns (params_json, user_factors, item_factors).
+/// Returns (params, user_factors, item_factors).
 #[pyfunction]
-fn wmf_load<'py>(py: Python<'py>, path: PathBuf) -> PyResult<(String, Factors<'py>, Factors<'py>)> {
+fn wmf_load<'py>(py: Python<'py>, path: PathBuf) -> PyResult<(PyWmfParams, Factors<'py>, Factors<'py>)> {
     let model = py.detach(|| wmf::load(&path))?;
-    let params = serde_json::to_string(&model.params).map_err(|e| Error::invalid(e.to_string()))?;
+    let params = PyWmfParams::from_core(&model.params);
     let k = model.params.factors;
     Ok((
         params,
