@@ -356,3 +356,26 @@ def test_bad_inputs_raise_clear_errors(data):
         musrec.FusionModel.load("/nonexistent/model.safetensors")
     with pytest.raises(ValueError, match="checkpoint"):
         musrec.FusionModel("cnn", **SMALL).fit(spec, None, y, resume=True, show_progress=False)
+
+
+def test_settings_come_from_the_rust_config_types():
+    """The Python signature names exactly the core's settings, and they cross typed."""
+    import inspect
+
+    names = set(inspect.signature(musrec.FusionModel).parameters)
+    core = set(musrec._musrec.FusionCore.SETTINGS) - {"seed"}
+    assert core <= names, core - names
+    python_only = {"kind", "architecture", "random_state", "num_threads", "checkpoint", "seed"}
+    assert names - core == python_only
+    model = musrec.FusionModel("cnn", conv_channels=(8, 8, 8), dropout=0.3, stop_metric="recall")
+    config = model.config_
+    assert config["net"]["conv_channels"] == [8, 8, 8] and config["train"]["stop_metric"] == "recall"
+    assert config["net"]["dropout"] == pytest.approx(0.3)
+    with pytest.raises(TypeError, match="conv_channels"):
+        musrec.FusionModel("cnn", conv_channels="wide")
+    with pytest.raises(ValueError, match="stop_metric"):
+        musrec.FusionModel("cnn", stop_metric="auc")
+    with pytest.raises(ValueError, match="n_mels is not a setting"):
+        musrec._musrec.FusionCore("cnn", n_mels=4)
+    with pytest.raises(ValueError, match="unknown model setting"):
+        musrec._musrec.FusionCore("cnn", colour=4)

@@ -7,7 +7,6 @@ Rust core (candle) with the GIL released.
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
 from collections.abc import Mapping, Sequence
@@ -98,39 +97,9 @@ def _spectrograms(x: Any) -> np.ndarray | None:
     return None if x is None else np.ascontiguousarray(x, dtype=np.float32)
 
 
-#: The constructor's settings that go to the Rust core (the rest are Python's own).
-_SETTINGS = (
-    "conv_channels",
-    "kernel_size",
-    "pool_sizes",
-    "lstm_hidden",
-    "tag_dim",
-    "artist_dim",
-    "year_dim",
-    "mlp_hidden",
-    "dropout",
-    "reconstruction_weight",
-    "reconstruction_segments",
-    "wide",
-    "branch_relu",
-    "forget_bias",
-    "pool_max",
-    "audio_hidden",
-    "deep_metadata",
-    "wide_audio",
-    "learning_rate",
-    "weight_decay",
-    "batch_size",
-    "max_epochs",
-    "patience",
-    "clip_norm",
-    "stop_metric",
-    "recall_k",
-    "min_count",
-    "max_tags",
-    "max_artists",
-    "year_bucket",
-)
+#: The constructor's settings that go to the Rust core (the rest are Python's own); the
+#: names come from the core's config types (``seed`` is given as ``random_state``).
+_SETTINGS = tuple(name for name in _musrec.FusionCore.SETTINGS if name != "seed")
 
 
 def _targets(y: Any, name: str = "targets") -> np.ndarray:
@@ -256,9 +225,9 @@ class FusionModel:
         self.num_threads = int(num_threads)
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
         given = {k: v for k, v in locals().items() if k in _SETTINGS and v is not None}
-        settings = {k: [int(c) for c in v] if k in ("conv_channels", "pool_sizes") else v for k, v in given.items()}
+        settings = dict(given)
         settings["seed"] = _compat.random_state(random_state, seed, "FusionModel")
-        self._core = _musrec.FusionCore(kind, json.dumps(settings), architecture == "paper")
+        self._core = _musrec.FusionCore(kind, architecture == "paper", **settings)
 
     # ---- inputs -------------------------------------------------------------------------
     def _inputs(self, spectrograms: Any, metadata: MetadataLike | None) -> tuple[np.ndarray | None, tuple | None]:
@@ -317,8 +286,8 @@ class FusionModel:
         if resume and self.checkpoint is None:
             raise ValueError("resume=True needs a checkpoint path (FusionModel(checkpoint=...))")
         n = y.shape[0]
-        batch_size = json.loads(self._core.spec_json())["train"]["batch_size"]
-        max_epochs = json.loads(self._core.spec_json())["train"]["max_epochs"]
+        train = self._core.config["train"]
+        batch_size, max_epochs = train["batch_size"], train["max_epochs"]
         fraction = kwargs.get("val_fraction", 0.0)
         per_epoch = -(-max(1, n - int(round(n * fraction))) // batch_size)
         # The linear kinds are one closed-form solve: no batches to show.
@@ -395,7 +364,7 @@ class FusionModel:
     @property
     def config_(self) -> dict[str, Any]:
         """Network, training and metadata settings (with the fitted vocabularies)."""
-        return json.loads(self._core.spec_json())
+        return self._core.config
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model (weights, settings, vocabularies) as one safetensors file, atomically."""
@@ -406,8 +375,7 @@ class FusionModel:
         """Read a model written by :meth:`save`, or a training checkpoint (its best weights)."""
         model = cls.__new__(cls)
         model._core = _musrec.FusionCore.load(os.fspath(path))
-        spec = json.loads(model._core.spec_json())
-        model.kind = spec["net"]["kind"]
+        model.kind = model._core.config["net"]["kind"]
         model.num_threads = int(num_threads)
         model.checkpoint = None
         return model
@@ -418,9 +386,9 @@ class FusionModel:
         if self._core.is_fitted():
             state["_model_bytes"] = self._core.to_bytes()
         else:
-            spec = json.loads(self._core.spec_json())
-            net = {k: v for k, v in spec["net"].items() if k != "kind"}
-            state["_settings"] = json.dumps({**net, **spec["train"], **spec["metadata_options"]})
+            spec = self._core.config
+            given = {**spec["net"], **spec["train"], **spec["metadata_options"]}
+            state["_settings"] = {k: v for k, v in given.items() if k in _musrec.FusionCore.SETTINGS}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -429,7 +397,7 @@ class FusionModel:
         if model_bytes is not None:
             self._core = _musrec.FusionCore.from_bytes(model_bytes)
         else:
-            self._core = _musrec.FusionCore(self.kind, settings, False)
+            self._core = _musrec.FusionCore(self.kind, False, **settings)
 
     def __repr__(self) -> str:
         state = "fitted" if self._core.is_fitted() else "not fitted"

@@ -3,6 +3,7 @@
 //! bad value the core's ValueError), has a getter per setting, `replace(**changes)`,
 //! `__repr__`, `__eq__` and pickling. The Python front re-exports them; it validates nothing.
 
+use super::convert::to_json;
 use crate::audio::clip::ClipPosition;
 use crate::audio::features::{FeatureConfig, LogMel, LogScale};
 use crate::audio::mel::{MelNorm, MelScale};
@@ -13,38 +14,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use serde_json::Value;
 
-/// A Python value as JSON, for a setting whose core type serde then checks.
-fn to_json(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
-    if v.is_none() {
-        return Ok(Value::Null);
-    }
-    if let Ok(b) = v.cast::<pyo3::types::PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
-    }
-    if let Ok(i) = v.extract::<i64>() {
-        return Ok(Value::from(i));
-    }
-    if let Ok(x) = v.extract::<f64>() {
-        return serde_json::Number::from_f64(x)
-            .map(Value::Number)
-            .ok_or_else(|| Error::invalid(format!("{name} must be finite, got {x}")).into());
-    }
-    if let Ok(s) = v.extract::<String>() {
-        return Ok(Value::String(s));
-    }
-    Err(PyTypeError::new_err(format!(
-        "{name}: unsupported value of type {}",
-        v.get_type().name()?
-    )))
-}
-
 /// An f32 setting as the shortest decimal that reads back to it (1e-10, not 1.0000000133e-10).
 fn short(x: f32) -> f64 {
     x.to_string().parse().unwrap_or(f64::from(x))
 }
 
 /// serde's complaint about one setting, as the exception a Python user expects.
-fn setting_error(class: &str, name: &str, e: serde_json::Error) -> PyErr {
+pub fn setting_error(class: &str, name: &str, e: serde_json::Error) -> PyErr {
     let message = format!("{class}: bad value for {name}: {e}");
     if message.contains("invalid type") {
         PyTypeError::new_err(message)

@@ -104,3 +104,70 @@ pub fn detach_with_progress<T: Send>(
 pub fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
 }
+
+/// A Python value as JSON, for a setting whose core type serde then checks: None, bools,
+/// integers (numpy's too), floats, strings, and lists or tuples of these.
+pub fn to_json(name: &str, v: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    use pyo3::types::{PyBool, PyList, PyTuple};
+    use serde_json::Value;
+    if v.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if v.hasattr("__index__")?
+        && let Ok(i) = v.call_method0("__index__")?.extract::<i64>()
+    {
+        return Ok(Value::from(i));
+    }
+    if let Ok(x) = v.extract::<f64>() {
+        return serde_json::Number::from_f64(x)
+            .map(Value::Number)
+            .ok_or_else(|| Error::invalid(format!("{name} must be finite, got {x}")).into());
+    }
+    if let Ok(s) = v.extract::<String>() {
+        return Ok(Value::String(s));
+    }
+    if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        let mut out = Vec::new();
+        for item in v.try_iter()? {
+            out.push(to_json(name, &item?)?);
+        }
+        return Ok(Value::Array(out));
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "{name}: unsupported value of type {}",
+        v.get_type().name()?
+    )))
+}
+
+/// JSON as Python objects (dicts, lists, numbers, strings, None): reports and settings for
+/// the wrappers, without a JSON string in between.
+pub fn from_json<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_pyobject(py)?.into_any(),
+            (None, Some(u)) => u.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => s.into_pyobject(py)?.into_any(),
+        Value::Array(items) => {
+            let list = pyo3::types::PyList::empty(py);
+            for item in items {
+                list.append(from_json(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let d = pyo3::types::PyDict::new(py);
+            for (k, item) in map {
+                d.set_item(k, from_json(py, item)?)?;
+            }
+            d.into_any()
+        }
+    })
+}

@@ -1,7 +1,8 @@
 //! Python bindings of the stage-2 networks: `FusionCore` wraps `nn::FusionModel`; the
 //! Python `musrec.FusionModel` adds argument handling on top.
 
-use super::convert::{detach_with_progress, matrix, parse_json};
+use super::config::setting_error;
+use super::convert::{detach_with_progress, from_json, matrix, to_json};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::nn::{FusionModel, MetadataOptions, ModelKind, NetConfig, SongMetadata, Songs, TrainConfig, Validation};
@@ -9,7 +10,7 @@ use crate::parallel::Threads;
 use numpy::{PyArray2, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
 
 /// (tags with weights, artist, year) per song, as the wrapper normalises them.
@@ -21,31 +22,74 @@ fn with_settings(
     net: NetConfig,
     train: TrainConfig,
     options: MetadataOptions,
-    settings: &str,
-) -> Result<(NetConfig, TrainConfig, MetadataOptions)> {
+    given: serde_json::Map<String, serde_json::Value>,
+) -> PyResult<(NetConfig, TrainConfig, MetadataOptions)> {
     let bad = |e: serde_json::Error| Error::invalid(format!("bad model settings: {e}"));
     let mut values = [
         serde_json::to_value(net).map_err(bad)?,
         serde_json::to_value(train).map_err(bad)?,
         serde_json::to_value(options).map_err(bad)?,
     ];
-    let given: serde_json::Map<String, serde_json::Value> = parse_json(settings, "model settings")?;
     for (key, v) in given {
-        ensure!(key != "kind", "kind is given twice");
-        let target = values
-            .iter_mut()
-            .filter_map(|value| value.as_object_mut())
-            .find(|fields| fields.contains_key(&key))
-            .ok_or_else(|| Error::invalid(format!("unknown model setting {key:?}")))?;
-        target.insert(key, v);
+        ensure!(
+            !INTERNAL.contains(&key.as_str()),
+            "{key} is not a setting: it is set from the data (or given as the kind)"
+        );
+        let index = values
+            .iter()
+            .position(|value| value.as_object().is_some_and(|fields| fields.contains_key(&key)))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "unknown model setting {key:?}; the settings are {}",
+                    settings().join(", ")
+                ))
+            })?;
+        if let Some(fields) = values[index].as_object_mut() {
+            fields.insert(key.clone(), v);
+        }
+        // Read back at once, so a bad value is reported under its own name.
+        let value = values[index].clone();
+        let checked = match index {
+            0 => serde_json::from_value::<NetConfig>(value).map(|_| ()),
+            1 => serde_json::from_value::<TrainConfig>(value).map(|_| ()),
+            _ => serde_json::from_value::<MetadataOptions>(value).map(|_| ()),
+        };
+        checked.map_err(|e| setting_error("FusionModel", &key, e))?;
     }
     let [net, train, options] = values;
-    let parse = |e: serde_json::Error| Error::invalid(format!("bad model settings: {e}"));
     Ok((
-        serde_json::from_value(net).map_err(parse)?,
-        serde_json::from_value(train).map_err(parse)?,
-        serde_json::from_value(options).map_err(parse)?,
+        serde_json::from_value(net).map_err(bad)?,
+        serde_json::from_value(train).map_err(bad)?,
+        serde_json::from_value(options).map_err(bad)?,
     ))
+}
+
+/// Fields of the configs that come from the data or the kind, not from the user.
+const INTERNAL: &[&str] = &[
+    "kind",
+    "n_factors",
+    "n_mels",
+    "n_frames",
+    "n_tags",
+    "n_artists",
+    "n_years",
+];
+
+/// Every model setting a user may give, in the structs' order: network, training, metadata.
+fn settings() -> Vec<String> {
+    let net = NetConfig::new(ModelKind::Fusion, 1, 1, 1);
+    let fields = |v: serde_json::Value| -> Vec<String> {
+        v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    };
+    [
+        serde_json::to_value(net).unwrap_or_default(),
+        serde_json::to_value(TrainConfig::default()).unwrap_or_default(),
+        serde_json::to_value(MetadataOptions::default()).unwrap_or_default(),
+    ]
+    .into_iter()
+    .flat_map(fields)
+    .filter(|k| !INTERNAL.contains(&k.as_str()))
+    .collect()
 }
 
 fn metadata(arg: Option<MetadataArg>) -> Result<Option<Vec<SongMetadata>>> {
@@ -169,17 +213,26 @@ pub struct FusionCore {
 
 #[pymethods]
 impl FusionCore {
-    /// `settings_json`: a JSON object of network, training and metadata settings that replace
-    /// the defaults (musrec's, or with `paper` the paper's architecture).
+    /// `settings`: network, training and metadata settings (`SETTINGS`) that replace the
+    /// defaults (musrec's, or with `paper` the paper's architecture).
     #[new]
-    fn new(kind: &str, settings_json: &str, paper: bool) -> PyResult<Self> {
+    #[pyo3(signature = (kind, paper=false, **settings))]
+    fn new(kind: &str, paper: bool, settings: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut given = serde_json::Map::new();
+        if let Some(settings) = settings {
+            for (k, v) in settings.iter() {
+                let name: String = k.extract()?;
+                let value = to_json(&name, &v)?;
+                given.insert(name, value);
+            }
+        }
         let kind = ModelKind::parse(kind)?;
         let (net, train) = if paper {
             (NetConfig::paper(kind, 1, 1, 1), TrainConfig::paper())
         } else {
             (NetConfig::new(kind, 1, 1, 1), TrainConfig::default())
         };
-        let (template, train, options) = with_settings(net, train, MetadataOptions::default(), settings_json)?;
+        let (template, train, options) = with_settings(net, train, MetadataOptions::default(), given)?;
         Ok(FusionCore {
             inner: FusionModel::new(template, train, options)?,
         })
@@ -312,17 +365,26 @@ impl FusionCore {
         Ok(FusionCore { inner })
     }
 
-    /// Network, training and metadata settings with the fitted vocabularies, as JSON.
-    fn spec_json(&self) -> PyResult<String> {
+    /// The names of the settings the constructor takes, in the structs' order.
+    #[classattr]
+    #[pyo3(name = "SETTINGS")]
+    fn setting_names() -> Vec<String> {
+        settings()
+    }
+
+    /// Network, training and metadata settings (with the fitted vocabularies and the ridge
+    /// report once fitted), as a dict.
+    #[getter]
+    fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let value = match &self.inner.fitted {
-            Some(f) => serde_json::to_string(&f.spec),
-            None => serde_json::to_string(&serde_json::json!({
+            Some(f) => serde_json::to_value(&f.spec),
+            None => Ok(serde_json::json!({
                 "net": &self.inner.template,
                 "train": &self.inner.train_config,
                 "metadata_options": &self.inner.metadata_options,
             })),
         };
-        Ok(value.map_err(|e| Error::invalid(e.to_string()))?)
+        from_json(py, &value.map_err(|e| Error::invalid(e.to_string()))?)
     }
 
     /// (train_loss, validation_loss, epochs_done, best_epoch or None, stopped_early,
