@@ -397,8 +397,32 @@ def test_world_config_errors_are_clear(tmp_path):
         musrec.synthetic.write_world(tmp_path, duration=-1.0, show_progress=False)
     cfg = musrec.synthetic.world_config("paper")
     # 56,000 songs so that about 51,400 get plays and audio: the paper's 50,000 after de-sparsification
-    assert (cfg["listening"]["n_users"], cfg["listening"]["n_songs"]) == (10_000, 56_000)
-    assert json.dumps(cfg)
+    assert (cfg.n_users, cfg.n_songs) == (10_000, 56_000)
+    assert json.dumps(cfg.to_dict())
+    assert cfg.to_dict()["listening"]["n_songs"] == 56_000
+
+
+def test_world_config_is_a_typed_rust_class(tmp_path):
+    """The world's settings are the core's WorldFilesConfig, given and read flat."""
+    import pickle
+
+    WorldConfig = musrec.synthetic.WorldConfig
+    cfg = WorldConfig("tiny", n_users=600, sample_rate=8000, source_audio=tmp_path)
+    assert (cfg.n_users, cfg.n_songs, cfg.sample_rate, cfg.source_audio) == (600, 400, 8000, str(tmp_path))
+    assert cfg == musrec.synthetic.world_config("tiny", n_users=600, sample_rate=8000, source_audio=str(tmp_path))
+    assert cfg != WorldConfig("tiny") and hash(cfg) == hash(cfg.replace())
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert eval(repr(cfg), {"WorldConfig": WorldConfig}) == cfg
+    assert cfg.replace(n_users=10).n_users == 10 and cfg.n_users == 600
+    assert set(WorldConfig.SETTINGS) >= {"n_users", "seed", "duration", "audio_format", "source_audio"}
+    with pytest.raises(TypeError, match="n_users"):
+        WorldConfig(n_users="many")
+    with pytest.raises(ValueError, match="seed"):
+        WorldConfig(seed=-1)
+    with pytest.raises(ValueError, match="n_songs"):
+        WorldConfig(n_songs=1)
+    with pytest.raises(AttributeError):
+        cfg.colour
 
 
 def test_world_progress_counts_audio_files_and_can_be_stopped(tmp_path):

@@ -92,14 +92,13 @@ def prepare_world(
     truth = os.path.join(path, "world.json")
     if os.path.exists(truth):
         with open(truth, encoding="utf-8") as f:
-            if json.load(f).get("config") == config:
+            if json.load(f).get("config") == config.to_dict():
                 log(f"[world] reusing the synthetic world at {path}")
                 return path
         log(f"[world] {path} holds a different world; writing it again")
     partial = f"{path}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    n = config["listening"]
-    log(f"[world] writing a synthetic world of {n['n_users']:,} users x {n['n_songs']:,} songs to {path}")
+    log(f"[world] writing a synthetic world of {config.n_users:,} users x {config.n_songs:,} songs to {path}")
     synthetic.write_world(partial, base, seed=seed, num_threads=num_threads, show_progress=show_progress, **settings)
     shutil.rmtree(path, ignore_errors=True)
     os.replace(partial, path)
@@ -137,9 +136,9 @@ def pipeline(
     else:
         world = PRESETS[preset]["world"]
         size = {k: world[k] for k in ("n_users", "n_songs") if k in world}
-        listening = synthetic.world_config(world["preset"], **size)["listening"]
-        settings.setdefault("n_users", listening["n_users"])
-        settings.setdefault("n_songs", listening["n_songs"])
+        listening = synthetic.WorldConfig(world["preset"], **size)
+        settings.setdefault("n_users", listening.n_users)
+        settings.setdefault("n_songs", listening.n_songs)
     return Pipeline(
         data_dir,
         os.path.join(os.fspath(work_dir), "stages"),

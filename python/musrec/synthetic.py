@@ -24,7 +24,10 @@ import scipy.sparse as sp
 
 from . import _musrec, _progress
 
-__all__ = ["Listening", "audio_formats", "listening", "load_truth", "world_config", "write_world"]
+__all__ = ["Listening", "WorldConfig", "audio_formats", "listening", "load_truth", "world_config", "write_world"]
+
+WorldConfig = _musrec.WorldConfig
+WorldConfig.__module__ = __name__
 
 
 @dataclass
@@ -60,22 +63,18 @@ def listening(
     Deterministic for a given ``seed`` (and independent of the number of threads). The
     paper's size is ``n_users=10_000, n_songs=50_000`` (about 40 distinct songs per user).
     """
-    for name, value in (("n_users", n_users), ("n_songs", n_songs), ("n_genres", n_genres), ("style_dim", style_dim)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    config = {
-        "n_users": int(n_users),
-        "n_songs": int(n_songs),
-        "mean_songs_per_user": float(mean_songs_per_user),
-        "n_genres": int(n_genres),
-        "style_dim": int(style_dim),
-        "taste_strength": float(taste_strength),
-        "popularity_exponent": float(popularity_exponent),
-        "seed": int(seed),
-    }
-    out = _musrec.generate_listening(json.dumps(config))
+    config = WorldConfig(
+        "small",
+        n_users=n_users,
+        n_songs=n_songs,
+        mean_songs_per_user=mean_songs_per_user,
+        n_genres=n_genres,
+        style_dim=style_dim,
+        taste_strength=taste_strength,
+        popularity_exponent=popularity_exponent,
+        seed=seed,
+    )
+    out = _musrec.generate_listening(config)
     indptr, indices, data, rows, cols = out["plays"]
     return Listening(
         plays=sp.csr_matrix((data, indices, indptr), shape=(rows, cols)),
@@ -87,36 +86,27 @@ def listening(
     )
 
 
-def world_config(preset: str = "tiny", **overrides: Any) -> dict:
+def world_config(preset: str = "tiny", **overrides: Any) -> WorldConfig:
     """The configuration of a world preset (``"tiny"``: 300 users x 400 songs, seconds;
     ``"small"``: 2,000 x 5,000; ``"paper"``: 10,000 users x 56,000 songs at 80 songs per user,
-    so that the paper's 50,000 are played and have audio), with ``overrides`` applied.
+    so that the paper's 50,000 are played and have audio), with ``overrides`` applied: a
+    :class:`WorldConfig`, the same as ``WorldConfig(preset, **overrides)``.
 
-    Listening keys (``n_users``, ``n_songs``, ``mean_songs_per_user``, ``n_genres``,
-    ``style_dim``, ``taste_strength``, ``popularity_exponent``, ``seed``) go to the listening
-    part; the others (``sample_rate``, ``duration``, ``audio_format``, ``nested_audio``,
+    Listening settings (``n_users``, ``n_songs``, ``mean_songs_per_user``, ``n_genres``,
+    ``style_dim``, ``taste_strength``, ``popularity_exponent``, ``seed``) and the files'
+    (``sample_rate``, ``duration``, ``audio_format``, ``nested_audio``,
     ``songs_per_artist``, ``content_noise``, ``share_without_track``, ``share_without_audio``,
-    ``share_second_track``, ``share_without_tags``, ``share_unknown_year``) to the files.
-    ``audio_format`` is ``"wav"`` (the default), ``"flac"``, ``"ogg"`` (Ogg Vorbis) or
-    ``"mp3"``. ``source_audio`` (a directory of real recordings, searched recursively) cuts
-    the songs from real sound instead of synthesising them: see :func:`write_world`. MP3
-    takes only the MPEG sample rates (8,000, 11,025, 12,000, 16,000, 22,050,
-    24,000, 32,000, 44,100, 48,000 Hz) and FLAC at most 96,000 Hz; MP3 needs a build with the
-    ``lame`` cargo feature (see :func:`audio_formats`). Values are checked when the world is
-    written.
+    ``share_second_track``, ``share_without_tags``, ``share_unknown_year``, ``source_audio``)
+    are given and read flat (``WorldConfig.SETTINGS``); ``to_dict()`` is the nested form
+    ``world.json`` records. ``audio_format`` is ``"wav"`` (the default), ``"flac"``, ``"ogg"``
+    (Ogg Vorbis) or ``"mp3"``. ``source_audio`` (a directory of real recordings, searched
+    recursively) cuts the songs from real sound instead of synthesising them: see
+    :func:`write_world`. MP3 takes only the MPEG sample rates (8,000, 11,025, 12,000, 16,000,
+    22,050, 24,000, 32,000, 44,100, 48,000 Hz) and FLAC at most 96,000 Hz; MP3 needs a build
+    with the ``lame`` cargo feature (see :func:`audio_formats`). The Rust core validates every
+    value here.
     """
-    config = json.loads(_musrec.world_preset(preset))
-    if overrides.get("source_audio") is not None:
-        overrides["source_audio"] = os.fspath(overrides["source_audio"])
-    for key, value in overrides.items():
-        if key in config["listening"]:
-            config["listening"][key] = value
-        elif key in config:
-            config[key] = value
-        else:
-            known = sorted([*config["listening"], *(k for k in config if k != "listening")])
-            raise ValueError(f"unknown world setting {key!r}; expected one of {known}")
-    return config
+    return WorldConfig(preset, **overrides)
 
 
 def audio_formats() -> list[str]:
@@ -160,17 +150,15 @@ def write_world(
     with a progress bar; Ctrl-C stops it (files already written stay valid). Returns a
     summary of what was written and planted.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    config = world_config(preset, seed=int(seed), **overrides)
-    n_songs = config["listening"]["n_songs"]
+    config = WorldConfig(preset, seed=seed, **overrides)
+    n_songs = config.n_songs
     bar = _progress.bar(n_songs, "audio", show_progress)
     try:
         report = _progress.callback_with_total(bar, callback)
-        summary = _musrec.write_world(os.fspath(path), json.dumps(config), num_threads=num_threads, callback=report)
+        summary = _musrec.write_world(os.fspath(path), config, num_threads=num_threads, callback=report)
     finally:
         bar.close()
-    return json.loads(summary)
+    return summary
 
 
 def load_truth(path: str | os.PathLike) -> dict:

@@ -9,6 +9,7 @@ use crate::audio::features::{FeatureConfig, LogMel, LogScale};
 use crate::audio::mel::{MelNorm, MelScale};
 use crate::audio::spectrum::{DbRef, PadMode, Window};
 use crate::error::Error;
+use crate::synthetic::world::WorldFilesConfig;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -798,6 +799,147 @@ fn _wmf_params(py: Python<'_>, settings: &Bound<'_, PyDict>) -> PyResult<Py<PyAn
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFeatureConfig>()?;
     m.add_class::<PyWmfParams>()?;
+    m.add_class::<PyWorldConfig>()?;
     m.add_function(wrap_pyfunction!(_wmf_params, m)?)?;
     Ok(())
+}
+
+/// The synthetic world's configuration (`musrec.synthetic.WorldConfig`): the core's
+/// `WorldFilesConfig`, whose listening part's settings are given and read flat beside the
+/// files' (`WorldConfig("tiny", n_users=600, sample_rate=8000)`, `cfg.n_users`).
+#[pyclass(module = "musrec._musrec", name = "WorldConfig", frozen)]
+#[derive(Clone, PartialEq)]
+pub struct PyWorldConfig {
+    pub inner: WorldFilesConfig,
+}
+
+/// (flat name, JSON path) of every world setting: the listening part's first.
+fn world_settings() -> Vec<(String, Vec<String>)> {
+    let json = serde_json::to_value(WorldFilesConfig::default()).unwrap_or_default();
+    let mut out = Vec::new();
+    if let Some(top) = json.as_object() {
+        if let Some(listening) = top.get("listening").and_then(|v| v.as_object()) {
+            out.extend(
+                listening
+                    .keys()
+                    .map(|k| (k.clone(), vec!["listening".to_string(), k.clone()])),
+            );
+        }
+        out.extend(
+            top.keys()
+                .filter(|k| *k != "listening")
+                .map(|k| (k.clone(), vec![k.clone()])),
+        );
+    }
+    out
+}
+
+impl PyWorldConfig {
+    fn changed(&self, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut cfg = self.inner.clone();
+        if let Some(changes) = changes {
+            let known = world_settings();
+            for (k, v) in changes.iter() {
+                let name: String = k.extract()?;
+                let Some((_, path)) = known.iter().find(|(n, _)| *n == name) else {
+                    let names: Vec<&str> = known.iter().map(|(n, _)| n.as_str()).collect();
+                    return Err(Error::invalid(format!(
+                        "unknown world setting {name:?}; expected one of {}",
+                        names.join(", ")
+                    ))
+                    .into());
+                };
+                // Paths (source_audio) may be os.PathLike.
+                let v = if name == "source_audio" && !v.is_none() {
+                    v.py().import("os")?.call_method1("fspath", (v,))?
+                } else {
+                    v
+                };
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                cfg = set_field("WorldConfig", &cfg, &path, &name, to_json(&name, &v)?)?;
+            }
+        }
+        cfg.validate()?;
+        Ok(PyWorldConfig { inner: cfg })
+    }
+
+    fn json(&self) -> PyResult<Value> {
+        Ok(serde_json::to_value(&self.inner).map_err(|e| Error::invalid(e.to_string()))?)
+    }
+}
+
+#[pymethods]
+impl PyWorldConfig {
+    /// A preset ("tiny": 300 users x 400 songs; "small": 2,000 x 5,000; "paper": 10,000 users
+    /// x 56,000 songs) with the given settings changed.
+    #[new]
+    #[pyo3(signature = (preset="tiny", **settings))]
+    fn new(preset: &str, settings: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        PyWorldConfig {
+            inner: WorldFilesConfig::preset(preset)?,
+        }
+        .changed(settings)
+    }
+
+    /// The names of the settings: the listening part's, then the files'.
+    #[classattr]
+    #[pyo3(name = "SETTINGS")]
+    fn setting_names() -> Vec<String> {
+        world_settings().into_iter().map(|(n, _)| n).collect()
+    }
+
+    #[pyo3(signature = (**changes))]
+    fn replace(&self, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        self.changed(changes)
+    }
+
+    /// The nested form `world.json` records (`{"listening": {...}, "sample_rate": ...}`).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        super::convert::from_json(py, &self.json()?)
+    }
+
+    fn to_json(&self) -> PyResult<String> {
+        Ok(self.json()?.to_string())
+    }
+
+    #[staticmethod]
+    fn from_json(json: &str) -> PyResult<Self> {
+        let inner: WorldFilesConfig = super::convert::parse_json(json, "world config")?;
+        inner.validate()?;
+        Ok(PyWorldConfig { inner })
+    }
+
+    fn __getattr__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let json = self.json()?;
+        let found = world_settings()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, path)| path.iter().try_fold(&json, |v, k| v.get(k)).cloned());
+        match found {
+            Some(v) => super::convert::from_json(py, &v),
+            None => Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+                "'WorldConfig' object has no attribute {name:?}"
+            ))),
+        }
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<Self>().is_ok_and(|o| self == o.get())
+    }
+
+    fn __hash__(&self) -> PyResult<u64> {
+        Ok(crate::audio::features::fnv1a(self.to_json()?.as_bytes()))
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
+        Ok((slf.get_type().getattr("from_json")?, (slf.get().to_json()?,)))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let mut parts = Vec::new();
+        for (name, _) in world_settings() {
+            parts.push(format!("{name}={}", slf.getattr(name.as_str())?.repr()?));
+        }
+        Ok(format!("WorldConfig({})", parts.join(", ")))
+    }
 }

@@ -1,6 +1,7 @@
 //! Python bindings of the synthetic data, the train/test split and the ranking metrics.
 
-use super::convert::{CsrArgs, CsrOut, csr, csr_out, matrix, parse_json, slice2};
+use super::config::PyWorldConfig;
+use super::convert::{CsrArgs, CsrOut, csr, csr_out, matrix, slice2};
 use crate::ensure;
 use crate::metrics::{self, RankingMetrics};
 use crate::parallel::Threads;
@@ -109,10 +110,10 @@ fn train_test_split<'py>(
     Ok((csr_out(py, train), csr_out(py, test)))
 }
 
-/// The synthetic listening data; `config_json` is a serialised `WorldConfig`.
+/// The synthetic listening data of a world config's listening part.
 #[pyfunction]
-fn generate_listening<'py>(py: Python<'py>, config_json: &str) -> PyResult<Bound<'py, PyDict>> {
-    let cfg: WorldConfig = parse_json(config_json, "synthetic-world config")?;
+fn generate_listening<'py>(py: Python<'py>, config: PyRef<'py, PyWorldConfig>) -> PyResult<Bound<'py, PyDict>> {
+    let cfg: WorldConfig = config.inner.listening.clone();
     let world = py.detach(|| synthetic::generate_listening(&cfg))?;
     let d = PyDict::new(py);
     let dim = cfg.style_dim;

@@ -1,6 +1,7 @@
 //! Python bindings of the real-format loaders (`data/`) and the synthetic world writer.
 //! Reports cross as JSON strings (the Python side turns them into dicts).
 
+use super::config::PyWorldConfig;
 use super::convert::{CsrArgs, CsrOut, csr, csr_out, detach_with_progress, parse_json, slice1};
 use crate::data::dataset::{self, LoadOptions};
 use crate::data::desparsify::desparsify as desparsify_core;
@@ -164,12 +165,6 @@ fn load_dataset<'py>(
     Ok(d)
 }
 
-/// The JSON of a world preset ("tiny", "small", "paper").
-#[pyfunction]
-fn world_preset(name: &str) -> PyResult<String> {
-    Ok(json(&WorldFilesConfig::preset(name)?)?)
-}
-
 /// The audio formats this build writes (MP3 only with the `lame` feature).
 #[pyfunction]
 fn world_audio_formats() -> Vec<&'static str> {
@@ -179,22 +174,23 @@ fn world_audio_formats() -> Vec<&'static str> {
         .collect()
 }
 
-/// Write a synthetic world into `path`; `config_json` is a serialised `WorldFilesConfig`.
+/// Write a synthetic world into `path`; returns the summary of what was written and planted.
 #[pyfunction]
-#[pyo3(signature = (path, config_json, num_threads=0, callback=None))]
-fn write_world(
-    py: Python<'_>,
+#[pyo3(signature = (path, config, num_threads=0, callback=None))]
+fn write_world<'py>(
+    py: Python<'py>,
     path: PathBuf,
-    config_json: &str,
+    config: PyRef<'py, PyWorldConfig>,
     num_threads: usize,
     callback: Option<Py<PyAny>>,
-) -> PyResult<String> {
-    let cfg: WorldFilesConfig = parse_json(config_json, "world config")?;
+) -> PyResult<Bound<'py, PyAny>> {
+    let cfg: WorldFilesConfig = config.inner.clone();
     let threads = Threads::new(num_threads)?;
     let (result, raised) = detach_with_progress(py, callback, |progress| {
         world::write_world(&path, &cfg, &threads, progress)
     });
-    Ok(json(&finish(result, raised)?)?)
+    let summary = serde_json::to_value(finish(result, raised)?).map_err(|e| Error::invalid(e.to_string()))?;
+    super::convert::from_json(py, &summary)
 }
 
 /// Every f32 tensor of a safetensors file, as numpy arrays of their shapes.
@@ -217,7 +213,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(index_audio, m)?)?;
     m.add_function(wrap_pyfunction!(desparsify, m)?)?;
     m.add_function(wrap_pyfunction!(load_dataset, m)?)?;
-    m.add_function(wrap_pyfunction!(world_preset, m)?)?;
     m.add_function(wrap_pyfunction!(world_audio_formats, m)?)?;
     m.add_function(wrap_pyfunction!(write_world, m)?)?;
     m.add_function(wrap_pyfunction!(read_tensors, m)?)?;
