@@ -17,7 +17,6 @@ top_db); pass ``htk=True, norm=None, pad_mode="reflect"`` for those.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,18 +45,15 @@ __all__ = [
 def _stft(
     n_fft: int, hop_length: int | None, win_length: int | None, window: str, center: bool, pad_mode: str, power: float
 ) -> dict:
-    if window not in ("hann", "hamming"):
-        raise ValueError(f"window must be 'hann' or 'hamming', got {window!r}")
-    if pad_mode not in ("constant", "reflect"):
-        raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
+    # The core's StftConfig checks every value (types included); only the defaults are filled here.
     return {
-        "n_fft": int(n_fft),
-        "hop_length": int(hop_length if hop_length is not None else n_fft // 4),
-        "win_length": int(win_length if win_length is not None else n_fft),
+        "n_fft": n_fft,
+        "hop_length": hop_length if hop_length is not None else n_fft // 4,
+        "win_length": win_length if win_length is not None else n_fft,
         "window": window,
-        "center": bool(center),
+        "center": center,
         "pad_mode": pad_mode,
-        "power": float(power),
+        "power": power,
     }
 
 
@@ -65,11 +61,11 @@ def _mel(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None, htk:
     if norm not in ("slaney", None):
         raise ValueError(f"norm must be 'slaney' or None, got {norm!r}")
     return {
-        "sample_rate": int(sr),
-        "n_fft": int(n_fft),
-        "n_mels": int(n_mels),
-        "fmin": float(fmin),
-        "fmax": None if fmax is None else float(fmax),
+        "sample_rate": sr,
+        "n_fft": n_fft,
+        "n_mels": n_mels,
+        "fmin": fmin,
+        "fmax": fmax,
         "scale": "htk" if htk else "slaney",
         "norm": "slaney" if norm == "slaney" else "none",
     }
@@ -115,7 +111,7 @@ def stft_power(
 ) -> np.ndarray:
     """``np.abs(librosa.stft(y, ...)) ** power``: (1 + n_fft // 2, frames) float32."""
     return _musrec.stft_power(
-        _signal(y), json.dumps(_stft(n_fft, hop_length, win_length, window, center, pad_mode, power))
+        _signal(y), _stft(n_fft, hop_length, win_length, window, center, pad_mode, power)
     )
 
 
@@ -138,13 +134,13 @@ def melspectrogram(
     """Mel power spectrogram (n_mels, frames), as ``librosa.feature.melspectrogram``."""
     stft = _stft(n_fft, hop_length, win_length, window, center, pad_mode, power)
     mel = _mel(sr, n_fft, n_mels, fmin, fmax, htk, norm)
-    return _plan(json.dumps(stft), json.dumps(mel), json.dumps({"kind": "none"})).compute(_signal(y))
+    return _plan(tuple(stft.items()), tuple(mel.items())).compute(_signal(y))
 
 
 @lru_cache(maxsize=32)
-def _plan(stft_json: str, mel_json: str, log_json: str) -> _musrec.LogMelPlan:
+def _plan(stft: tuple, mel: tuple) -> _musrec.LogMelPlan:
     """FFT plan and filterbank, built once per configuration (librosa rebuilds them per call)."""
-    return _musrec.LogMelPlan(stft_json, mel_json, log_json)
+    return _musrec.LogMelPlan(dict(stft), dict(mel), {"kind": "none"})
 
 
 def _reference(ref: Any) -> dict:
@@ -165,7 +161,7 @@ def power_to_db(S: Any, ref: Any = 1.0, amin: float = 1e-10, top_db: float | Non
     if top_db is not None and top_db < 0:
         raise ValueError(f"top_db must be non-negative, got {top_db}")
     S = np.ascontiguousarray(S, dtype=np.float32)
-    return _musrec.db(S, json.dumps(_reference(ref)), float(amin), None if top_db is None else float(top_db))
+    return _musrec.db(S, _reference(ref), float(amin), None if top_db is None else float(top_db))
 
 
 def mel_filters(
@@ -178,7 +174,7 @@ def mel_filters(
     norm: str | None = "slaney",
 ) -> np.ndarray:
     """``librosa.filters.mel``: (n_mels, 1 + n_fft // 2) float32 weights."""
-    weights, _empty = _musrec.mel_filters(json.dumps(_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm)))
+    weights, _empty = _musrec.mel_filters(_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm))
     return weights
 
 

@@ -23,7 +23,6 @@ missing required file raises ``FileNotFoundError`` naming it, a corrupt SQLite f
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -92,7 +91,7 @@ def read_triplets(
         )
     finally:
         bar.close()
-    return Triplets(_csr(plays), users, songs, json.loads(report))
+    return Triplets(_csr(plays), users, songs, report)
 
 
 def read_track_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -101,9 +100,7 @@ def read_track_metadata(path: str | os.PathLike) -> dict[str, Any]:
     Keys: the ``songs`` table's columns, sorted by ``track_id``; ``year`` is 0 when unknown;
     ``report`` counts rows skipped for an empty track or song id.
     """
-    out = _musrec.read_track_metadata(os.fspath(path))
-    out["report"] = json.loads(out["report"])
-    return out
+    return _musrec.read_track_metadata(os.fspath(path))
 
 
 def read_tags(path: str | os.PathLike) -> dict[str, Any]:
@@ -112,15 +109,12 @@ def read_tags(path: str | os.PathLike) -> dict[str, Any]:
     duplicates and tracks without tags."""
     out = _musrec.read_tags(os.fspath(path))
     out["matrix"] = _csr(out["matrix"])
-    out["report"] = json.loads(out["report"])
     return out
 
 
 def read_unique_tracks(path: str | os.PathLike) -> dict[str, Any]:
     """The MSD ``unique_tracks.txt`` (``track_id<SEP>song_id<SEP>artist_name<SEP>title``)."""
-    out = _musrec.read_unique_tracks(os.fspath(path))
-    out["report"] = json.loads(out["report"])
-    return out
+    return _musrec.read_unique_tracks(os.fspath(path))
 
 
 def index_audio(path: str | os.PathLike) -> tuple[list[str], list[str], dict]:
@@ -128,7 +122,7 @@ def index_audio(path: str | os.PathLike) -> tuple[list[str], list[str], dict]:
     sorted by track id. Nothing is decoded; empty files, duplicates (mp3 preferred, then wav,
     flac, ogg) and other files are counted in the report."""
     tracks, paths, report = _musrec.index_audio(os.fspath(path))
-    return tracks, [os.fspath(p) for p in paths], json.loads(report)
+    return tracks, [os.fspath(p) for p in paths], report
 
 
 def desparsify(
@@ -146,7 +140,7 @@ def desparsify(
     m = to_csr(plays, "plays")
     flags = np.ascontiguousarray(eligible, dtype=bool).reshape(-1)
     out, users, songs, report = _musrec.desparsify(csr_tuple(m), flags, int(n_users), int(n_songs), int(rounds))
-    return _csr(out), np.asarray(users, np.int64), np.asarray(songs, np.int64), json.loads(report)
+    return _csr(out), np.asarray(users, np.int64), np.asarray(songs, np.int64), report
 
 
 @dataclass
@@ -235,7 +229,7 @@ def load(
     bar = _bytes_bar("triplets", show_progress)
     try:
         report = _progress.callback_with_total(bar, callback)
-        out = _musrec.load_dataset(os.fspath(path), json.dumps(options), callback=report)
+        out = _musrec.load_dataset(os.fspath(path), options, callback=report)
     finally:
         bar.close()
     s = out["songs"]
@@ -252,4 +246,4 @@ def load(
         tag_names=s["tag_names"],
         tags=_csr(s["tags"]),
     )
-    return Dataset(_csr(out["plays"]), out["user_ids"], songs, json.loads(out["report"]))
+    return Dataset(_csr(out["plays"]), out["user_ids"], songs, out["report"])

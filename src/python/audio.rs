@@ -1,7 +1,7 @@
 //! Python bindings of the audio front end.
 
 use super::config::PyFeatureConfig;
-use super::convert::{detach_with_progress, matrix, parse_json, slice1, slice2};
+use super::convert::{detach_with_progress, from_py, matrix, slice1, slice2};
 use crate::audio::cache::{CachedBatch, FeatureCache as Cache};
 use crate::audio::decode::load;
 use crate::audio::extract::{FileFailure, extract};
@@ -41,9 +41,9 @@ fn audio_load(
 fn stft_power<'py>(
     py: Python<'py>,
     y: PyReadonlyArray1<'py, f32>,
-    stft_json: &str,
+    stft: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-    let cfg: StftConfig = parse_json(stft_json, "STFT configuration")?;
+    let cfg: StftConfig = from_py("STFT configuration", stft)?;
     let y = slice1(&y, "y")?;
     let stft = Stft::new(&cfg)?;
     let frames = stft.n_frames(y.len());
@@ -60,10 +60,10 @@ struct LogMelPlan {
 #[pymethods]
 impl LogMelPlan {
     #[new]
-    fn new(stft_json: &str, mel_json: &str, log_json: &str) -> PyResult<Self> {
-        let stft: StftConfig = parse_json(stft_json, "STFT configuration")?;
-        let mel: MelConfig = parse_json(mel_json, "Mel configuration")?;
-        let log: LogScale = parse_json(log_json, "log scale")?;
+    fn new(stft: &Bound<'_, PyAny>, mel: &Bound<'_, PyAny>, log: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let stft: StftConfig = from_py("STFT configuration", stft)?;
+        let mel: MelConfig = from_py("Mel configuration", mel)?;
+        let log: LogScale = from_py("log scale", log)?;
         Ok(LogMelPlan {
             inner: LogMel::new(&stft, &mel, log)?,
         })
@@ -115,8 +115,8 @@ impl LogMelPlan {
 
 /// The Mel filterbank, n_mels x (1 + n_fft / 2), as librosa.filters.mel returns it.
 #[pyfunction]
-fn mel_filters<'py>(py: Python<'py>, mel_json: &str) -> PyResult<(Bound<'py, PyArray2<f32>>, Vec<usize>)> {
-    let cfg: MelConfig = parse_json(mel_json, "Mel configuration")?;
+fn mel_filters<'py>(py: Python<'py>, mel: &Bound<'py, PyAny>) -> PyResult<(Bound<'py, PyArray2<f32>>, Vec<usize>)> {
+    let cfg: MelConfig = from_py("Mel configuration", mel)?;
     let bank = MelFilterbank::new(&cfg)?;
     Ok((
         matrix(py, bank.dense(), bank.n_mels(), bank.n_bins())?,
@@ -126,15 +126,15 @@ fn mel_filters<'py>(py: Python<'py>, mel_json: &str) -> PyResult<(Bound<'py, PyA
 
 /// power_to_db on a copy of `s` (any shape).
 #[pyfunction]
-#[pyo3(signature = (s, reference_json, amin, top_db=None))]
+#[pyo3(signature = (s, reference, amin, top_db=None))]
 fn db<'py>(
     py: Python<'py>,
     s: PyReadonlyArrayDyn<'py, f32>,
-    reference_json: &str,
+    reference: &Bound<'py, PyAny>,
     amin: f32,
     top_db: Option<f32>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let reference: DbRef = parse_json(reference_json, "reference")?;
+    let reference: DbRef = from_py("reference", reference)?;
     let shape = s.shape().to_vec();
     let mut data = s
         .as_slice()

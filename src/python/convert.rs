@@ -100,9 +100,26 @@ pub fn detach_with_progress<T: Send>(
     (result, raised)
 }
 
-/// A JSON settings string from the Python wrappers, with `what` naming it in the error.
+/// A JSON string (a pickled config), with `what` naming it in the error.
 pub fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
+}
+
+/// A core config from the wrappers' dict (or value) of it, read through serde: a wrong type
+/// is a TypeError, a missing or unknown field or a bad value a ValueError, naming `what`.
+pub fn from_py<T: serde::de::DeserializeOwned>(what: &str, v: &Bound<'_, PyAny>) -> PyResult<T> {
+    // serde_path_to_error names the field that failed (`window`, not the whole config).
+    serde_path_to_error::deserialize(to_json(what, v)?).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { what.to_string() } else { field };
+        super::config::setting_error(what, &field, e.into_inner())
+    })
+}
+
+/// A report of the core as Python objects (dicts and lists).
+pub fn report<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+    let value = serde_json::to_value(value).map_err(|e| Error::invalid(format!("cannot convert a report: {e}")))?;
+    from_json(py, &value)
 }
 
 /// A Python value as JSON, for a setting whose core type serde then checks: None, bools,
@@ -128,6 +145,15 @@ pub fn to_json(name: &str, v: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> 
     }
     if let Ok(s) = v.extract::<String>() {
         return Ok(Value::String(s));
+    }
+    if let Ok(d) = v.cast::<pyo3::types::PyDict>() {
+        let mut out = serde_json::Map::new();
+        for (k, item) in d.iter() {
+            let key: String = k.extract()?;
+            let value = to_json(&key, &item)?;
+            out.insert(key, value);
+        }
+        return Ok(Value::Object(out));
     }
     if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
         let mut out = Vec::new();

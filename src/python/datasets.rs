@@ -2,7 +2,7 @@
 //! Reports cross as JSON strings (the Python side turns them into dicts).
 
 use super::config::PyWorldConfig;
-use super::convert::{CsrArgs, CsrOut, csr, csr_out, detach_with_progress, parse_json, slice1};
+use super::convert::{CsrArgs, CsrOut, csr, csr_out, detach_with_progress, from_py, report, slice1};
 use crate::data::dataset::{self, LoadOptions};
 use crate::data::desparsify::desparsify as desparsify_core;
 use crate::data::join::SongTable;
@@ -18,9 +18,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
 
-fn json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::invalid(format!("cannot serialise a report: {e}")))
-}
+/// A core report as Python objects (dicts and lists).
+type Report<'py> = Bound<'py, PyAny>;
 
 /// The exception a progress callback raised (or Ctrl-C) wins over the core's `Interrupted`.
 fn finish<T>(result: Result<T>, raised: Option<PyErr>) -> PyResult<T> {
@@ -37,10 +36,10 @@ fn read_triplets<'py>(
     path: PathBuf,
     strict: bool,
     callback: Option<Py<PyAny>>,
-) -> PyResult<(CsrOut<'py>, Vec<String>, Vec<String>, String)> {
+) -> PyResult<(CsrOut<'py>, Vec<String>, Vec<String>, Report<'py>)> {
     let (result, raised) = detach_with_progress(py, callback, |progress| triplets::read(&path, strict, progress));
     let t = finish(result, raised)?;
-    let report = json(&t.report)?;
+    let report = report(py, &t.report)?;
     Ok((csr_out(py, t.plays), t.user_ids, t.song_ids, report))
 }
 
@@ -59,7 +58,7 @@ fn read_track_metadata<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'p
     d.set_item("artist_familiarity", t.artist_familiarity.into_pyarray(py))?;
     d.set_item("artist_hotttnesss", t.artist_hotttnesss.into_pyarray(py))?;
     d.set_item("year", t.year.into_pyarray(py))?;
-    d.set_item("report", json(&t.skipped)?)?;
+    d.set_item("report", report(py, &t.skipped)?)?;
     Ok(d)
 }
 
@@ -67,7 +66,7 @@ fn read_track_metadata<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'p
 fn read_tags<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
     let t = py.detach(|| tags::read(&path))?;
     let d = PyDict::new(py);
-    let report = json(&t.report)?;
+    let report = report(py, &t.report)?;
     let n_tags = t.tag_names.len();
     let n_tracks = t.track_id.len();
     let indices: Vec<i32> = t.tag.iter().map(|&g| g as i32).collect();
@@ -89,7 +88,7 @@ fn read_tags<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>
 fn read_unique_tracks<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
     let t = py.detach(|| unique_tracks::read(&path))?;
     let d = PyDict::new(py);
-    d.set_item("report", json(&t.malformed)?)?;
+    d.set_item("report", report(py, &t.malformed)?)?;
     d.set_item("track_id", t.track_id)?;
     d.set_item("song_id", t.song_id)?;
     d.set_item("artist_name", t.artist_name)?;
@@ -98,9 +97,9 @@ fn read_unique_tracks<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py
 }
 
 #[pyfunction]
-fn index_audio(py: Python<'_>, path: PathBuf) -> PyResult<(Vec<String>, Vec<PathBuf>, String)> {
+fn index_audio(py: Python<'_>, path: PathBuf) -> PyResult<(Vec<String>, Vec<PathBuf>, Bound<'_, PyAny>)> {
     let idx = py.detach(|| audio_index::index(&path))?;
-    let report = json(&idx.report)?;
+    let report = report(py, &idx.report)?;
     Ok((idx.track_id, idx.path, report))
 }
 
@@ -112,11 +111,11 @@ fn desparsify<'py>(
     n_users: usize,
     n_songs: usize,
     rounds: usize,
-) -> PyResult<(CsrOut<'py>, Vec<usize>, Vec<usize>, String)> {
+) -> PyResult<(CsrOut<'py>, Vec<usize>, Vec<usize>, Report<'py>)> {
     let m = csr(&user_items)?;
     let eligible = slice1(&eligible, "eligible")?;
     let d = py.detach(|| desparsify_core(m, eligible, n_users, n_songs, rounds))?;
-    let report = json(&d.report)?;
+    let report = report(py, &d.report)?;
     Ok((csr_out(py, d.plays), d.users, d.songs, report))
 }
 
@@ -145,23 +144,23 @@ fn song_table<'py>(py: Python<'py>, t: SongTable) -> PyResult<Bound<'py, PyDict>
     Ok(d)
 }
 
-/// Load a dataset directory; `options_json` is a serialised `LoadOptions`.
+/// Load a dataset directory with `options` (the fields of `LoadOptions`).
 #[pyfunction]
-#[pyo3(signature = (path, options_json, callback=None))]
+#[pyo3(signature = (path, options, callback=None))]
 fn load_dataset<'py>(
     py: Python<'py>,
     path: PathBuf,
-    options_json: &str,
+    options: &Bound<'py, PyAny>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options: LoadOptions = parse_json(options_json, "load options")?;
+    let options: LoadOptions = from_py("load options", options)?;
     let (result, raised) = detach_with_progress(py, callback, |progress| dataset::load(&path, &options, progress));
     let data = finish(result, raised)?;
     let d = PyDict::new(py);
     d.set_item("plays", csr_out(py, data.plays))?;
     d.set_item("user_ids", data.user_ids)?;
     d.set_item("songs", song_table(py, data.songs)?)?;
-    d.set_item("report", json(&data.report)?)?;
+    d.set_item("report", report(py, &data.report)?)?;
     Ok(d)
 }
 
