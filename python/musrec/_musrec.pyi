@@ -62,6 +62,7 @@ class WMFParams:
 
 def _wmf_params(settings: dict[str, object]) -> WMFParams: ...
 def wmf_fit(
+    model: object,
     params: WMFParams,
     user_items: CsrTuple,
     seed: int | None = None,
@@ -69,7 +70,7 @@ def wmf_fit(
     item_init: F32 | None = None,
     num_threads: int = 0,
     callback: Callable[[int, int, float | None], None] | None = None,
-) -> tuple[F32, F32, list[float], int, BaseException | None]: ...
+) -> int: ...
 def wmf_loss(
     params: WMFParams, user_items: CsrTuple, user_factors: F32, item_factors: F32, num_threads: int = 0
 ) -> float: ...
@@ -202,7 +203,7 @@ def audio_extract(
     config: FeatureConfig,
     num_threads: int = 0,
     callback: Callable[[int, int, float | None], None] | None = None,
-) -> tuple[F32, list[bool], list[bool], list[bool], list[dict[str, object]], BaseException | None]: ...
+) -> tuple[F32, list[bool], list[bool], list[bool], list[dict[str, object]]]: ...
 def read_triplets(
     path: _Path, strict: bool = False, callback: Callable[[int, int, float | None], None] | None = None
 ) -> tuple[CsrTuple, list[str], list[str], dict[str, object]]: ...
@@ -250,7 +251,7 @@ class FeatureCache:
         paths: list[str],
         num_threads: int = 0,
         callback: Callable[[int, int, float | None], None] | None = None,
-    ) -> tuple[CachedFeatures, list[dict[str, object]], BaseException | None]: ...
+    ) -> tuple[CachedFeatures, list[dict[str, object]]]: ...
 
 class CachedFeatures:
     def __len__(self) -> int: ...
@@ -281,7 +282,7 @@ class FusionCore:
         resume: bool = False,
         num_threads: int = 0,
         callback: Callable[[int, int, float | None], None] | None = None,
-    ) -> BaseException | None: ...
+    ) -> None: ...
     def predict(
         self, spectrograms: F32 | None, metadata: _Metadata | None, batch_size: int = 256, num_threads: int = 0
     ) -> F32: ...

@@ -275,13 +275,11 @@ def extract(
         )
     bar = _progress.bar(len(paths), "log-Mel", show_progress)
     try:
-        features, ok, padded, truncated, failures, raised = _musrec.audio_extract(
+        features, ok, padded, truncated, failures = _musrec.audio_extract(
             paths, config, num_threads=num_threads, callback=_progress.callback(bar, callback)
         )
     finally:
         bar.close()
-    if raised is not None:
-        raise raised
     return ExtractResult(
         features,
         np.array(ok, bool),
@@ -340,13 +338,11 @@ class FeatureCache:
         paths = _path_list(paths)
         bar = _progress.bar(len(paths), "log-Mel (cached)", show_progress)
         try:
-            inner, failures, raised = self._inner.extract(
+            inner, failures = self._inner.extract(
                 paths, num_threads=num_threads, callback=_progress.callback(bar, callback)
             )
         finally:
             bar.close()
-        if raised is not None:
-            raise raised
         return CachedFeatures(inner, failures)
 
 

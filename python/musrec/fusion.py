@@ -293,7 +293,7 @@ class FusionModel:
         # The linear kinds are one closed-form solve: no batches to show.
         bar = _progress.bar(max_epochs * per_epoch, f"train {self.kind}", show_progress and self.kind in NETWORK_KINDS)
         try:
-            raised = self._core.fit(
+            self._core.fit(
                 spec,
                 meta,
                 y,
@@ -305,8 +305,6 @@ class FusionModel:
             )
         finally:
             bar.close()
-        if raised is not None:
-            raise raised
         return self
 
     # ---- inference ----------------------------------------------------------------------

@@ -145,9 +145,12 @@ class WMF:
         seed = self.random_state
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
+        self._user_items, self._normalized = csr, {}
         bar = _progress.bar(self.iterations, "WMF", show_progress)
         try:
-            users, items, losses, _, raised = _musrec.wmf_fit(
+            # Stores user_factors, item_factors and loss_history here, also when Ctrl-C stops it.
+            _musrec.wmf_fit(
+                self,
                 self.params,
                 csr_tuple(csr),
                 seed=seed,
@@ -156,12 +159,6 @@ class WMF:
             )
         finally:
             bar.close()
-        self.user_factors, self.item_factors = users, items
-        self.loss_history = list(losses)
-        self._user_items = csr
-        self._normalized = {}
-        if raised is not None:
-            raise raised
         return self
 
     def training_loss(self, user_items: Any) -> float:

@@ -1,7 +1,7 @@
 //! Python bindings of the audio front end.
 
 use super::config::PyFeatureConfig;
-use super::convert::{detach_with_progress, from_py, matrix, slice1, slice2};
+use super::convert::{enter, from_py, matrix, slice1, slice2};
 use crate::audio::cache::{CachedBatch, FeatureCache as Cache};
 use crate::audio::decode::load;
 use crate::audio::extract::{FileFailure, extract};
@@ -15,7 +15,7 @@ use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyBaseException, PyRuntimeError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rayon::prelude::*;
@@ -166,12 +166,10 @@ type Batch<'py> = (
     Vec<bool>,
     Vec<bool>,
     Vec<Bound<'py, PyDict>>,
-    Option<Py<PyBaseException>>,
 );
 
 /// Features of many files: (features files x n_mels x frames, ok, padded, truncated,
-/// failures as dicts, exception or None). An exception (Ctrl-C, callback) is returned, not
-/// raised, so the wrapper can keep what was extracted.
+/// failures as dicts).
 #[pyfunction]
 #[pyo3(signature = (paths, config, num_threads=0, callback=None))]
 fn audio_extract<'py>(
@@ -183,20 +181,12 @@ fn audio_extract<'py>(
 ) -> PyResult<Batch<'py>> {
     let cfg: FeatureConfig = config.inner.clone();
     let threads = Threads::new(num_threads)?;
-    let (result, raised) = detach_with_progress(py, callback, |progress| extract(&paths, &cfg, &threads, progress));
-    let out = result?;
+    let out = enter(py, callback, |progress| extract(&paths, &cfg, &threads, progress))?;
     let failures = failure_dicts(py, &out.failures)?;
     let n = paths.len();
     let features =
         Array3::from_shape_vec((n, out.n_mels, out.frames), out.features).map_err(|e| Error::invalid(e.to_string()))?;
-    Ok((
-        features.into_pyarray(py),
-        out.ok,
-        out.padded,
-        out.truncated,
-        failures,
-        raised.map(|e| e.into_value(py)),
-    ))
+    Ok((features.into_pyarray(py), out.ok, out.padded, out.truncated, failures))
 }
 
 /// The on-disk cache of one feature configuration (see `audio::cache`). One extract call at a
@@ -263,19 +253,16 @@ impl FeatureCache {
         let threads = Threads::new(num_threads)?;
         let mut guard = self.lock()?;
         let cache: &mut Cache = &mut guard;
-        let (result, raised) = detach_with_progress(py, callback, |progress| cache.extract(&paths, &threads, progress));
+        // The finished chunks stay in the cache when the extraction is stopped.
+        let batch = enter(py, callback, |progress| cache.extract(&paths, &threads, progress));
         drop(guard);
-        let batch = result?;
+        let batch = batch?;
         let failures = failure_dicts(py, &batch.failures)?;
-        Ok((
-            CachedFeatures { inner: batch },
-            failures,
-            raised.map(|e| e.into_value(py)),
-        ))
+        Ok((CachedFeatures { inner: batch }, failures))
     }
 }
 
-type CacheBatch<'py> = (CachedFeatures, Vec<Bound<'py, PyDict>>, Option<Py<PyBaseException>>);
+type CacheBatch<'py> = (CachedFeatures, Vec<Bound<'py, PyDict>>);
 
 /// Where a batch's features are in the cache; rows are read on demand.
 #[pyclass(frozen)]

@@ -72,14 +72,25 @@ pub fn matrix<'py, T: numpy::Element>(
     Ok(arr.into_pyarray(py))
 }
 
-/// Run `work` without the GIL. Its progress callback re-takes the GIL briefly to check for
-/// Ctrl-C and to call `callback(done, total, loss)`; an exception from either stops the
-/// work cleanly and is handed back (not raised) so the caller can keep partial results.
-pub fn detach_with_progress<T: Send>(
+/// The one way heavy work runs: without the GIL, with a progress hook that re-takes it
+/// briefly to check for Ctrl-C and to call `callback(done, total, loss)`. An exception from
+/// either stops the work cleanly (the core sees `Interrupted`) and is what this raises.
+pub fn enter<T: Send>(
     py: Python<'_>,
     callback: Option<Py<PyAny>>,
     work: impl FnOnce(&mut dyn FnMut(Step) -> Result<()>) -> Result<T> + Send,
-) -> (Result<T>, Option<PyErr>) {
+) -> PyResult<T> {
+    enter_keeping(py, callback, work, |_, value| Ok(value))
+}
+
+/// [`enter`], handing what the work returned to `keep` before raising, so a stopped fit can
+/// store its last complete state (the core returns partial results when interrupted).
+pub fn enter_keeping<T: Send, R>(
+    py: Python<'_>,
+    callback: Option<Py<PyAny>>,
+    work: impl FnOnce(&mut dyn FnMut(Step) -> Result<()>) -> Result<T> + Send,
+    keep: impl FnOnce(Python<'_>, T) -> PyResult<R>,
+) -> PyResult<R> {
     let mut raised: Option<PyErr> = None;
     let result = py.detach(|| {
         let mut progress = |step: Step| -> Result<()> {
@@ -97,7 +108,18 @@ pub fn detach_with_progress<T: Send>(
         };
         work(&mut progress)
     });
-    (result, raised)
+    match (result, raised) {
+        (Ok(value), raised) => {
+            let kept = keep(py, value)?;
+            match raised {
+                Some(e) => Err(e),
+                None => Ok(kept),
+            }
+        }
+        // The callback's exception (or Ctrl-C) wins over the core's `Interrupted`.
+        (Err(_), Some(e)) => Err(e),
+        (Err(e), None) => Err(e.into()),
+    }
 }
 
 /// A JSON string (a pickled config), with `what` naming it in the error.

@@ -2,12 +2,12 @@
 //! Reports cross as JSON strings (the Python side turns them into dicts).
 
 use super::config::PyWorldConfig;
-use super::convert::{CsrArgs, CsrOut, csr, csr_out, detach_with_progress, from_py, report, slice1};
+use super::convert::{CsrArgs, CsrOut, csr, csr_out, enter, from_py, report, slice1};
 use crate::data::dataset::{self, LoadOptions};
 use crate::data::desparsify::desparsify as desparsify_core;
 use crate::data::join::SongTable;
 use crate::data::{audio_index, metadata, tags, triplets, unique_tracks};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::io::load_tensors;
 use crate::parallel::Threads;
 use crate::sparse::Csr;
@@ -21,14 +21,6 @@ use std::path::PathBuf;
 /// A core report as Python objects (dicts and lists).
 type Report<'py> = Bound<'py, PyAny>;
 
-/// The exception a progress callback raised (or Ctrl-C) wins over the core's `Interrupted`.
-fn finish<T>(result: Result<T>, raised: Option<PyErr>) -> PyResult<T> {
-    match (result, raised) {
-        (Err(_), Some(err)) => Err(err),
-        (result, _) => Ok(result?),
-    }
-}
-
 #[pyfunction]
 #[pyo3(signature = (path, strict=false, callback=None))]
 fn read_triplets<'py>(
@@ -37,8 +29,7 @@ fn read_triplets<'py>(
     strict: bool,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(CsrOut<'py>, Vec<String>, Vec<String>, Report<'py>)> {
-    let (result, raised) = detach_with_progress(py, callback, |progress| triplets::read(&path, strict, progress));
-    let t = finish(result, raised)?;
+    let t = enter(py, callback, |progress| triplets::read(&path, strict, progress))?;
     let report = report(py, &t.report)?;
     Ok((csr_out(py, t.plays), t.user_ids, t.song_ids, report))
 }
@@ -154,8 +145,7 @@ fn load_dataset<'py>(
     callback: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let options: LoadOptions = from_py("load options", options)?;
-    let (result, raised) = detach_with_progress(py, callback, |progress| dataset::load(&path, &options, progress));
-    let data = finish(result, raised)?;
+    let data = enter(py, callback, |progress| dataset::load(&path, &options, progress))?;
     let d = PyDict::new(py);
     d.set_item("plays", csr_out(py, data.plays))?;
     d.set_item("user_ids", data.user_ids)?;
@@ -185,11 +175,10 @@ fn write_world<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let cfg: WorldFilesConfig = config.inner.clone();
     let threads = Threads::new(num_threads)?;
-    let (result, raised) = detach_with_progress(py, callback, |progress| {
+    let summary = enter(py, callback, |progress| {
         world::write_world(&path, &cfg, &threads, progress)
-    });
-    let summary = serde_json::to_value(finish(result, raised)?).map_err(|e| Error::invalid(e.to_string()))?;
-    super::convert::from_json(py, &summary)
+    })?;
+    report(py, &summary)
 }
 
 /// Every f32 tensor of a safetensors file, as numpy arrays of their shapes.

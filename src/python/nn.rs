@@ -2,13 +2,12 @@
 //! Python `musrec.FusionModel` adds argument handling on top.
 
 use super::config::setting_error;
-use super::convert::{detach_with_progress, from_json, matrix, to_json};
+use super::convert::{enter, from_json, matrix, to_json};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::nn::{FusionModel, MetadataOptions, ModelKind, NetConfig, SongMetadata, Songs, TrainConfig, Validation};
 use crate::parallel::Threads;
 use numpy::{PyArray2, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
@@ -238,7 +237,8 @@ impl FusionCore {
         })
     }
 
-    /// Train; returns the exception that stopped it early (Ctrl-C, callback) or None.
+    /// Train. Ctrl-C or an exception from `callback` stops it with the best weights so far
+    /// kept, then propagates.
     #[pyo3(signature = (spectrograms, metadata, targets, val_spectrograms=None, val_metadata=None,
         val_targets=None, val_fraction=None, users=None, checkpoint=None, resume=false, num_threads=0,
         callback=None))]
@@ -258,7 +258,7 @@ impl FusionCore {
         resume: bool,
         num_threads: usize,
         callback: Option<Py<PyAny>>,
-    ) -> PyResult<Option<Py<PyBaseException>>> {
+    ) -> PyResult<()> {
         let train = SongArgs::new(&spectrograms, metadata, &targets)?;
         let held_out = if val_targets.is_some() {
             Some(SongArgs::new(&val_spectrograms, val_metadata, &val_targets)?)
@@ -282,7 +282,8 @@ impl FusionCore {
         };
         let threads = Threads::new(num_threads)?;
         let model = &mut self.inner;
-        let (result, raised) = detach_with_progress(py, callback, |progress| {
+        // On a stop the core keeps the best weights so far in the model, then this raises.
+        enter(py, callback, |progress| {
             let validation = match (&held_out, val_fraction) {
                 (Some(v), _) => Validation::Songs(v.songs()),
                 (None, Some(f)) => Validation::Fraction(f),
@@ -297,14 +298,7 @@ impl FusionCore {
                 &threads,
                 progress,
             )
-        });
-        match (result, raised) {
-            (Err(Error::Interrupted), Some(e)) => Ok(Some(e.into_value(py))),
-            (result, _) => {
-                result?;
-                Ok(None)
-            }
-        }
+        })
     }
 
     #[pyo3(signature = (spectrograms, metadata, batch_size=256, num_threads=0))]

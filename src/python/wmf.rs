@@ -1,14 +1,13 @@
 //! Python bindings of WMF fitting, fold-in, persistence and top-N ranking.
 
 use super::config::PyWmfParams;
-use super::convert::{CsrArgs, csr, detach_with_progress, matrix, slice1, slice2};
+use super::convert::{CsrArgs, csr, enter_keeping, matrix, slice1, slice2};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::parallel::Threads;
 use crate::topk::{Exclusions, top_n as core_top_n};
 use crate::wmf::{self, WmfModel};
 use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2};
-use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use std::path::PathBuf;
 
@@ -16,14 +15,17 @@ type Factors<'py> = Bound<'py, PyArray2<f32>>;
 /// (item ids, scores), queries x N.
 type Ranked<'py> = (Bound<'py, PyArray2<i32>>, Bound<'py, PyArray2<f32>>);
 
-/// Fit; returns (user_factors, item_factors, losses, iterations_done, exception or None).
-/// An exception (Ctrl-C, or one raised by `callback`) is returned rather than raised so
-/// the wrapper can keep the factors of the last complete iteration before re-raising it.
+/// Fit, storing `user_factors`, `item_factors` and `loss_history` on `model` (the Python
+/// WMF); returns the iterations done. Ctrl-C or an exception from `callback` stops after the
+/// current half-sweep: the factors of the last complete iteration are stored, then it
+/// propagates.
 #[pyfunction]
-#[pyo3(signature = (params, user_items, seed=None, user_init=None, item_init=None, num_threads=0, callback=None))]
-#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+#[pyo3(signature = (model, params, user_items, seed=None, user_init=None, item_init=None, num_threads=0,
+    callback=None))]
+#[allow(clippy::too_many_arguments)]
 fn wmf_fit<'py>(
     py: Python<'py>,
+    model: &Bound<'py, PyAny>,
     params: PyRef<'py, PyWmfParams>,
     user_items: CsrArgs<'py>,
     seed: Option<u64>,
@@ -31,7 +33,7 @@ fn wmf_fit<'py>(
     item_init: Option<PyReadonlyArray2<'py, f32>>,
     num_threads: usize,
     callback: Option<Py<PyAny>>,
-) -> PyResult<(Factors<'py>, Factors<'py>, Vec<f64>, usize, Option<Py<PyBaseException>>)> {
+) -> PyResult<usize> {
     let params = params.core(seed)?;
     let m = csr(&user_items)?;
     let warm = match (&user_init, &item_init) {
@@ -40,17 +42,18 @@ fn wmf_fit<'py>(
         _ => return Err(Error::invalid("give both user_init and item_init, or neither").into()),
     };
     let threads = Threads::new(num_threads)?;
-    let (result, raised) =
-        detach_with_progress(py, callback, |progress| wmf::fit(&params, m, warm, &threads, progress));
-    let (model, report) = result?;
     let k = params.factors;
-    Ok((
-        matrix(py, model.user_factors, model.n_users, k)?,
-        matrix(py, model.item_factors, model.n_items, k)?,
-        report.losses,
-        report.iterations_done,
-        raised.map(|e| e.into_value(py)),
-    ))
+    enter_keeping(
+        py,
+        callback,
+        |progress| wmf::fit(&params, m, warm, &threads, progress),
+        |py, (fitted, report)| {
+            model.setattr("user_factors", matrix(py, fitted.user_factors, fitted.n_users, k)?)?;
+            model.setattr("item_factors", matrix(py, fitted.item_factors, fitted.n_items, k)?)?;
+            model.setattr("loss_history", report.losses)?;
+            Ok(report.iterations_done)
+        },
+    )
 }
 
 #[pyfunction]
