@@ -36,10 +36,9 @@ import sys
 import time
 import zipfile
 
+import musrec
 import numpy as np
 import scipy.sparse as sp
-
-import musrec
 from musrec import experiment, metrics
 
 #: Debian packages of freely licensed game music, and where their recordings are.
@@ -153,9 +152,7 @@ def main() -> int:
         help="a FusionModel setting for every network, e.g. stop_metric=recall (repeatable)",
     )
     ap.add_argument("--seed", type=int, default=0, help="the world's seed")
-    ap.add_argument(
-        "--seeds", default="0", help="the experiment's seeds (song split, initialisation), comma-separated"
-    )
+    ap.add_argument("--seeds", default="0", help="the experiment's seeds (song split, initialisation), comma-separated")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
 
@@ -183,9 +180,7 @@ def main() -> int:
         recordings = args.recordings or gather_recordings(args.work)
         extra = {k: float(v) for k, v in (item.split("=", 1) for item in args.world)}
         tag = "".join(f"-{k}{v:g}" for k, v in sorted(extra.items()))
-        world = os.path.join(
-            args.work, f"world-{args.songs}x{args.users}-{args.song_seconds:g}s{tag}-seed{args.seed}"
-        )
+        world = os.path.join(args.work, f"world-{args.songs}x{args.users}-{args.song_seconds:g}s{tag}-seed{args.seed}")
         if not os.path.exists(os.path.join(world, "world.json")):
             partial = world + ".partial"
             shutil.rmtree(partial, ignore_errors=True)
@@ -219,8 +214,10 @@ def main() -> int:
             **overrides,
         )
         result = pipe.run()
-        out = os.path.join(args.out, args.architecture, f"seed{seed}") if len(seeds) > 1 else os.path.join(
-            args.out, args.architecture
+        out = (
+            os.path.join(args.out, args.architecture, f"seed{seed}")
+            if len(seeds) > 1
+            else os.path.join(args.out, args.architecture)
         )
         result.write(out)
         runs.append((seed, result, content_ceiling(pipe, world)))
@@ -230,7 +227,9 @@ def main() -> int:
         f"\n{args.sound}-sound world {world}, {args.architecture} networks, {args.excerpts} excerpt(s) per song, "
         f"cold-start {args.split}, seeds {args.seeds} ({cpu_model()}, {os.cpu_count()} CPUs)"
     )
-    print(f"{s['users']:,} users x {s['songs']:,} songs; {s['training_songs']:,} training, {s['test_songs']:,} cold-start")
+    print(
+        f"{s['users']:,} users x {s['songs']:,} songs; {s['training_songs']:,} training, {s['test_songs']:,} cold-start"
+    )
 
     def at(result, model: str, n: int, key: str) -> float:
         row = next((r for r in result.figure2 if r["model"] == model and r["N"] == n), None)

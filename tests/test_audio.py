@@ -364,7 +364,13 @@ def test_feature_config_is_a_typed_class():
 
     cfg = audio.FeatureConfig(sample_rate=22050, n_fft=2048, hop_length=512, win_length=2048, n_mels=64)
     assert (cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.window, cfg.log, cfg.ref, cfg.amin) == (
-        22050, 2048, 64, "hamming", "db", 1.0, 1e-10
+        22050,
+        2048,
+        64,
+        "hamming",
+        "db",
+        1.0,
+        1e-10,
     )
     assert cfg.shape == (64, 130)
     assert audio.FeatureConfig() == audio.FeatureConfig.paper() != cfg
@@ -374,7 +380,12 @@ def test_feature_config_is_a_typed_class():
     assert eval(repr(cfg), {"FeatureConfig": audio.FeatureConfig}) == cfg
     changed = cfg.replace(position="centre", htk=True, norm=None, log="log1p", log1p_c=10)
     assert (changed.position, changed.seed, changed.htk, changed.norm, changed.log1p_c, changed.ref) == (
-        "centre", None, True, None, 10.0, None
+        "centre",
+        None,
+        True,
+        None,
+        10.0,
+        None,
     )
     assert cfg.n_fft == 2048 and cfg.position == "random"  # replace leaves the original alone
     assert audio.FeatureConfig(position=1.5).position == 1.5

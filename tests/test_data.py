@@ -422,7 +422,7 @@ def test_world_config_is_a_typed_rust_class(tmp_path):
     with pytest.raises(ValueError, match="n_songs"):
         WorldConfig(n_songs=1)
     with pytest.raises(AttributeError):
-        cfg.colour
+        _ = cfg.colour
 
 
 def test_world_progress_counts_audio_files_and_can_be_stopped(tmp_path):

@@ -303,7 +303,8 @@ def test_estimator_contract(tmp_path, data):
     # fitted attributes do not exist before fit: NotFittedError is a ValueError and an AttributeError
     unfitted = musrec.FusionModel("fusion", max_epochs=2, **SMALL)
     assert not hasattr(unfitted, "history_")
-    for call in (lambda: unfitted.predict(spec_t, meta_t), lambda: unfitted.save(tmp_path / "m"), lambda: unfitted.ridge_):
+    calls = (lambda: unfitted.predict(spec_t, meta_t), lambda: unfitted.save(tmp_path / "m"), lambda: unfitted.ridge_)
+    for call in calls:
         with pytest.raises(musrec.NotFittedError, match="not fitted"):
             call()
     assert issubclass(musrec.NotFittedError, (ValueError, AttributeError, musrec.MusrecError))

@@ -110,9 +110,7 @@ def stft_power(
     power: float = 2.0,
 ) -> np.ndarray:
     """``np.abs(librosa.stft(y, ...)) ** power``: (1 + n_fft // 2, frames) float32."""
-    return _musrec.stft_power(
-        _signal(y), _stft(n_fft, hop_length, win_length, window, center, pad_mode, power)
-    )
+    return _musrec.stft_power(_signal(y), _stft(n_fft, hop_length, win_length, window, center, pad_mode, power))
 
 
 def melspectrogram(

@@ -51,7 +51,7 @@ class Recommender:
             raise TypeError(f"model must be a fitted musrec.FusionModel, got {type(model).__name__}")
         if wmf.user_factors is None:
             raise NotFittedError("wmf is not fitted yet: call its fit() or WMF.load() first")
-        model.history_  # raises NotFittedError for a model that is not fitted
+        _ = model.history_  # raises NotFittedError for a model that is not fitted
         self.wmf, self.model = wmf, model
         self.features = features or audio.FeatureConfig.paper()
         self.excerpts = int(excerpts)

@@ -363,7 +363,8 @@ class PipelineResult:
         for ax, metric in zip(axes, ("precision", "recall", "f1")):
             for model in dict.fromkeys(r["model"] for r in self.figure2):
                 rows = [r for r in self.figure2 if r["model"] == model]
-                style = "--" if model in ("random", "popularity", "WMF oracle") else ":" if model in LINEAR_NAMES else "-"
+                baseline = model in ("random", "popularity", "WMF oracle")
+                style = "--" if baseline else ":" if model in LINEAR_NAMES else "-"
                 ax.plot([r["N"] for r in rows], [r[metric] for r in rows], style, marker="o", label=_label(model))
             ax.set(xlabel="N", ylabel=f"{metric}@N", title=metric)
         axes[-1].legend(fontsize=8)
