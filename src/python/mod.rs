@@ -7,6 +7,7 @@ mod data;
 mod datasets;
 mod errors;
 mod nn;
+mod serve;
 mod wmf;
 
 use pyo3::prelude::*;
@@ -20,5 +21,6 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     data::register(m)?;
     nn::register(m)?;
     datasets::register(m)?;
+    serve::register(m)?;
     Ok(())
 }
