@@ -71,7 +71,12 @@ def test_the_bundle_holds_every_part_with_its_checksum(bundle, trained):
     assert manifest["features"] == json.loads(pipe.features_config.to_json())
     assert manifest["excerpts"] == pipe.excerpts
     assert manifest["edge_offsets"] == {"other-edge": 7}
-    assert set(manifest["files"]) == {"vectors.safetensors", "plays.safetensors", "ids.safetensors", "fusion.safetensors"}
+    assert set(manifest["files"]) == {
+        "vectors.safetensors",
+        "plays.safetensors",
+        "ids.safetensors",
+        "fusion.safetensors",
+    }
     import hashlib
 
     for name, entry in manifest["files"].items():
@@ -147,7 +152,11 @@ def test_probes_metrics_and_the_api_description(server, client, trained):
     assert ready["users"] >= len(trained[1].user_ids) and ready["model_version"] == "v1"
     client.recommend(trained[1].user_ids[0], n=3)
     text = client.metrics()
-    count = [line for line in text.splitlines() if line.startswith('musrec_request_duration_seconds_count{endpoint="recommendations"}')]
+    count = [
+        line
+        for line in text.splitlines()
+        if line.startswith('musrec_request_duration_seconds_count{endpoint="recommendations"}')
+    ]
     assert count and int(count[0].split()[-1]) >= 1
     assert 'musrec_model_info{model_version="v1"} 1' in text
     api = client.openapi()
@@ -170,8 +179,16 @@ def test_bad_requests_get_json_errors(server, client, trained):
         (lambda: client._request("POST", "/v1/events", b"[{not json", "application/json"), 400, "expected a JSON list"),
         (lambda: client._request("POST", "/v1/events", b"{}", "application/json"), 422, "expected a JSON list"),
         (lambda: client.events([]), 400, "empty"),
-        (lambda: client.events([{"user_id": user, "song_id": "NOSUCHSONG", "plays": 1, "timestamp": 0}]), 404, "event 0"),
-        (lambda: client.events([{"user_id": user, "song_id": ds.songs.song_id[0], "plays": -1, "timestamp": 0}]), 400, "plays"),
+        (
+            lambda: client.events([{"user_id": user, "song_id": "NOSUCHSONG", "plays": 1, "timestamp": 0}]),
+            404,
+            "event 0",
+        ),
+        (
+            lambda: client.events([{"user_id": user, "song_id": ds.songs.song_id[0], "plays": -1, "timestamp": 0}]),
+            400,
+            "plays",
+        ),
         (lambda: client.reload("/nonexistent/bundle"), 400, "nonexistent"),
         (lambda: client._request("POST", "/v1/songs", b"plain", "text/plain"), 400, "multipart"),
     ]
@@ -186,10 +203,10 @@ def test_write_endpoints_need_the_token(server, trained):
     event = [{"user_id": ds.user_ids[0], "song_id": ds.songs.song_id[0], "plays": 1, "timestamp": 1.0}]
     for token in (None, "wrong", TOKEN + "x", ""):
         anonymous = edge.Client(server[0].url, token=token)
-        for call in (lambda: anonymous.events(event), lambda: anonymous.reload("x"), lambda: anonymous.add_song(b"x")):
+        for name, args in (("events", (event,)), ("reload", ("x",)), ("add_song", (b"x",))):
             with pytest.raises(edge.EdgeError) as info:
-                call()
-            assert info.value.status == 401, info.value
+                getattr(anonymous, name)(*args)
+            assert info.value.status == 401, (name, token, info.value)
 
 
 def test_events_are_logged_acknowledged_and_folded_in(server, client, trained):
@@ -244,7 +261,11 @@ def test_a_new_song_is_recommendable_when_the_upload_returns(server, client, tra
     for call, status, text in [
         (lambda: client.add_song(path, song_id="UPLOADED-1", tags=tags), 409, "already in the catalogue"),
         (lambda: client.add_song(data, tags=["rock"], filename="x.wav"), 409, "already in the catalogue"),
-        (lambda: client.add_song(b"this is not audio at all" * 50, song_id="junk", filename="junk.mp3"), 422, "cannot use"),
+        (
+            lambda: client.add_song(b"this is not audio at all" * 50, song_id="junk", filename="junk.mp3"),
+            422,
+            "cannot use",
+        ),
         (lambda: client.add_song(data[: len(data) // 50], song_id="cut", filename="cut.wav"), 422, "cannot use"),
         (lambda: client.add_song(None, song_id="silent-meta", tags=["rock"]), 400, "needs the song's audio"),
         (lambda: client.add_song(None, tags=["rock"]), 400, "song_id"),
@@ -340,8 +361,21 @@ def test_event_log_reads_after_an_offset_and_repairs_a_torn_tail(tmp_path):
 
 def _start_service(bundle, events, token_file):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "musrec.cli", "serve", str(bundle), "--port", "0", "--events", str(events),
-         "--edge-id", "edge-k", "--token-file", str(token_file)],
+        [
+            sys.executable,
+            "-m",
+            "musrec.cli",
+            "serve",
+            str(bundle),
+            "--port",
+            "0",
+            "--events",
+            str(events),
+            "--edge-id",
+            "edge-k",
+            "--token-file",
+            str(token_file),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -361,12 +395,14 @@ def test_kill_9_loses_no_acknowledged_event(bundle, token_file, trained, tmp_pat
         c = edge.Client(url, token=TOKEN, timeout=5)
         stop = threading.Event()
 
-        def send(worker):
+        def send(worker, c=c, stop=stop, trial=trial):
             i = 0
             while not stop.is_set():
                 stamp = trial * 1e6 + worker * 1e5 + i
-                batch = [{"user_id": f"k{worker}", "song_id": songs[(i + j) % 50], "plays": 1.0, "timestamp": stamp + j / 10}
-                         for j in range(5)]
+                batch = [
+                    {"user_id": f"k{worker}", "song_id": songs[(i + j) % 50], "plays": 1.0, "timestamp": stamp + j / 10}
+                    for j in range(5)
+                ]
                 try:
                     c.events(batch)
                 except Exception:  # noqa: BLE001 - the service was killed mid-request

@@ -167,7 +167,11 @@ class EventLog:
     truncates a torn tail left by a crash; :attr:`truncated_bytes` says how much."""
 
     def __init__(
-        self, path: str | os.PathLike, edge_id: str = "edge", durability: str = "buffered", segment_bytes: int = 64 << 20
+        self,
+        path: str | os.PathLike,
+        edge_id: str = "edge",
+        durability: str = "buffered",
+        segment_bytes: int = 64 << 20,
     ):
         self._core, self.truncated_bytes = _musrec.EventLogCore.open(
             os.fspath(path), edge_id, durability, int(segment_bytes)
@@ -259,13 +263,16 @@ class Client:
                 name = filename or os.path.basename(os.fspath(audio))
             parts.append(("audio", name, "application/octet-stream", data))
         boundary = uuid.uuid4().hex
-        body = b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-            f"Content-Type: {kind}\r\n\r\n".encode()
-            + data
-            + b"\r\n"
-            for field, name, kind, data in parts
-        ) + f"--{boundary}--\r\n".encode()
+        body = (
+            b"".join(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                f"Content-Type: {kind}\r\n\r\n".encode()
+                + data
+                + b"\r\n"
+                for field, name, kind, data in parts
+            )
+            + f"--{boundary}--\r\n".encode()
+        )
         return self._request("POST", "/v1/songs", body, f"multipart/form-data; boundary={boundary}")
 
     def events(self, events: list[dict[str, Any]]) -> dict:

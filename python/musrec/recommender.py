@@ -27,6 +27,7 @@ def _ranked(result: tuple[list[str], np.ndarray]) -> Ranked:
     ids, scores = result
     return np.array(ids, dtype=object), scores
 
+
 class Recommender:
     """Serve Top-N from a fitted :class:`musrec.WMF` and a fitted :class:`musrec.FusionModel`.
 

@@ -927,3 +927,73 @@ pub fn start(bundle: &Path, config: &ServeConfig) -> Result<ServerHandle> {
         upload_dir,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::bundle::SongEncoding;
+    use crate::serve::bundle::tests::{scratch, tiny_bundle};
+    use std::io::{Read, Write};
+
+    /// One request over loopback (HTTP/1.1, closed after the answer): (status, body).
+    fn request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> (u16, Value) {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let status = answer[9..12].parse().unwrap();
+        let json = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    }
+
+    #[test]
+    fn serves_rankings_events_and_json_errors() {
+        let root = scratch("http");
+        let bundle = root.join("bundle");
+        tiny_bundle().write(&bundle, SongEncoding::F32).unwrap();
+        let config = ServeConfig {
+            port: 0,
+            events_dir: Some(root.join("events")),
+            token: Some("t0ken".into()),
+            ..ServeConfig::default()
+        };
+        let mut server = start(&bundle, &config).unwrap();
+        let addr = server.addr();
+        let version = server.model_version().to_string();
+
+        let (status, body) = request(addr, "GET", "/v1/users/user3/recommendations?n=4", "", "");
+        assert_eq!(status, 200);
+        assert_eq!(body["model_version"], Value::from(version.as_str()));
+        assert_eq!(body["items"].as_array().unwrap().len(), 4);
+        assert_eq!(request(addr, "GET", "/v1/users/nobody/recommendations", "", "").0, 404);
+        let (status, body) = request(addr, "GET", "/v1/songs/song1/similar?n=0", "", "");
+        assert_eq!(status, 400);
+        assert!(body["error"].as_str().unwrap().contains("n must be"), "{body}");
+        assert_eq!(request(addr, "GET", "/nowhere", "", "").0, 404);
+
+        let events = r#"[{"user_id": "fresh", "song_id": "song2", "plays": 3, "timestamp": 1.5}]"#;
+        let json = "Content-Type: application/json\r\n";
+        assert_eq!(request(addr, "POST", "/v1/events", json, events).0, 401);
+        let auth = "Content-Type: application/json\r\nAuthorization: Bearer t0ken\r\n";
+        let (status, body) = request(addr, "POST", "/v1/events", auth, events);
+        assert_eq!((status, body["first_offset"].as_u64()), (200, Some(1)), "{body}");
+        assert_eq!(request(addr, "GET", "/v1/users/fresh/recommendations", "", "").0, 200);
+        assert_eq!(request(addr, "POST", "/v1/events", auth, "[{").0, 400);
+        server.stop().unwrap();
+
+        // A restart folds the logged event in again: the user is still there.
+        let mut again = start(&bundle, &config).unwrap();
+        assert_eq!(again.replayed_events(), 1);
+        assert_eq!(
+            request(again.addr(), "GET", "/v1/users/fresh/recommendations", "", "").0,
+            200
+        );
+        again.stop().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
