@@ -438,3 +438,73 @@ def test_kill_9_loses_no_acknowledged_event(bundle, token_file, trained, tmp_pat
         proc.wait(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+# ---- the cloud round ------------------------------------------------------------------------
+def _plays(bundle_dir) -> dict[str, dict[str, float]]:
+    core, _ = musrec._musrec.ServingCore.open(str(bundle_dir))
+    return {u: dict(core.plays_of(u)) for u in core.user_ids}
+
+
+def test_a_two_edge_cloud_round_merges_every_event_exactly_once(bundle, trained, tmp_path, capsys):
+    from musrec import cloud
+
+    ds = trained[1]
+    songs, users = ds.songs.song_id, ds.user_ids
+    north_dir, south_dir = tmp_path / "north", tmp_path / "south"
+    north, south = edge.EventLog(north_dir, "north"), edge.EventLog(south_dir, "south")
+    north_events = [
+        {"user_id": users[0], "song_id": songs[1], "plays": 2.0, "timestamp": 1.0},
+        {"user_id": "north-new", "song_id": songs[2], "plays": 1.0, "timestamp": 2.0},
+        {"user_id": users[1], "song_id": songs[3], "plays": 4.0, "timestamp": 3.0},
+    ]
+    south_events = [
+        {"user_id": users[0], "song_id": songs[1], "plays": 3.0, "timestamp": 4.0},
+        {"user_id": users[1], "song_id": "INGESTED-AT-SOUTH", "plays": 1.0, "timestamp": 5.0},
+        {"user_id": "south-new", "song_id": songs[4], "plays": 2.0, "timestamp": 6.0},
+    ]
+    north.append(north_events)
+    south.append(south_events)
+    before = _plays(bundle[0])
+    report = cloud.update(bundle[0], [north_dir, south_dir], tmp_path / "v2", model_version="v2")
+    assert report["merged"] == {"north": 3, "south": 3} and report["skipped"] == {"south": 1}
+    assert report["offsets"] == {"other-edge": 7, "north": 3, "south": 3}
+    assert report["manifest"]["edge_offsets"] == report["offsets"]
+    # the merged plays are the old ones plus the union of both edges' events
+    expected = {u: dict(p) for u, p in before.items()}
+    for e in north_events + south_events:
+        if e["song_id"] in set(songs):
+            row = expected.setdefault(e["user_id"], {})
+            row[e["song_id"]] = row.get(e["song_id"], 0.0) + e["plays"]
+    assert _plays(tmp_path / "v2") == expected
+    # a second round over the same logs merges nothing; new events only are merged next time
+    again = cloud.update(tmp_path / "v2", [north_dir, south_dir], tmp_path / "v3")
+    assert again["merged"] == {} and _plays(tmp_path / "v3") == expected
+    north.append([{"user_id": users[2], "song_id": songs[5], "plays": 1.0, "timestamp": 7.0}])
+    third = cloud.update(tmp_path / "v3", [north_dir, south_dir], tmp_path / "v4")
+    assert third["merged"] == {"north": 1} and third["offsets"]["north"] == 4
+    # a refit keeps the plays and moves the vectors; the edges serve it after a reload
+    refit = cloud.update(tmp_path / "v4", [north_dir], tmp_path / "v5", refit=True, iterations=2)
+    old, _ = musrec._musrec.ServingCore.open(str(tmp_path / "v4"))
+    new, _ = musrec._musrec.ServingCore.open(str(tmp_path / "v5"))
+    assert refit["refit"] and new.n_users == old.n_users and new.song_ids == old.song_ids
+    assert not np.allclose(new.song_factors, old.song_factors)
+    assert len(new.recommend("north-new", 5)[0]) == 5
+    assert (
+        cli.main(
+            [
+                "cloud",
+                "update",
+                "--bundle",
+                str(tmp_path / "v5"),
+                "--events",
+                str(north_dir),
+                "--out",
+                str(tmp_path / "v6"),
+            ]
+        )
+        == 0
+    )
+    assert "musrec cloud update: merged no new events" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="iterations"):
+        cloud.update(tmp_path / "v5", [north_dir], tmp_path / "v7", refit=True, iterations=0)

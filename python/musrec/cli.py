@@ -129,6 +129,30 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cloud_update(args: argparse.Namespace) -> int:
+    from . import cloud
+
+    report = cloud.update(
+        args.bundle,
+        args.events,
+        args.out,
+        refit=args.refit,
+        iterations=args.iterations,
+        encoding=args.encoding,
+        model_version=args.model_version,
+        num_threads=args.threads,
+    )
+    merged = ", ".join(f"{n:,} from {e}" for e, n in sorted(report["merged"].items())) or "no new events"
+    skipped = sum(report["skipped"].values())
+    note = f"; {skipped:,} naming songs the bundle lacks were skipped" if skipped else ""
+    how = "WMF refit (warm start)" if report["refit"] else "fold-in"
+    print(
+        f"musrec cloud update: merged {merged}{note}; {report['users_changed']:,} users updated by {how}; "
+        f"wrote {args.out} (model {report['manifest']['model_version']}, offsets {report['offsets']})"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="musrec", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,8 +213,24 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--token-file", help="file holding the bearer token of the write and admin endpoints")
     srv.add_argument("--max-upload-mb", type=float, default=32.0, help="largest accepted song upload")
     srv.add_argument("--workers", type=int, default=2, help="threads answering requests")
+    cld = sub.add_parser("cloud", help="the cloud side: fold the edges' events into a new bundle")
+    cloud_sub = cld.add_subparsers(dest="cloud_command", required=True)
+    upd = cloud_sub.add_parser(
+        "update",
+        help="merge new edge events into a bundle",
+        description="Merge each edge's events after the offset the old bundle's manifest records for it "
+        "(exactly once), fold the users in again or refit WMF warm-started, and write the new bundle.",
+    )
+    upd.add_argument("--bundle", required=True, help="the bundle the edges serve now")
+    upd.add_argument("--events", required=True, nargs="+", help="the edges' event-log directories")
+    upd.add_argument("--out", required=True, help="the new bundle directory (must not exist)")
+    upd.add_argument("--refit", action="store_true", help="refit WMF on all plays (default: fold-in only)")
+    upd.add_argument("--iterations", type=int, default=5, help="WMF iterations of a refit")
+    upd.add_argument("--encoding", choices=("f32", "f16", "int8"), help="default: the old bundle's")
+    upd.add_argument("--model-version", help="default: a digest of the bundle's files")
+    upd.add_argument("--threads", type=int, default=0, help="0 = one per core")
     args = parser.parse_args(argv)
-    run = {"reproduce": reproduce, "export": export, "serve": serve}[args.command]
+    run = {"reproduce": reproduce, "export": export, "serve": serve, "cloud": cloud_update}[args.command]
     try:
         return run(args)
     except KeyboardInterrupt:

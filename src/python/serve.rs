@@ -1,7 +1,7 @@
 //! Python bindings of the serving core (`serve::catalogue`), bundles (`serve::bundle`) and the
 //! event log (`serve::events`). `musrec.Recommender` and `musrec.edge` wrap these.
 
-use super::convert::{CsrArgs, csr, parse_json, slice1, slice2};
+use super::convert::{CsrArgs, CsrOut, csr, csr_out, parse_json, slice1, slice2};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::nn::SongMetadata;
@@ -12,6 +12,7 @@ use crate::serve::http::{self, ServeConfig, ServerHandle};
 use crate::sparse::Csr;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -202,6 +203,28 @@ impl ServingCore {
     #[getter]
     fn log_mel_shape(&self) -> PyResult<(usize, usize, usize)> {
         Ok(self.read()?.log_mel_shape()?)
+    }
+
+    /// Every user's plays as CSR parts (indptr, indices, data, n_users, n_songs).
+    fn plays_csr<'py>(&self, py: Python<'py>) -> PyResult<CsrOut<'py>> {
+        let plays = self.read()?.plays();
+        Ok(csr_out(py, plays))
+    }
+
+    /// The content model's file bytes (a musrec.fusion safetensors file), if any.
+    fn content_model_bytes<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let bytes = py.detach(|| self.read()?.content_model_bytes())?;
+        Ok(bytes.map(|b| PyBytes::new(py, &b)))
+    }
+
+    #[getter]
+    fn params_json(&self) -> PyResult<String> {
+        Ok(serde_json::to_string(self.read()?.params()).map_err(|e| Error::invalid(e.to_string()))?)
+    }
+
+    #[getter]
+    fn features_json(&self) -> PyResult<String> {
+        Ok(serde_json::to_string(self.read()?.features()).map_err(|e| Error::invalid(e.to_string()))?)
     }
 
     fn is_new(&self, song_id: &str) -> PyResult<bool> {

@@ -17,7 +17,7 @@ use crate::nn::{FusionModel, SongMetadata, Songs};
 use crate::parallel::{Threads, ignore_progress};
 use crate::sparse::CsrRef;
 use crate::topk::{Exclusions, top_n};
-use crate::wmf::{WmfParams, fold_in};
+use crate::wmf::{WmfParams, fold_in_gram, fold_in_with_gram};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,9 @@ pub struct Catalogue {
     /// `song_factors` scaled to unit length, for cosine similarity.
     unit: Vec<f32>,
     n_known: usize,
+    /// Y^T Y + reg I over the known songs and over all songs: what each fold-in reuses.
+    gram_known: Vec<f32>,
+    gram_all: Vec<f32>,
     fusion: Option<FusionModel>,
     edge_offsets: BTreeMap<String, u64>,
     threads: Threads,
@@ -103,6 +106,13 @@ impl Catalogue {
             })
             .collect();
         let index = |ids: &[String]| ids.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
+        let threads = Threads::new(num_threads)?;
+        let gram_known = threads.run(|| fold_in_gram(&bundle.wmf, &bundle.song_factors[..bundle.n_known * k]));
+        let gram_all = if bundle.n_known == bundle.song_ids.len() {
+            gram_known.clone()
+        } else {
+            threads.run(|| fold_in_gram(&bundle.wmf, &bundle.song_factors))
+        };
         Ok(Catalogue {
             model_version: bundle.model_version.clone().unwrap_or_else(|| "unversioned".into()),
             params: bundle.wmf,
@@ -115,12 +125,14 @@ impl Catalogue {
             played,
             song_index: index(&bundle.song_ids),
             n_known: bundle.n_known,
+            gram_known,
+            gram_all,
             song_ids: bundle.song_ids,
             unit: unit_rows(&bundle.song_factors, k),
             song_factors: bundle.song_factors,
             fusion,
             edge_offsets: bundle.edge_offsets,
-            threads: Threads::new(num_threads)?,
+            threads,
         })
     }
 
@@ -156,6 +168,9 @@ impl Catalogue {
     }
     pub fn user_factors(&self) -> &[f32] {
         &self.user_factors
+    }
+    pub fn params(&self) -> &WmfParams {
+        &self.params
     }
     pub fn features(&self) -> &FeatureConfig {
         &self.features
@@ -294,7 +309,18 @@ impl Catalogue {
         let indices: Vec<i32> = row.iter().map(|p| p.0).collect();
         let data: Vec<f32> = row.iter().map(|p| p.1).collect();
         let csr = CsrRef::new(1, n_cols, &indptr, &indices, &data)?;
-        fold_in(&self.params, &self.song_factors[..n_cols * self.k], csr, &self.threads)
+        let gram = if n_cols == self.n_known {
+            &self.gram_known
+        } else {
+            &self.gram_all
+        };
+        fold_in_with_gram(
+            &self.params,
+            &self.song_factors[..n_cols * self.k],
+            gram,
+            csr,
+            &self.threads,
+        )
     }
 
     /// The vector a user with `plays` (song id, count) of known songs would have, folded in
@@ -461,9 +487,8 @@ impl Catalogue {
         model.predict(&songs, 1, &self.threads)
     }
 
-    /// The catalogue as a bundle to write: its users (folded-in ones included) with their
-    /// plays, its songs (added ones after the known ones), the content model.
-    pub fn to_bundle(&self) -> Result<Bundle> {
+    /// Every user's plays as a users x songs matrix.
+    pub fn plays(&self) -> crate::sparse::Csr {
         let mut plays = crate::sparse::Csr {
             n_rows: self.n_users(),
             n_cols: self.n_songs(),
@@ -477,10 +502,19 @@ impl Catalogue {
             plays.data.extend(row.iter().map(|p| p.1));
             plays.indptr.push(plays.indices.len() as i64);
         }
-        let fusion = match &self.fusion {
-            Some(model) => Some(model.to_bytes()?),
-            None => None,
-        };
+        plays
+    }
+
+    /// The content model's file bytes, if the catalogue has one.
+    pub fn content_model_bytes(&self) -> Result<Option<Vec<u8>>> {
+        self.fusion.as_ref().map(FusionModel::to_bytes).transpose()
+    }
+
+    /// The catalogue as a bundle to write: its users (folded-in ones included) with their
+    /// plays, its songs (added ones after the known ones), the content model.
+    pub fn to_bundle(&self) -> Result<Bundle> {
+        let plays = self.plays();
+        let fusion = self.content_model_bytes()?;
         Ok(Bundle {
             model_version: None,
             wmf: self.params.clone(),
@@ -513,6 +547,12 @@ impl Catalogue {
         self.song_ids.push(song_id.to_string());
         self.song_factors.extend_from_slice(vector);
         self.unit.extend(unit_rows(vector, self.k));
+        // Y^T Y grows by the new row's outer product.
+        for (i, gi) in self.gram_all.chunks_exact_mut(self.k).enumerate() {
+            for (g, v) in gi.iter_mut().zip(vector) {
+                *g += vector[i] * v;
+            }
+        }
         Ok(())
     }
 }
@@ -634,6 +674,32 @@ mod tests {
         // The same as recommend_for_plays for a user with only those plays.
         let anonymous = c.recommend_for_plays(&plays, 5, false).unwrap();
         assert_eq!(anonymous.len(), 5);
+    }
+
+    #[test]
+    fn the_kept_gram_matrix_follows_added_songs() {
+        let mut c = catalogue();
+        let k = c.factors();
+        c.add_song("a", &vec![0.3; k]).unwrap();
+        c.add_song("b", &(0..k).map(|i| i as f32 / 10.0).collect::<Vec<_>>())
+            .unwrap();
+        let fresh = fold_in_gram(&c.params, c.song_factors());
+        let worst = fresh
+            .iter()
+            .zip(&c.gram_all)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{worst}");
+        let plays = vec![("a".to_string(), 2.0), ("song3".to_string(), 1.0)];
+        c.record_plays("mixed", &plays).unwrap();
+        let u = c.user("mixed").unwrap();
+        let row = c.play_row(&plays, false).unwrap();
+        let indptr = [0i64, row.len() as i64];
+        let (indices, data): (Vec<i32>, Vec<f32>) = row.into_iter().unzip();
+        let csr = CsrRef::new(1, c.n_songs(), &indptr, &indices, &data).unwrap();
+        let exact = crate::wmf::fold_in(&c.params, c.song_factors(), csr, &c.threads).unwrap();
+        let got = &c.user_factors()[u * k..(u + 1) * k];
+        assert!(got.iter().zip(&exact).all(|(a, b)| (a - b).abs() < 1e-4));
     }
 
     #[test]
