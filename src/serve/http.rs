@@ -579,7 +579,9 @@ async fn post_events(
         let (first, last) = blocking(move || {
             let log = st.log.as_ref().ok_or_else(|| Error::invalid("no event log"))?;
             let offsets = log.append_events(&events)?;
-            fold_events(&mut *write_catalogue(&s)?, &events, false)?;
+            // Validated above; a reload in between may have dropped a song, and the events are
+            // logged by now, so such an event is skipped rather than failing the request.
+            fold_events(&mut *write_catalogue(&s)?, &events, true)?;
             Ok(offsets)
         })
         .await?;
