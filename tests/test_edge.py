@@ -283,7 +283,7 @@ def test_a_new_song_is_recommendable_when_the_upload_returns(server, client, tra
     assert info.value.status == 400 and "not valid song JSON" in info.value.message
 
 
-def test_uploads_over_the_limit_get_413(bundle, token_file, trained):
+def test_uploads_over_the_limit_get_413(server, client, bundle, token_file, trained):
     _, ds, test_idx, _ = trained
     with edge.serve(bundle[0], port=0, token_file=token_file, max_upload_bytes=4096) as small:
         c = edge.Client(small.url, token=TOKEN)
@@ -295,6 +295,9 @@ def test_uploads_over_the_limit_get_413(bundle, token_file, trained):
             c.events([{"user_id": "u", "song_id": ds.songs.song_id[0], "plays": 1, "timestamp": 0}])
         assert info.value.status == 503 and "--events" in info.value.message
     assert not small.running
+    # stopping one service leaves another's uploads working
+    added = client.add_song(ds.songs.audio_path[int(test_idx[2])], song_id="AFTER-OTHER-STOPPED", tags=["rock"])
+    assert added["song_id"] == "AFTER-OTHER-STOPPED"
 
 
 def test_hot_swap_under_load_fails_no_request(server, client, trained, bundle, tmp_path):

@@ -881,7 +881,16 @@ pub fn start(bundle: &Path, config: &ServeConfig) -> Result<ServerHandle> {
     }
     let (served, replayed) = load_served(bundle, log.as_ref(), config.compute_threads)?;
     let model_version = served.manifest.model_version.clone();
-    let upload_dir = std::env::temp_dir().join(format!("musrec-uploads-{}-{}", std::process::id(), config.port));
+    let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))
+        .map_err(|e| Error::invalid(format!("cannot listen on {}:{}: {e}", config.host, config.port)))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::invalid(format!("cannot configure the socket: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::invalid(format!("cannot read the bound address: {e}")))?;
+    // Named by the bound port, so two services of one process (port 0) never share it.
+    let upload_dir = std::env::temp_dir().join(format!("musrec-uploads-{}-{}", std::process::id(), addr.port()));
     std::fs::create_dir_all(&upload_dir).map_err(|e| Error::io(&upload_dir, e))?;
     let state = Arc::new(AppState {
         current: RwLock::new(Arc::new(served)),
@@ -892,14 +901,6 @@ pub fn start(bundle: &Path, config: &ServeConfig) -> Result<ServerHandle> {
         uploads: AtomicU64::new(0),
         compute_threads: config.compute_threads,
     });
-    let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))
-        .map_err(|e| Error::invalid(format!("cannot listen on {}:{}: {e}", config.host, config.port)))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::invalid(format!("cannot configure the socket: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::invalid(format!("cannot read the bound address: {e}")))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.workers.max(1))
         .max_blocking_threads(64)
