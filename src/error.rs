@@ -7,6 +7,9 @@ pub enum Error {
     /// A caller passed something unusable: wrong shape, bad value, out-of-range id.
     #[error("{0}")]
     InvalidInput(String),
+    /// A lookup named a user or song id that is not there (KeyError in Python, 404 over HTTP).
+    #[error("{0}")]
+    UnknownId(String),
     #[error("file not found: {}", .0.display())]
     NotFound(PathBuf),
     #[error("permission denied: {}", .0.display())]

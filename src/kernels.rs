@@ -44,6 +44,19 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// y (n) = B x for B (n x k, row-major): one query against many rows. For a single query a
+/// dot product per row beats a GEMM, which would pack B first.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub fn gemv_rows(x: &[f32], b: &[f32], k: usize, y: &mut [f32]) {
+    for (yi, row) in y.iter_mut().zip(b.chunks_exact(k)) {
+        *yi = dot(x, row);
+    }
+}
+
 /// C (m x n) = A (m x k, row-major) * B^T where B is (n x k, row-major); C is overwritten.
 pub fn gemm_abt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     // B^T is B read with swapped strides, no copy.
@@ -136,5 +149,10 @@ mod tests {
         let mut c2 = vec![0f32; m * n];
         gemm_ab(m, n, k, &a, &bt, &mut c2);
         assert_eq!(c, c2);
+        let mut y = vec![0f32; n];
+        gemv_rows(&a[..k], &b, k, &mut y);
+        for (yj, cj) in y.iter().zip(&c[..n]) {
+            assert!((yj - cj).abs() < 1e-4);
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod linalg;
 pub mod metrics;
 pub mod nn;
 pub mod parallel;
+pub mod serve;
 pub mod sparse;
 pub mod split;
 pub mod synthetic;

@@ -4,7 +4,7 @@
 
 use crate::ensure;
 use crate::error::Result;
-use crate::kernels::gemm_abt;
+use crate::kernels::{gemm_abt, gemv_rows};
 use crate::sparse::CsrRef;
 use rayon::prelude::*;
 use std::cmp::{Ordering, Reverse};
@@ -194,14 +194,12 @@ pub fn top_n(
                     let ihi = (ilo + ITEM_CHUNK).min(pool_len);
                     let width = ihi - ilo;
                     let mut scores = vec![0f32; rows * width];
-                    gemm_abt(
-                        rows,
-                        width,
-                        dim,
-                        &queries[qlo * dim..qhi * dim],
-                        &pool[ilo * dim..ihi * dim],
-                        &mut scores,
-                    );
+                    let (q, block) = (&queries[qlo * dim..qhi * dim], &pool[ilo * dim..ihi * dim]);
+                    if n_queries == 1 {
+                        gemv_rows(q, block, dim, &mut scores);
+                    } else {
+                        gemm_abt(rows, width, dim, q, block, &mut scores);
+                    }
                     let mut heaps: Vec<TopN> = (0..rows).map(|_| TopN::new(n)).collect();
                     for (r, heap) in heaps.iter_mut().enumerate() {
                         let row = &mut scores[r * width..(r + 1) * width];

@@ -9,7 +9,9 @@ Stage 2's audio front end: :mod:`musrec.audio` (decoding, resampling, log-Mel li
 and :class:`FusionModel`, the network that predicts a song's WMF vector from its audio and
 metadata (the paper's fusion model and its four baselines). :class:`Pipeline` runs the
 paper's experiment on a dataset directory (:func:`reproduce` on a preset, as ``musrec
-reproduce`` does) and :class:`Recommender` serves cold-start Top-N from its models.
+reproduce`` does) and :class:`Recommender` serves cold-start Top-N from its models;
+:meth:`Pipeline.export_bundle` writes them as a model bundle that :mod:`musrec.edge` serves
+over HTTP.
 The compute runs in a Rust core (``musrec._musrec``).
 """
 
@@ -20,7 +22,7 @@ import os
 # step spent spinning on 2 cores). Parallel work goes through musrec's pool instead.
 os.environ.setdefault("CANDLE_NUM_THREADS", "1")
 
-from . import audio, data, experiment, metrics, report, synthetic  # noqa: E402
+from . import audio, data, edge, experiment, metrics, report, synthetic  # noqa: E402
 from ._musrec import FormatError, MusrecError, NotFittedError, WMFParams, __version__  # noqa: E402
 from .experiment import reproduce  # noqa: E402
 from .fusion import FusionModel  # noqa: E402
@@ -39,6 +41,7 @@ __all__ = [
     "report",
     "audio",
     "data",
+    "edge",
     "metrics",
     "synthetic",
     "MusrecError",

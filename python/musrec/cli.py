@@ -2,7 +2,8 @@
 
 ``musrec reproduce`` runs the paper's whole experiment (WMF, audio features, the five
 networks, Table 1 and Figures 2 and 3) on the embedded synthetic world or on a real dataset
-directory, and writes the tables and figures.
+directory, and writes the tables and figures. ``musrec export`` writes a trained pipeline as
+a model bundle; ``musrec serve`` runs the edge service on one.
 """
 
 from __future__ import annotations
@@ -80,6 +81,78 @@ def reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    from .experiment import pipeline
+
+    preset = args.preset or ("paper" if args.data else "small")
+    if args.data and not os.path.isdir(args.data):
+        raise FileNotFoundError(f"--data {args.data!r} is not a directory (expected the layout of musrec.data)")
+    pipe = pipeline(
+        preset,
+        args.data,
+        args.work,
+        random_state=args.seed,
+        num_threads=args.threads,
+        show_progress=not args.quiet,
+        log=None if not args.quiet else (lambda line: None),
+    )
+    manifest = pipe.export_bundle(args.out, args.kind, encoding=args.encoding, model_version=args.model_version)
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    print(
+        f"musrec export: wrote {args.out} (model {manifest['model_version']}, {manifest['n_users']:,} users, "
+        f"{manifest['n_songs']:,} songs, {manifest['factors']} factors, {size / 2**20:.1f} MiB, song vectors "
+        f"{manifest['song_encoding']}, top-10 overlap with f32 {manifest['song_encoding_top10_overlap']:.3f})"
+    )
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from . import edge
+
+    server = edge.serve(
+        args.bundle,
+        host=args.host,
+        port=args.port,
+        events=args.events,
+        edge_id=args.edge_id,
+        durability=args.durability,
+        token_file=args.token_file,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        workers=args.workers,
+    )
+    replayed = f"; {server.replayed_events:,} logged events folded in" if args.events else ""
+    print(f"musrec serve: listening on {server.url} (model {server.model_version}{replayed})", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        print("musrec serve: stopped", file=sys.stderr)
+    return 0
+
+
+def cloud_update(args: argparse.Namespace) -> int:
+    from . import cloud
+
+    report = cloud.update(
+        args.bundle,
+        args.events,
+        args.out,
+        refit=args.refit,
+        iterations=args.iterations,
+        encoding=args.encoding,
+        model_version=args.model_version,
+        num_threads=args.threads,
+    )
+    merged = ", ".join(f"{n:,} from {e}" for e, n in sorted(report["merged"].items())) or "no new events"
+    skipped = sum(report["skipped"].values())
+    note = f"; {skipped:,} naming songs the bundle lacks were skipped" if skipped else ""
+    how = "WMF refit (warm start)" if report["refit"] else "fold-in"
+    print(
+        f"musrec cloud update: merged {merged}{note}; {report['users_changed']:,} users updated by {how}; "
+        f"wrote {args.out} (model {report['manifest']['model_version']}, offsets {report['offsets']})"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="musrec", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,9 +182,57 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--threads", type=int, default=0, help="0 = one per core")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    exp = sub.add_parser(
+        "export",
+        help="write a trained pipeline as a model bundle for the edge service",
+        description="Train (or read from the work directory's caches) the preset's pipeline and write its "
+        "WMF vectors, play counts, ids, content model and feature settings as one bundle directory.",
+    )
+    exp.add_argument("--work", required=True, help="the work directory of `musrec reproduce` (stage caches)")
+    exp.add_argument("--out", required=True, help="the bundle directory to write (must not exist)")
+    exp.add_argument("--data", help="a real dataset directory (default: the preset's synthetic world)")
+    exp.add_argument("--preset", choices=sorted(PRESETS), help="default: small, or paper with --data")
+    exp.add_argument("--kind", default="fusion", help="the content model kind (default: fusion)")
+    exp.add_argument("--encoding", choices=("f32", "f16", "int8"), default="f32", help="song vector storage")
+    exp.add_argument("--model-version", help="default: a digest of the bundle's files")
+    exp.add_argument("--threads", type=int, default=0, help="0 = one per core")
+    exp.add_argument("--seed", type=int, default=0)
+    exp.add_argument("--quiet", action="store_true", help="no progress output")
+    srv = sub.add_parser(
+        "serve",
+        help="run the edge service on a model bundle",
+        description="Serve recommendations, similar songs, audiences, new-song uploads and listening events "
+        "over HTTP (JSON; see /openapi.json). Write endpoints need the bearer token of --token-file.",
+    )
+    srv.add_argument("bundle", help="a bundle directory written by `musrec export`")
+    srv.add_argument("--host", default="127.0.0.1", help="default: loopback only")
+    srv.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    srv.add_argument("--events", help="directory of this edge's durable event log")
+    srv.add_argument("--edge-id", default="edge", help="this edge's id in its event records")
+    srv.add_argument("--durability", choices=("buffered", "fsync"), default="buffered")
+    srv.add_argument("--token-file", help="file holding the bearer token of the write and admin endpoints")
+    srv.add_argument("--max-upload-mb", type=float, default=32.0, help="largest accepted song upload")
+    srv.add_argument("--workers", type=int, default=2, help="threads answering requests")
+    cld = sub.add_parser("cloud", help="the cloud side: fold the edges' events into a new bundle")
+    cloud_sub = cld.add_subparsers(dest="cloud_command", required=True)
+    upd = cloud_sub.add_parser(
+        "update",
+        help="merge new edge events into a bundle",
+        description="Merge each edge's events after the offset the old bundle's manifest records for it "
+        "(exactly once), fold the users in again or refit WMF warm-started, and write the new bundle.",
+    )
+    upd.add_argument("--bundle", required=True, help="the bundle the edges serve now")
+    upd.add_argument("--events", required=True, nargs="+", help="the edges' event-log directories")
+    upd.add_argument("--out", required=True, help="the new bundle directory (must not exist)")
+    upd.add_argument("--refit", action="store_true", help="refit WMF on all plays (default: fold-in only)")
+    upd.add_argument("--iterations", type=int, default=5, help="WMF iterations of a refit")
+    upd.add_argument("--encoding", choices=("f32", "f16", "int8"), help="default: the old bundle's")
+    upd.add_argument("--model-version", help="default: a digest of the bundle's files")
+    upd.add_argument("--threads", type=int, default=0, help="0 = one per core")
     args = parser.parse_args(argv)
+    run = {"reproduce": reproduce, "export": export, "serve": serve, "cloud": cloud_update}[args.command]
     try:
-        return reproduce(args)
+        return run(args)
     except KeyboardInterrupt:
         print("\ninterrupted: finished stages are cached, run the same command again to continue", file=sys.stderr)
         return 130

@@ -406,7 +406,7 @@ class Pipeline:
         }
         return PipelineResult(table1, figure2, figure3, histories, summary)
 
-    # ---- cold start ---------------------------------------------------------------------
+    # ---- cold start and serving --------------------------------------------------------
     def recommender(self, kind: str = "fusion") -> Recommender:
         """A :class:`musrec.Recommender` over every song of the dataset (their WMF vectors)
         that predicts new songs' vectors with the ``kind`` model trained by this pipeline."""
@@ -423,4 +423,21 @@ class Pipeline:
             features=self.features_config,
             excerpts=self.excerpts,
             num_threads=self.num_threads,
+        )
+
+    def export_bundle(
+        self,
+        path: str | os.PathLike,
+        kind: str = "fusion",
+        *,
+        encoding: str = "f32",
+        model_version: str | None = None,
+        edge_offsets: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """Write the trained stages as a model bundle directory for the edge service: the
+        WMF vectors of every user and song, the play counts, the ids, the ``kind`` content
+        model and the feature settings (see :meth:`musrec.Recommender.export_bundle` for
+        ``encoding``, ``model_version`` and ``edge_offsets``). Returns the manifest."""
+        return self.recommender(kind).export_bundle(
+            path, encoding=encoding, model_version=model_version, edge_offsets=edge_offsets
         )

@@ -1,6 +1,10 @@
 """Cold-start recommendation: Top-N over a catalogue that mixes songs with listening history
 (their WMF vectors) and new songs nobody has played (vectors predicted from audio and
-metadata by a :class:`musrec.FusionModel`)."""
+metadata by a :class:`musrec.FusionModel`).
+
+The catalogue and every ranking live in the Rust serving core (``_musrec.ServingCore``), the
+same code the edge service (:mod:`musrec.edge`) runs, so a notebook result and a served
+result cannot differ; this module only handles Python arguments."""
 
 from __future__ import annotations
 
@@ -8,15 +12,19 @@ import os
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import _musrec, audio
 from ._musrec import NotFittedError
 from ._sparse import csr_tuple, to_csr
-from .fusion import _AUDIO_KINDS, _METADATA_KINDS, FusionModel
+from .fusion import _AUDIO_KINDS, _METADATA_KINDS, FusionModel, _tags, _year
 from .wmf import WMF, _positive_int
 
 Ranked = tuple[np.ndarray, np.ndarray]
+
+
+def _ranked(result: tuple[list[str], np.ndarray]) -> Ranked:
+    ids, scores = result
+    return np.array(ids, dtype=object), scores
 
 
 class Recommender:
@@ -58,18 +66,25 @@ class Recommender:
         self.num_threads = int(num_threads)
         n_users, n_songs = wmf.user_factors.shape[0], wmf.item_factors.shape[0]
         self.user_ids = self._names(user_ids, n_users, "user_ids")
-        self._song_ids = self._names(song_ids, n_songs, "song_ids")
-        self._user_index = {u: i for i, u in enumerate(self.user_ids)}
-        self._song_index = {s: i for i, s in enumerate(self._song_ids)}
-        if len(self._user_index) != n_users or len(self._song_index) != n_songs:
+        song_names = self._names(song_ids, n_songs, "song_ids")
+        if len(set(self.user_ids)) != n_users or len(set(song_names)) != n_songs:
             raise ValueError("user_ids and song_ids must be unique")
         self.plays = None if plays is None else to_csr(plays, "plays")
         if self.plays is not None and self.plays.shape != (n_users, n_songs):
             raise ValueError(f"plays has shape {self.plays.shape}, the WMF model {(n_users, n_songs)}")
-        self._vectors = np.ascontiguousarray(wmf.item_factors, dtype=np.float32)
-        self._users = np.ascontiguousarray(wmf.user_factors, dtype=np.float32)
-        self._unit: np.ndarray | None = None
-        self.n_known = n_songs
+        self._core = _musrec.ServingCore.from_parts(
+            wmf.params,
+            self.features,
+            self.excerpts,
+            [str(u) for u in self.user_ids],
+            [str(s) for s in song_names],
+            np.ascontiguousarray(wmf.user_factors, dtype=np.float32),
+            np.ascontiguousarray(wmf.item_factors, dtype=np.float32),
+            plays=None if self.plays is None else csr_tuple(self.plays),
+            fusion=model._core.to_bytes(),
+            num_threads=self.num_threads,
+        )
+        self._song_ids: np.ndarray | None = None
 
     @staticmethod
     def _names(values: Any, n: int, name: str) -> np.ndarray:
@@ -85,52 +100,50 @@ class Recommender:
     @property
     def song_ids(self) -> np.ndarray:
         """Every song of the catalogue: the known ones, then the added new ones."""
+        if self._song_ids is None:
+            self._song_ids = np.array(self._core.song_ids, dtype=object)
         return self._song_ids
 
     @property
     def n_songs(self) -> int:
-        return len(self._song_ids)
+        return self._core.n_songs
+
+    @property
+    def n_known(self) -> int:
+        """Songs with listening history; the rest were added from content."""
+        return self._core.n_known
+
+    @property
+    def model_version(self) -> str:
+        return self._core.model_version
 
     def is_new(self, song_id: str) -> bool:
         """Whether ``song_id`` was added from content (no listening history)."""
-        return self._song(song_id) >= self.n_known
-
-    def _song(self, song_id: Any) -> int:
-        try:
-            return self._song_index[str(song_id)]
-        except KeyError:
-            raise KeyError(f"unknown song {song_id!r}") from None
-
-    def _user(self, user_id: Any) -> int:
-        try:
-            return self._user_index[str(user_id)]
-        except KeyError:
-            raise KeyError(f"unknown user {user_id!r}") from None
+        return self._core.is_new(str(song_id))
 
     def song_vector(
         self, audio_input: Any = None, *, tags: Any = None, artist: Any = None, year: Any = None
     ) -> np.ndarray:
         """The predicted WMF vector of a song from its content (what the model kind reads)."""
-        spec = None
+        path, log_mel = None, None
         if self.model.kind in _AUDIO_KINDS:
-            spec = self._log_mel(audio_input)[None]
-        meta = [{"tags": tags, "artist": artist, "year": year}] if self.model.kind in _METADATA_KINDS else None
-        return self.model.predict(spec, meta)[0]
+            path, log_mel = self._audio(audio_input)
+        return self._core.song_vector(
+            audio_path=path,
+            log_mel=log_mel,
+            tags=_tags(tags, 0) if self.model.kind in _METADATA_KINDS else [],
+            artist=None if artist is None else str(artist),
+            year=_year(year, 0),
+        )
 
-    def _log_mel(self, audio_input: Any) -> np.ndarray:
+    def _audio(self, audio_input: Any) -> tuple[str | None, np.ndarray | None]:
         if audio_input is None:
             raise ValueError(f"a {self.model.kind!r} model needs the song's audio (a file path or a log-Mel array)")
         if isinstance(audio_input, (str, os.PathLike)):
             path = os.fspath(audio_input)
             if not os.path.exists(path):
                 raise FileNotFoundError(f"no audio file at {path!r}")
-            result = audio.extract(
-                [path], self.features, num_threads=self.num_threads, show_progress=False, excerpts=self.excerpts
-            )
-            if not result.ok[0]:
-                failure = result.failures[0]
-                raise ValueError(f"cannot use the audio of {path!r}: {failure['reason']}: {failure['message']}")
-            return result.features[0]
+            return path, None
         spec = np.asarray(audio_input, dtype=np.float32)
         shape = self.features.shape if self.excerpts == 1 else (self.excerpts, *self.features.shape)
         if spec.shape != shape:
@@ -138,7 +151,7 @@ class Recommender:
                 f"a log-Mel array must have shape {shape} ({'' if self.excerpts == 1 else 'excerpts, '}n_mels, "
                 f"frames) for these features, got {spec.shape}; pass the audio file's path to have it extracted"
             )
-        return spec
+        return None, np.ascontiguousarray(spec)
 
     def add_song(
         self, song_id: str, audio_input: Any = None, *, tags: Any = None, artist: Any = None, year: Any = None
@@ -146,36 +159,29 @@ class Recommender:
         """Put a new song into the catalogue from its content; returns its predicted vector.
         From then on it is recommendable to every user and findable by :meth:`similar_songs`."""
         song_id = str(song_id)
-        if song_id in self._song_index:
+        try:
+            self._core.is_new(song_id)
+        except KeyError:
+            pass
+        else:
             raise ValueError(f"song {song_id!r} is already in the catalogue")
         vector = self.song_vector(audio_input, tags=tags, artist=artist, year=year)
-        self._song_index[song_id] = len(self._song_ids)
-        self._song_ids = np.append(self._song_ids, np.array([song_id], dtype=object))
-        self._vectors = np.ascontiguousarray(np.vstack([self._vectors, vector[None]]))
-        self._unit = None
+        self._core.add_song(song_id, vector)
+        self._song_ids = None
         return vector
 
     # ---- rankings -----------------------------------------------------------------------
-    def _top(self, queries: np.ndarray, items: np.ndarray, N: int, exclude: sp.csr_matrix | None = None) -> Ranked:
-        ids, scores = _musrec.top_n(
-            np.ascontiguousarray(queries, dtype=np.float32).reshape(1, -1),
-            items,
-            _positive_int(N, "N"),
-            exclude=None if exclude is None else csr_tuple(exclude),
-            filter_items=None,
-            candidates=None,
-            num_threads=self.num_threads,
-        )
-        keep = ids[0] >= 0
-        return ids[0][keep], scores[0][keep]
-
     def recommend_new_song(
         self, audio_input: Any = None, *, tags: Any = None, artist: Any = None, year: Any = None, N: int = 10
     ) -> Ranked:
         """The N users to push a new song to: (user ids, predicted preference), best first."""
+        N = _positive_int(N, "N")
         vector = self.song_vector(audio_input, tags=tags, artist=artist, year=year)
-        idx, scores = self._top(vector, self._users, N)
-        return self.user_ids[idx], scores
+        return _ranked(self._core.audience_of_vector(vector, N))
+
+    def audience(self, song_id: Any, N: int = 100) -> Ranked:
+        """The N users to push a catalogue song to: (user ids, predicted preference)."""
+        return _ranked(self._core.audience(str(song_id), _positive_int(N, "N")))
 
     def similar_songs(
         self,
@@ -189,60 +195,71 @@ class Recommender:
     ) -> Ranked:
         """The N catalogue songs most similar (cosine of vectors) to a catalogue song
         ``song_id`` (left out of its own list), or to a new song given by its content."""
-        if self._unit is None:
-            norms = np.linalg.norm(self._vectors, axis=1, keepdims=True)
-            self._unit = np.ascontiguousarray(self._vectors / np.maximum(norms, 1e-12), dtype=np.float32)
-        exclude = None
+        N = _positive_int(N, "N")
         if song_id is not None:
-            i = self._song(song_id)
-            query = self._unit[i]
-            exclude = sp.csr_matrix((np.ones(1, np.float32), ([0], [i])), shape=(1, self.n_songs))
-        else:
-            vector = self.song_vector(audio_input, tags=tags, artist=artist, year=year)
-            query = vector / max(float(np.linalg.norm(vector)), 1e-12)
-        idx, scores = self._top(query, self._unit, N, exclude)
-        return self._song_ids[idx], scores
-
-    def _listened(self, row: sp.csr_matrix) -> sp.csr_matrix:
-        """A user's played known songs as an exclusion row over the whole catalogue."""
-        return sp.csr_matrix((row.data, row.indices, row.indptr), shape=(1, self.n_songs))
+            return _ranked(self._core.similar(str(song_id), N))
+        vector = self.song_vector(audio_input, tags=tags, artist=artist, year=year)
+        return _ranked(self._core.similar_to_vector(vector, N))
 
     def recommend(self, user_id: Any, N: int = 10, filter_listened: bool = True, only_new: bool = False) -> Ranked:
         """Top-N songs of the catalogue, known and new alike, for a known user: (song ids,
         scores). ``filter_listened`` leaves out what the user played (needs ``plays``);
         ``only_new`` ranks only the songs added from content."""
-        u = self._user(user_id)
-        exclude = None
-        if filter_listened:
-            if self.plays is None:
-                raise ValueError("filter_listened needs the plays matrix: Recommender(..., plays=...)")
-            exclude = self._listened(self.plays[u])
-        return self._rank(self._users[u], N, exclude, only_new)
+        N = _positive_int(N, "N")
+        if filter_listened and self.plays is None:
+            raise ValueError("filter_listened needs the plays matrix: Recommender(..., plays=...)")
+        return _ranked(self._core.recommend(str(user_id), N, bool(filter_listened), bool(only_new)))
 
     def recommend_for_plays(self, plays: dict[str, float], N: int = 10, only_new: bool = False) -> Ranked:
         """Top-N for a user the model has never seen, from a few plays ``{song id: count}``
         of known songs (their vector is folded in exactly, without refitting)."""
+        N = _positive_int(N, "N")
         if not plays:
             raise ValueError("plays must name at least one known song")
-        idx = [self._song(s) for s in plays]
-        if any(i >= self.n_known for i in idx):
-            raise ValueError("plays can only name songs with listening history (not songs added from content)")
-        counts = np.asarray([float(c) for c in plays.values()], dtype=np.float32)
-        if not np.all(np.isfinite(counts)) or np.any(counts <= 0):
-            raise ValueError("play counts must be positive numbers")
-        order = np.argsort(idx)
-        row = sp.csr_matrix((counts[order], np.asarray(idx)[order], [0, len(idx)]), shape=(1, self.n_known))
-        user = self.wmf.recalculate_user(row)
-        return self._rank(user, N, self._listened(row), only_new)
+        counts = [(str(s), float(c)) for s, c in plays.items()]
+        return _ranked(self._core.recommend_for_plays(counts, N, bool(only_new)))
 
-    def _rank(self, user: np.ndarray, N: int, exclude: sp.csr_matrix | None, only_new: bool) -> Ranked:
-        if only_new:
-            if self.n_songs == self.n_known:
-                raise ValueError("no new songs in the catalogue: add some with add_song()")
-            idx, scores = self._top(user, self._vectors[self.n_known :], N)
-            return self._song_ids[self.n_known + idx], scores
-        idx, scores = self._top(user, self._vectors, N, exclude)
-        return self._song_ids[idx], scores
+    # ---- bundles ------------------------------------------------------------------------
+    def export_bundle(
+        self,
+        path: str | os.PathLike,
+        *,
+        encoding: str = "f32",
+        model_version: str | None = None,
+        edge_offsets: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """Write the catalogue as a model bundle directory for the edge service (see
+        :func:`musrec.edge.serve`); returns its manifest. ``encoding`` stores the song
+        vectors as ``"f32"``, ``"f16"`` or ``"int8"`` (per-row scales; rescored in f32 on
+        load); the manifest records the compact encoding's measured top-10 overlap with f32.
+        ``path`` must not exist: the bundle is written to a temporary directory, fsynced and
+        renamed, so it appears whole or not at all."""
+        return self._core.write_bundle(os.fspath(path), encoding, model_version, edge_offsets)
+
+    # ---- pickling: the core is rebuilt from the models and the added songs ----------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_song_ids")}
+        n_known, song_ids = self._core.n_known, self._core.song_ids
+        state["_known_song_ids"] = song_ids[:n_known]
+        state["_added"] = (song_ids[n_known:], self._core.song_factors[n_known:])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        added_ids, added_vectors = state.pop("_added")
+        known_ids = state.pop("_known_song_ids")
+        fresh = Recommender(
+            state["wmf"],
+            state["model"],
+            user_ids=state["user_ids"],
+            song_ids=known_ids,
+            plays=state["plays"],
+            features=state["features"],
+            excerpts=state["excerpts"],
+            num_threads=state["num_threads"],
+        )
+        self.__dict__.update(fresh.__dict__)
+        for song_id, vector in zip(added_ids, added_vectors):
+            self._core.add_song(song_id, np.ascontiguousarray(vector))
 
     def __repr__(self) -> str:
         new = self.n_songs - self.n_known

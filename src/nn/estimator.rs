@@ -315,7 +315,7 @@ impl FusionModel {
         Ok(Fitted { net, spec, state })
     }
 
-    fn fitted(&self) -> Result<&Fitted> {
+    pub fn fitted(&self) -> Result<&Fitted> {
         self.fitted
             .as_ref()
             .ok_or_else(|| Error::NotFitted("this FusionModel is not fitted yet: call fit() or load() first".into()))

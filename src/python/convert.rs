@@ -140,8 +140,11 @@ pub fn from_py<T: serde::de::DeserializeOwned>(what: &str, v: &Bound<'_, PyAny>)
 
 /// A report of the core as Python objects (dicts and lists).
 pub fn report<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
-    let value = serde_json::to_value(value).map_err(|e| Error::invalid(format!("cannot convert a report: {e}")))?;
-    from_json(py, &value)
+    // Through the text form, which writes an f32 as its shortest decimal (1e-10), where
+    // to_value would widen it to 1.000000013351432e-10.
+    let bad = |e: serde_json::Error| Error::invalid(format!("cannot convert a report: {e}"));
+    let text = serde_json::to_string(value).map_err(bad)?;
+    from_json(py, &serde_json::from_str(&text).map_err(bad)?)
 }
 
 /// A Python value as JSON, for a setting whose core type serde then checks: None, bools,

@@ -1,11 +1,12 @@
 //! Core errors become Python exceptions: bad input -> ValueError, missing files ->
-//! FileNotFoundError, unreadable model files -> musrec.FormatError (a MusrecError and a
+//! FileNotFoundError, an unknown user or song id -> KeyError, unreadable model files -> musrec.FormatError (a MusrecError and a
 //! ValueError), an estimator used before fit -> musrec.NotFittedError (a MusrecError, a
 //! ValueError and an AttributeError, as scikit-learn's), a stop request -> KeyboardInterrupt.
 
 use crate::error::Error;
 use pyo3::exceptions::{
-    PyAttributeError, PyException, PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyValueError,
+    PyAttributeError, PyException, PyFileNotFoundError, PyKeyError, PyKeyboardInterrupt, PyOSError, PyPermissionError,
+    PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -70,6 +71,7 @@ impl From<Error> for PyErr {
         let msg = err.to_string();
         match err {
             Error::InvalidInput(_) => PyValueError::new_err(msg),
+            Error::UnknownId(_) => PyKeyError::new_err(msg),
             Error::NotFound(path) => PyFileNotFoundError::new_err((2, "No such file or directory", path)),
             Error::PermissionDenied(path) => PyPermissionError::new_err((13, "Permission denied", path)),
             Error::Io { .. } => PyOSError::new_err(msg),

@@ -8,6 +8,7 @@ mod data;
 mod datasets;
 mod errors;
 mod nn;
+mod serve;
 mod wmf;
 
 use pyo3::prelude::*;
@@ -22,5 +23,6 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     data::register(m)?;
     nn::register(m)?;
     datasets::register(m)?;
+    serve::register(m)?;
     Ok(())
 }

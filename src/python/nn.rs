@@ -2,7 +2,7 @@
 //! Python `musrec.FusionModel` adds argument handling on top.
 
 use super::config::setting_error;
-use super::convert::{enter, from_json, matrix, to_json};
+use super::convert::{enter, matrix, report, to_json};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::nn::{FusionModel, MetadataOptions, ModelKind, NetConfig, SongMetadata, Songs, TrainConfig, Validation};
@@ -370,15 +370,26 @@ impl FusionCore {
     /// report once fitted), as a dict.
     #[getter]
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let value = match &self.inner.fitted {
-            Some(f) => serde_json::to_value(&f.spec),
-            None => Ok(serde_json::json!({
-                "net": &self.inner.template,
-                "train": &self.inner.train_config,
-                "metadata_options": &self.inner.metadata_options,
-            })),
-        };
-        from_json(py, &value.map_err(|e| Error::invalid(e.to_string()))?)
+        match &self.inner.fitted {
+            Some(f) => report(py, &f.spec),
+            None => {
+                #[derive(serde::Serialize)]
+                struct Settings<'a> {
+                    net: &'a NetConfig,
+                    train: &'a TrainConfig,
+                    metadata_options: &'a MetadataOptions,
+                }
+                let m = &self.inner;
+                report(
+                    py,
+                    &Settings {
+                        net: &m.template,
+                        train: &m.train_config,
+                        metadata_options: &m.metadata_options,
+                    },
+                )
+            }
+        }
     }
 
     /// (train_loss, validation_loss, epochs_done, best_epoch or None, stopped_early,

@@ -289,6 +289,25 @@ pub fn training_loss(
 /// users); the exact regularised least-squares solution is returned, rows x factors.
 pub fn fold_in(params: &WmfParams, fixed: &[f32], rows: CsrRef<'_>, threads: &Threads) -> Result<Vec<f32>> {
     params.validate()?;
+    let gram = threads.run(|| fold_in_gram(params, fixed));
+    fold_in_with_gram(params, fixed, &gram, rows, threads)
+}
+
+/// Y^T Y + regularization I of the fixed factors: what every fold-in against them reuses.
+pub fn fold_in_gram(params: &WmfParams, fixed: &[f32]) -> Vec<f32> {
+    sweep::regularized_gram(fixed, params.factors, params.regularization)
+}
+
+/// [`fold_in`] with the Gram matrix of [`fold_in_gram`] already computed, so that a fold-in
+/// of a few rows costs the rows' plays, not a pass over every fixed factor.
+pub fn fold_in_with_gram(
+    params: &WmfParams,
+    fixed: &[f32],
+    gram: &[f32],
+    rows: CsrRef<'_>,
+    threads: &Threads,
+) -> Result<Vec<f32>> {
+    params.validate()?;
     let k = params.factors;
     ensure!(
         fixed.len() == rows.n_cols * k,
@@ -296,6 +315,7 @@ pub fn fold_in(params: &WmfParams, fixed: &[f32], rows: CsrRef<'_>, threads: &Th
         rows.n_cols,
         fixed.len() / k
     );
+    ensure!(gram.len() == k * k, "the Gram matrix is not {k} x {k}");
     check_counts(rows)?;
     let rows = drop_zeros(rows);
     let conf = confidences(params, &rows.data);
@@ -304,7 +324,7 @@ pub fn fold_in(params: &WmfParams, fixed: &[f32], rows: CsrRef<'_>, threads: &Th
         solver: Solver::Cholesky,
         ..params.clone()
     };
-    threads.run(|| sweep::solve_side(&mut out, fixed, k, rows.view(), &conf, &exact))?;
+    threads.run(|| sweep::solve_side_with_gram(&mut out, fixed, gram, k, rows.view(), &conf, &exact))?;
     Ok(out)
 }
 

@@ -73,6 +73,20 @@ pub(crate) fn solve_side(
     params: &WmfParams,
 ) -> Result<()> {
     let a = regularized_gram(y, dim, params.regularization);
+    solve_side_with_gram(x, y, &a, dim, m, conf, params)
+}
+
+/// [`solve_side`] with `a` = Y^T Y + reg I already computed (a caller that solves few rows
+/// against the same `y` many times, as fold-in in a service does, computes it once).
+pub(crate) fn solve_side_with_gram(
+    x: &mut [f32],
+    y: &[f32],
+    a: &[f32],
+    dim: usize,
+    m: CsrRef<'_>,
+    conf: &[f32],
+    params: &WmfParams,
+) -> Result<()> {
     let ranges = blocks(m);
     let mut pieces = Vec::with_capacity(ranges.len());
     let mut rest = x;
@@ -86,7 +100,7 @@ pub(crate) fn solve_side(
             first_row,
             y,
             dim,
-            a: &a,
+            a,
             m,
             conf,
         };

@@ -1,0 +1,113 @@
+"""The cloud's update round: fold the events that edges logged into the next model bundle.
+
+:func:`update` reads each edge's event log (:func:`musrec.edge.read_events`) after the offset
+that the old bundle's manifest records for that edge, so every event is merged exactly once
+however often a round runs; adds the new plays to the users' histories; then either folds
+each changed user in again against the fixed song vectors (the default), or refits WMF on
+all plays warm-started from the old vectors (``refit=True``); and writes the new bundle with
+the advanced offsets, which an edge then hot-swaps (``POST /admin/reload``). The content
+model is carried over unchanged; refitting it needs the training audio and is not done here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+from . import _musrec
+from .edge import read_events
+
+
+def update(
+    bundle: str | os.PathLike,
+    events: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    refit: bool = False,
+    iterations: int = 5,
+    encoding: str | None = None,
+    model_version: str | None = None,
+    num_threads: int = 0,
+) -> dict[str, Any]:
+    """Merge the new events of the edge logs in ``events`` into ``bundle`` and write ``out``.
+
+    Returns a report: ``merged`` (events merged per edge), ``skipped`` (events naming a song
+    the bundle does not have, e.g. one an edge ingested from content, per edge),
+    ``offsets`` (the new per-edge offsets, as written to the manifest), ``users_changed``,
+    ``refit`` and the new bundle's ``manifest``. ``encoding`` defaults to the old bundle's.
+    """
+    core, manifest = _musrec.ServingCore.open(os.fspath(bundle), num_threads=num_threads)
+    offsets: dict[str, int] = dict(manifest["edge_offsets"])
+    if isinstance(events, (str, os.PathLike)):
+        events = [events]
+    seen_edges: dict[str, str] = {}
+    merged: dict[str, int] = {}
+    skipped: dict[str, int] = {}
+    per_user: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    known_songs = set(core.song_ids)
+    for directory in events:
+        directory = os.fspath(directory)
+        records = read_events(directory)
+        edges = {r["edge_id"] for r in records}
+        for edge_id in edges:
+            if edge_id in seen_edges and seen_edges[edge_id] != directory:
+                raise ValueError(f"edge {edge_id!r} has logs in both {seen_edges[edge_id]!r} and {directory!r}")
+            seen_edges[edge_id] = directory
+        last: dict[str, int] = {}
+        for r in records:
+            edge_id = r["edge_id"]
+            last[edge_id] = r["offset"]
+            if r["offset"] <= offsets.get(edge_id, 0):
+                continue  # merged by an earlier round
+            merged[edge_id] = merged.get(edge_id, 0) + 1
+            if r["song_id"] in known_songs:
+                per_user[r["user_id"]].append((r["song_id"], r["plays"]))
+            else:
+                skipped[edge_id] = skipped.get(edge_id, 0) + 1
+        for edge_id, offset in last.items():
+            offsets[edge_id] = max(offsets.get(edge_id, 0), offset)
+    for user, plays in per_user.items():
+        core.record_plays(user, plays)
+    if refit:
+        core = _refit(core, iterations, num_threads)
+    new_manifest = core.write_bundle(os.fspath(out), encoding or manifest["song_encoding"], model_version, offsets)
+    return {
+        "merged": merged,
+        "skipped": skipped,
+        "offsets": offsets,
+        "users_changed": len(per_user),
+        "refit": bool(refit),
+        "manifest": new_manifest,
+    }
+
+
+def _refit(core: _musrec.ServingCore, iterations: int, num_threads: int) -> _musrec.ServingCore:
+    """WMF on every play of the merged catalogue, warm-started from its vectors."""
+    if core.n_known != core.n_songs:
+        raise ValueError(
+            "the bundle holds songs added from content; a refit would give them WMF vectors from no plays "
+            "(re-embedding them needs their audio, which the bundle does not keep)"
+        )
+    if isinstance(iterations, bool) or int(iterations) < 1:
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    params = core.params.replace(iterations=iterations)
+    plays = core.plays_csr()
+    fitted = SimpleNamespace()  # wmf_fit stores the factors here
+    _musrec.wmf_fit(
+        fitted, params, plays, user_init=core.user_factors, item_init=core.song_factors, num_threads=num_threads
+    )
+    users, songs = fitted.user_factors, fitted.item_factors
+    return _musrec.ServingCore.from_parts(
+        params,
+        core.features,
+        core.log_mel_shape[0],  # excerpts per song
+        core.user_ids,
+        core.song_ids,
+        users,
+        songs,
+        plays=plays,
+        fusion=core.content_model_bytes(),
+        num_threads=num_threads,
+    )

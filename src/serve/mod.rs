@@ -1,0 +1,10 @@
+//! The edge side of the system: model bundles (`bundle`), the serving core that answers from
+//! one (`catalogue`), and the durable event log of what the edge collects (`events`).
+//! Plain Rust: the HTTP service (`http`, behind the `edge` feature) and the Python bindings
+//! are built on top of these.
+
+pub mod bundle;
+pub mod catalogue;
+pub mod events;
+#[cfg(feature = "edge")]
+pub mod http;
