@@ -260,6 +260,40 @@ def test_fusion_linear_part_on_metadata_only(data):
         musrec.FusionModel("cnn", wide_audio=False, **SMALL).fit(spec, meta, y, show_progress=False)
 
 
+def test_stacked_fusion_is_the_least_squares_combination_of_its_parts(tmp_path, data):
+    """stacked=True: the audio network and ridge on metadata, combined by least squares on the
+    validation songs (numpy's lstsq as the reference)."""
+    (spec, meta, y), (spec_t, meta_t, _) = data
+    cut = 400
+    train, val = (spec[:cut], meta[:cut], y[:cut]), (spec[cut:], meta[cut:], y[cut:])
+    # A learning rate too small to move: the audio network is its linear start, ridge_audio.
+    fused = musrec.FusionModel("fusion", max_epochs=1, learning_rate=1e-12, **SMALL)
+    fused.fit(*train, validation=val, show_progress=False)
+    audio = musrec.FusionModel("ridge_audio").fit(*train, validation=val, show_progress=False)
+    metadata = musrec.FusionModel("ridge_metadata").fit(*train, validation=val, show_progress=False)
+    a_v, m_v = audio.predict(val[0], None), metadata.predict(None, val[1])
+    d = y.shape[1]
+    design = np.column_stack([a_v.ravel(), m_v.ravel(), np.tile(np.eye(d), (len(a_v), 1))]).astype(np.float64)
+    solution = np.linalg.lstsq(design, val[2].ravel().astype(np.float64), rcond=None)[0]
+    report = fused.stacking_
+    assert report["audio_weight"] == pytest.approx(solution[0], rel=1e-3)
+    assert report["metadata_weight"] == pytest.approx(solution[1], rel=1e-3)
+    assert report["validation_mse"] <= min(report["validation_mse_audio"], report["validation_mse_metadata"])
+    want = solution[0] * audio.predict(spec_t, None) + solution[1] * metadata.predict(None, meta_t) + solution[2:]
+    np.testing.assert_allclose(fused.predict(spec_t, meta_t), want, atol=1e-4)
+    fused.save(tmp_path / "stacked.safetensors")
+    again = musrec.FusionModel.load(tmp_path / "stacked.safetensors")
+    assert again.stacking_ == report
+    np.testing.assert_array_equal(again.predict(spec_t, meta_t), fused.predict(spec_t, meta_t))
+    # Joint training and other kinds: no combination.
+    assert (
+        musrec.FusionModel("fusion", stacked=False, max_epochs=1, **SMALL).fit(*train, show_progress=False).stacking_
+        is None
+    )
+    with pytest.raises(ValueError, match="fusion kind only"):
+        musrec.FusionModel("cnn", stacked=True, **SMALL).fit(*train, show_progress=False)
+
+
 def test_wide_and_deep_starts_from_the_linear_model(tmp_path, data):
     (spec, meta, y), (spec_test, meta_test, _) = data
     ridge = musrec.FusionModel("ridge_metadata").fit(spec, meta, y, show_progress=False)

@@ -146,7 +146,13 @@ class FusionModel:
     linear part only, and its deep part is the audio branch (with a deep metadata branch the
     artist embeddings overfit within a few epochs and early stopping ends training before
     the audio branch has learned: on real sound with new artists recall@10 was 0.187 with
-    it and 0.212 without); gradients are clipped to a global norm of ``clip_norm`` 5.
+    it and 0.212 without); ``stacked=True`` (fusion): late fusion by stacking, where the
+    audio network (ridge on the audio statistics plus the deep audio branch learning its
+    residual, trained as ``"cnn_lstm"`` is) and ridge on the metadata are fitted apart and
+    combined as ``a * audio + m * metadata + c``, the two weights and the per-dimension
+    intercept fitted by least squares on the validation songs (:attr:`stacking_`; jointly
+    trained, the audio branch learns only what ridge on everything misses and stops within a
+    few epochs); gradients are clipped to a global norm of ``clip_norm`` 5.
     ``architecture="paper"`` gives the paper's network as it describes it instead (no linear
     part, ReLU on every fully connected layer, no forget bias, no clipping unless given).
     Two more options, off by default because they measured within noise on real sound:
@@ -200,6 +206,7 @@ class FusionModel:
         audio_hidden: int | None = None,
         deep_metadata: bool | None = None,
         wide_audio: bool | None = None,
+        stacked: bool | None = None,
         learning_rate: float | None = None,
         weight_decay: float | None = None,
         batch_size: int | None = None,
@@ -353,6 +360,17 @@ class FusionModel:
         ``lambda_metadata``, their ``validation_mse`` and the ``path`` of every pair tried."""
         self._state()
         return self.config_.get("ridge")
+
+    @property
+    def stacking_(self) -> dict[str, Any] | None:
+        """For a stacked fusion model: the ``audio_weight`` and ``metadata_weight`` of the
+        combination, its per-dimension ``intercept`` (in units of the targets divided by their
+        spread), the metadata ridge's ``lambda_metadata``, and the validation MSE of the audio
+        network, of the metadata ridge and of the combination (``validation_mse_audio``,
+        ``validation_mse_metadata``, ``validation_mse``; None without validation songs, when
+        the two are averaged). None for other models."""
+        self._state()
+        return self.config_.get("stacking")
 
     @property
     def n_parameters_(self) -> int:

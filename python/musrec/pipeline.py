@@ -327,6 +327,12 @@ class Pipeline:
                     f"  linear part: penalties {ridge['lambda_audio']:g} (audio) and {ridge['lambda_metadata']:g} "
                     f"(metadata), validation loss {float('nan') if mse is None else mse:.4g}"
                 )
+            stacking = model.stacking_
+            if stacking is not None:
+                self.log(
+                    f"  stacked: {stacking['audio_weight']:.3g} x audio network + {stacking['metadata_weight']:.3g} x "
+                    f"metadata ridge (penalty {stacking['lambda_metadata']:g})"
+                )
             if h["train_loss"]:
                 best = min(h["validation_loss"], default=float("nan"))
                 early = " (stopped early)" if model.stopped_early_ else ""

@@ -8,6 +8,7 @@ use super::config::{NetConfig, TrainConfig};
 use super::data::Standardizer;
 use super::metadata::{MetadataEncoder, MetadataOptions};
 use super::model::Network;
+use super::stack::StackingReport;
 use super::train::{History, TrainState, set_params, snapshot};
 use super::wide::RidgeReport;
 use crate::error::{Error, Result};
@@ -30,6 +31,10 @@ pub struct ModelSpec {
     /// How the linear part's penalties were chosen (kinds with one).
     #[serde(default)]
     pub ridge: Option<RidgeReport>,
+    /// How a stacked fusion model combined its audio network and metadata ridge; None until
+    /// the combination (a checkpoint written during training holds the audio network alone).
+    #[serde(default)]
+    pub stacking: Option<StackingReport>,
 }
 
 #[derive(Serialize, Deserialize)]

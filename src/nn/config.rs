@@ -165,6 +165,18 @@ pub struct NetConfig {
     /// linear kinds always read what their kind says. On in files written before it.
     #[serde(default = "yes")]
     pub wide_audio: bool,
+    /// Fusion only: late fusion by stacking. The audio network (ridge on the audio statistics
+    /// plus the deep audio branch learning its residual, as `cnn_lstm` trains) and ridge on
+    /// the metadata are fitted separately, then combined as `a * audio + m * metadata + c`
+    /// with the two weights and a per-dimension intercept fitted by least squares on the
+    /// validation songs. The combination folds into the network's own parameters (the linear
+    /// part and the scaled head), so prediction and files are the network's. Jointly trained
+    /// (`false`), the audio branch learns only what ridge on everything misses, and early
+    /// stopping ends it within a few epochs. It applies to a fusion model whose linear part
+    /// reads audio and metadata and which has no deep metadata branch (the defaults), and is
+    /// ignored otherwise (see [`NetConfig::is_stacked`]). Off in files written before it.
+    #[serde(default)]
+    pub stacked: bool,
 }
 
 fn yes() -> bool {
@@ -205,6 +217,7 @@ impl NetConfig {
             audio_hidden: 0,
             deep_metadata: false,
             wide_audio: true,
+            stacked: kind == ModelKind::Fusion,
         }
     }
 
@@ -217,6 +230,7 @@ impl NetConfig {
             branch_relu: true,
             forget_bias: 0.0,
             deep_metadata: true,
+            stacked: false,
             ..Self::new(kind, n_factors, n_mels, n_frames)
         }
     }
@@ -229,6 +243,11 @@ impl NetConfig {
     /// Whether the linear part reads the audio statistics.
     pub fn wide_reads_audio(&self) -> bool {
         self.has_wide() && self.kind.uses_audio() && (self.wide_audio || self.kind.is_linear())
+    }
+
+    /// Whether training stacks the audio network and ridge on the metadata (see `stacked`).
+    pub fn is_stacked(&self) -> bool {
+        self.stacked && self.kind == ModelKind::Fusion && self.wide && self.wide_audio && !self.deep_metadata
     }
 
     /// Whether it has deep branches and a head.
@@ -304,6 +323,13 @@ impl NetConfig {
             "wide_audio=False leaves the linear part of a {:?} model nothing to read; use wide=False",
             self.kind.name()
         );
+        if self.stacked {
+            ensure!(
+                self.kind == ModelKind::Fusion,
+                "stacked applies to the fusion kind only, not {:?}",
+                self.kind.name()
+            );
+        }
         if self.has_deep_metadata() {
             ensure!(
                 self.tag_dim > 0 && self.artist_dim > 0 && self.year_dim > 0 && self.mlp_hidden > 0,

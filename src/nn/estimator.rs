@@ -7,8 +7,9 @@ use super::config::{ModelKind, NetConfig, StopMetric, TrainConfig};
 use super::data::{Inputs, Standardizer, target_scale};
 use super::metadata::{EncodedMetadata, MetadataEncoder, MetadataOptions, SongMetadata};
 use super::model::Network;
+use super::stack;
 use super::train::{Ranking, TrainState, evaluate, predict, snapshot, train, validate};
-use super::wide::{self, WideShape};
+use super::wide;
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::parallel::{Progress, Threads};
@@ -172,16 +173,9 @@ impl FusionModel {
         } = fitted;
         if resumable.is_none() && net.config.has_wide() {
             let c = &net.config;
-            let shape = WideShape {
-                audio: c.wide_reads_audio(),
-                metadata: c.kind.uses_metadata(),
-                n_mels: c.n_mels,
-                n_frames: c.n_frames,
-                n_tags: c.n_tags,
-                n_artists: c.n_artists,
-                n_years: c.n_years,
-                d: c.n_factors,
-            };
+            // A stacked model's audio network starts from ridge on the audio alone; the
+            // metadata joins after training (see `stack`).
+            let shape = stack::wide_shape(c, c.wide_reads_audio(), c.kind.uses_metadata() && !c.is_stacked());
             let standardizer = &spec.standardizer;
             let (weights, report) =
                 threads.run(|| wide::fit(&shape, standardizer, (&train_set, &train_rows), validation_set))?;
@@ -205,22 +199,42 @@ impl FusionModel {
             self.fitted = Some(Fitted { net, spec, state });
             return result;
         }
+        // A stacked model whose checkpoint already holds the combination is finished.
+        let finished = spec.stacking.is_some();
         let mut save = |net: &Network, state: &TrainState| match checkpoint {
             Some(path) => checkpoint::save(path, net, &spec, state, true),
             None => Ok(()),
         };
-        let result = train(
-            &net,
-            &spec.standardizer,
-            (&train_set, &train_rows),
-            validation_set,
-            ranking,
-            &self.train_config,
-            &mut state,
-            threads,
-            &mut save,
-            progress,
-        );
+        let mut result = match finished {
+            true => Ok(()),
+            false => train(
+                &net,
+                &spec.standardizer,
+                (&train_set, &train_rows),
+                validation_set,
+                ranking,
+                &self.train_config,
+                &mut state,
+                threads,
+                &mut save,
+                progress,
+            ),
+        };
+        if net.config.is_stacked() && !finished {
+            // Also after an interrupt: the model kept is then still a whole fusion model.
+            let standardizer = &spec.standardizer;
+            let combined = threads.run(|| stack::stack(&net, standardizer, (&train_set, &train_rows), validation_set));
+            match combined {
+                Ok(report) => {
+                    spec.stacking = Some(report);
+                    state.best_params = Some(snapshot(&net)?);
+                    if let (Ok(()), Some(path)) = (&result, checkpoint) {
+                        result = checkpoint::save(path, &net, &spec, &state, true);
+                    }
+                }
+                Err(e) => result = result.and(Err(e)),
+            }
+        }
         self.fitted = Some(Fitted { net, spec, state });
         result
     }
@@ -282,6 +296,7 @@ impl FusionModel {
                 encoder,
                 standardizer,
                 ridge: None,
+                stacking: None,
             },
             state: TrainState::default(),
         })

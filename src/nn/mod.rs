@@ -12,6 +12,7 @@ mod layers;
 mod metadata;
 mod model;
 mod ops;
+mod stack;
 mod train;
 pub mod wide;
 

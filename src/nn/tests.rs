@@ -6,7 +6,7 @@ use super::estimator::{FusionModel, Songs, Validation};
 use super::layers::{ConvPool, Embedding, Linear, Lstm, ParamStore};
 use super::metadata::{MetadataOptions, SongMetadata};
 use super::model::{Batch, Network};
-use crate::parallel::{Step, Threads, ignore_progress};
+use crate::parallel::{Progress, Step, Threads, ignore_progress};
 use candle_core::{Device, Tensor, Var};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -717,4 +717,71 @@ fn early_stopping_by_recall_keeps_the_best_ranking_epoch() {
     let predicted = model.predict(&songs(&validation), 64, &threads).unwrap();
     let again = crate::nn::train::top_k_overlap(&users, &predicted, &validation.targets, 3, 3).unwrap();
     assert!((again - top).abs() < 1e-9, "{again} vs {top}");
+}
+
+/// A stacked fusion model: interrupted and resumed it ends as the unbroken run does, the
+/// model kept at the interrupt is already combined, and resuming a finished checkpoint
+/// changes nothing.
+#[test]
+fn stacked_fusion_resumes_and_combines_once() {
+    let set = toy_set(24, 3);
+    let validation = toy_set(8, 4);
+    let stacked = |epochs| {
+        let mut model = tiny_model(ModelKind::Fusion, epochs);
+        model.template.wide = true;
+        model.template.deep_metadata = false;
+        model.template.stacked = true;
+        model
+    };
+    let threads = Threads::new(0).unwrap();
+    let dir = std::env::temp_dir().join(format!("musrec-stack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("ckpt.safetensors");
+    let fit = |model: &mut FusionModel, path: Option<&std::path::Path>, progress: Progress| {
+        model.fit(
+            &songs(&set),
+            Validation::Songs(songs(&validation)),
+            None,
+            path,
+            true,
+            &threads,
+            progress,
+        )
+    };
+    let mut straight = stacked(4);
+    fit(&mut straight, None, &mut ignore_progress).unwrap();
+    let report = straight.fitted().unwrap().spec.stacking.clone().unwrap();
+    assert!(
+        report.validation_mse.unwrap()
+            <= report
+                .validation_mse_audio
+                .unwrap()
+                .min(report.validation_mse_metadata.unwrap())
+                + 1e-12
+    );
+    let predicted = straight.predict(&songs(&validation), 64, &threads).unwrap();
+
+    let mut first = stacked(4);
+    let mut stop_after = |s: Step| {
+        if s.done > 2 * 3 {
+            Err(crate::Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    };
+    assert!(matches!(
+        fit(&mut first, Some(&ckpt), &mut stop_after),
+        Err(crate::Error::Interrupted)
+    ));
+    assert!(first.fitted().unwrap().spec.stacking.is_some());
+
+    for _ in 0..2 {
+        // The first pass resumes training; the second finds the finished model.
+        let mut resumed = stacked(4);
+        fit(&mut resumed, Some(&ckpt), &mut ignore_progress).unwrap();
+        assert_eq!(resumed.fitted().unwrap().spec.stacking.as_ref(), Some(&report));
+        assert_eq!(resumed.fitted().unwrap().state.history.train_loss.len(), 4);
+        assert_eq!(resumed.predict(&songs(&validation), 64, &threads).unwrap(), predicted);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
