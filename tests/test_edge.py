@@ -512,3 +512,46 @@ def test_a_two_edge_cloud_round_merges_every_event_exactly_once(bundle, trained,
     assert "musrec cloud update: merged no new events" in capsys.readouterr().out
     with pytest.raises(ValueError, match="iterations"):
         cloud.update(tmp_path / "v5", [north_dir], tmp_path / "v7", refit=True, iterations=0)
+
+
+def test_added_songs_survive_a_restart_and_a_new_model(bundle, trained, tmp_path):
+    """With an event log, a song added from content is durable: its record and audio are
+    kept, a restart adds it back with its vector, and a new model version embeds it again."""
+    from musrec import cloud
+
+    _, ds, test_idx, meta = trained
+    song = int(test_idx[2])
+    events = tmp_path / "events"
+    with edge.serve(bundle[0], port=0, events=events, edge_id="edge-d", token=TOKEN) as s:
+        client = edge.Client(s.url, token=TOKEN)
+        m = meta[song]
+        client.add_song(
+            ds.songs.audio_path[song], song_id="DURABLE-1", tags=m["tags"], artist=m["artist"], year=m["year"]
+        )
+        client.events([{"user_id": ds.user_ids[0], "song_id": "DURABLE-1", "plays": 3.0, "timestamp": 1.0}])
+        similar = client.similar("DURABLE-1", n=5)["items"]
+    assert len(os.listdir(events / "songs")) == 1
+    # the song record is not a listening event
+    assert [e["song_id"] for e in edge.read_events(events)] == ["DURABLE-1"]
+    with edge.serve(bundle[0], port=0, events=events, edge_id="edge-d", token=TOKEN) as s:
+        assert s.restored_songs == {"restored": 1, "reembedded": 0, "lost": 0} and s.replayed_events == 1
+        client = edge.Client(s.url, token=TOKEN)
+        assert client.similar("DURABLE-1", n=5)["items"] == similar
+        # A bundle of another model version that lacks the song: the edge embeds it again
+        # with that bundle's content model (here the same model, so the same vector).
+        trained[0].export_bundle(tmp_path / "v9", model_version="v9")
+        reloaded = client.reload(tmp_path / "v9")
+        assert reloaded["reembedded_songs"] == 1 and reloaded["lost_songs"] == 0
+        again = client.similar("DURABLE-1", n=5)
+        assert again["model_version"] == "v9"
+        assert [i["song_id"] for i in again["items"]] == [i["song_id"] for i in similar]
+        np.testing.assert_allclose([i["score"] for i in again["items"]], [i["score"] for i in similar], rtol=1e-5)
+    # The cloud round takes the edge's song into the next bundle, and the plays on it.
+    report = cloud.update(bundle[0], [events], tmp_path / "v2", model_version="v2")
+    assert report["songs_added"] == {"edge-d": 1} and report["songs_failed"] == [] and report["skipped"] == {}
+    assert _plays(tmp_path / "v2")[ds.user_ids[0]]["DURABLE-1"] == 3.0
+    with edge.serve(tmp_path / "v2", port=0, events=events, edge_id="edge-d", token=TOKEN) as s:
+        assert s.restored_songs == {"restored": 0, "reembedded": 0, "lost": 0} and s.replayed_events == 0
+        assert [i["song_id"] for i in edge.Client(s.url).similar("DURABLE-1", n=5)["items"]] == [
+            i["song_id"] for i in similar
+        ]

@@ -145,6 +145,13 @@ def cloud_update(args: argparse.Namespace) -> int:
     merged = ", ".join(f"{n:,} from {e}" for e, n in sorted(report["merged"].items())) or "no new events"
     skipped = sum(report["skipped"].values())
     note = f"; {skipped:,} naming songs the bundle lacks were skipped" if skipped else ""
+    added = sum(report["songs_added"].values())
+    if added:
+        note += f"; {added:,} songs the edges added joined the bundle"
+    for failed in report["songs_failed"]:
+        print(
+            f"musrec cloud update: song {failed['song_id']} of {failed['edge_id']}: {failed['error']}", file=sys.stderr
+        )
     how = "WMF refit (warm start)" if report["refit"] else "fold-in"
     print(
         f"musrec cloud update: merged {merged}{note}; {report['users_changed']:,} users updated by {how}; "

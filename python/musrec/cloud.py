@@ -5,8 +5,11 @@ that the old bundle's manifest records for that edge, so every event is merged e
 however often a round runs; adds the new plays to the users' histories; then either folds
 each changed user in again against the fixed song vectors (the default), or refits WMF on
 all plays warm-started from the old vectors (``refit=True``); and writes the new bundle with
-the advanced offsets, which an edge then hot-swaps (``POST /admin/reload``). The content
-model is carried over unchanged; refitting it needs the training audio and is not done here.
+the advanced offsets, which an edge then hot-swaps (``POST /admin/reload``). The songs that
+edges added from content (:func:`musrec.edge.read_songs`) join the new bundle first, embedded
+again from their kept audio and metadata by the bundle's content model, so the plays on them
+are merged too. The content model is carried over unchanged; refitting it needs the training
+audio and is not done here, and neither is a WMF refit of a bundle holding such songs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import _musrec
-from .edge import read_events
+from .edge import read_events, read_songs
 
 
 def update(
@@ -33,8 +36,10 @@ def update(
 ) -> dict[str, Any]:
     """Merge the new events of the edge logs in ``events`` into ``bundle`` and write ``out``.
 
-    Returns a report: ``merged`` (events merged per edge), ``skipped`` (events naming a song
-    the bundle does not have, e.g. one an edge ingested from content, per edge),
+    Returns a report: ``merged`` (events merged per edge), ``songs_added`` (songs an edge
+    added from content that join the bundle, per edge), ``songs_failed`` (those that could
+    not be embedded again, each with the reason), ``skipped`` (events naming a song the
+    bundle does not have, per edge),
     ``offsets`` (the new per-edge offsets, as written to the manifest), ``users_changed``,
     ``refit`` and the new bundle's ``manifest``. ``encoding`` defaults to the old bundle's.
     """
@@ -47,6 +52,25 @@ def update(
     skipped: dict[str, int] = {}
     per_user: dict[str, list[tuple[str, float]]] = defaultdict(list)
     known_songs = set(core.song_ids)
+    songs_added: dict[str, int] = {}
+    songs_failed: list[dict[str, str]] = []
+    for directory in events:
+        for song in read_songs(directory):
+            if song["song_id"] in known_songs:
+                continue
+            try:
+                vector = core.song_vector(
+                    audio_path=song["audio_path"],
+                    tags=[tuple(t) for t in song["tags"]],
+                    artist=song["artist"],
+                    year=song["year"],
+                )
+                core.add_song(song["song_id"], vector)
+            except (ValueError, OSError) as e:  # reported; the rest of the round goes on
+                songs_failed.append({"edge_id": song["edge_id"], "song_id": song["song_id"], "error": str(e)})
+                continue
+            known_songs.add(song["song_id"])
+            songs_added[song["edge_id"]] = songs_added.get(song["edge_id"], 0) + 1
     for directory in events:
         directory = os.fspath(directory)
         records = read_events(directory)
@@ -75,6 +99,8 @@ def update(
     new_manifest = core.write_bundle(os.fspath(out), encoding or manifest["song_encoding"], model_version, offsets)
     return {
         "merged": merged,
+        "songs_added": songs_added,
+        "songs_failed": songs_failed,
         "skipped": skipped,
         "offsets": offsets,
         "users_changed": len(per_user),

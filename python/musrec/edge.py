@@ -4,7 +4,8 @@
   free while it serves) on a bundle written by :meth:`musrec.Pipeline.export_bundle` and
   returns a :class:`Server` handle that a notebook or a test can stop.
 - :class:`Client` is a small client of its JSON API (standard library only).
-- :func:`read_events` reads an edge's durable event log for the cloud side;
+- :func:`read_events` reads an edge's durable event log for the cloud side, and
+  :func:`read_songs` the songs it added from content;
   :class:`EventLog` appends to one directly.
 
 The endpoints, all JSON, every response naming the model version (``model_version`` in the
@@ -86,6 +87,15 @@ class Server:
         return self._core.replayed_events
 
     @property
+    def restored_songs(self) -> dict[str, int]:
+        """The songs this edge had added from content (kept in its event log) that the
+        bundle lacked, taken back at start: ``restored`` with their logged vectors (same
+        model version), ``reembedded`` from their kept audio and metadata (a new model), and
+        ``lost`` (the bundle has no content model, or the audio no longer decodes)."""
+        restored, reembedded, lost = self._core.restored_songs
+        return {"restored": restored, "reembedded": reembedded, "lost": lost}
+
+    @property
     def running(self) -> bool:
         return self._core.is_running
 
@@ -160,6 +170,17 @@ def read_events(path: str | os.PathLike, after: int = 0, limit: int | None = Non
     rows = _musrec.read_events(os.fspath(path), int(after), None if limit is None else int(limit))
     keys = ("offset", "edge_id", "user_id", "song_id", "plays", "timestamp")
     return [dict(zip(keys, row)) for row in rows]
+
+
+def read_songs(path: str | os.PathLike, after: int = 0) -> list[dict[str, Any]]:
+    """The songs an edge added from content, as its log at ``path`` recorded them with an
+    offset above ``after``, in order: dicts of ``offset``, ``edge_id``, ``song_id``, ``tags``
+    (``[tag, weight]`` pairs), ``artist``, ``year``, ``model_version`` and ``vector`` (what
+    that model predicted), ``timestamp``, and ``audio_path``, the kept upload (None when the
+    song came with metadata only). :func:`read_events` leaves these records out."""
+    if isinstance(after, bool) or int(after) < 0:
+        raise ValueError(f"after must be an offset >= 0, got {after!r}")
+    return _musrec.read_songs(os.fspath(path), int(after))
 
 
 class EventLog:

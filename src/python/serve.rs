@@ -415,8 +415,46 @@ fn read_events(
     let records = py.detach(|| events::read(&path, after, limit))?;
     let mut out = Vec::with_capacity(records.len());
     for r in records {
-        let e = r.event().map_err(|e| Error::format(&path, e.to_string()))?;
-        out.push((r.seq, r.edge_id, e.user_id, e.song_id, e.plays, e.timestamp));
+        // Song records (songs the edge added from content) are not listening events.
+        if let Some(e) = r.event().map_err(|e| Error::format(&path, e.to_string()))? {
+            out.push((r.seq, r.edge_id, e.user_id, e.song_id, e.plays, e.timestamp));
+        }
+    }
+    Ok(out)
+}
+
+/// One song record of an edge's log, as `read_songs` returns it.
+#[derive(serde::Serialize)]
+struct SongRow<'a> {
+    offset: u64,
+    edge_id: &'a str,
+    #[serde(flatten)]
+    song: &'a events::SongAdded,
+    /// Where the kept audio is, if the song was uploaded with audio.
+    audio_path: Option<PathBuf>,
+}
+
+/// The songs the edge added from content (their log records) after `after`, as dicts.
+#[pyfunction]
+#[pyo3(signature = (path, after=0))]
+fn read_songs(py: Python<'_>, path: PathBuf, after: u64) -> PyResult<Vec<Bound<'_, PyAny>>> {
+    let records = py.detach(|| events::read(&path, after, None))?;
+    let mut out = Vec::new();
+    for r in &records {
+        let entry = r.entry().map_err(|e| Error::format(&path, e.to_string()))?;
+        if let events::Entry::Song { song_added } = entry {
+            let audio_path = song_added
+                .audio
+                .as_ref()
+                .map(|name| path.join(events::SONGS_DIR).join(name));
+            let row = SongRow {
+                offset: r.seq,
+                edge_id: &r.edge_id,
+                song: &song_added,
+                audio_path,
+            };
+            out.push(report(py, &row)?);
+        }
     }
     Ok(out)
 }
@@ -428,7 +466,7 @@ struct EdgeServer {
     handle: std::sync::Mutex<ServerHandle>,
     addr: (String, u16),
     model_version: String,
-    replayed: usize,
+    replay: http::Replay,
 }
 
 #[pymethods]
@@ -466,7 +504,7 @@ impl EdgeServer {
         Ok(EdgeServer {
             addr: (addr.ip().to_string(), addr.port()),
             model_version: handle.model_version().to_string(),
-            replayed: handle.replayed_events(),
+            replay: handle.replay(),
             handle: std::sync::Mutex::new(handle),
         })
     }
@@ -487,7 +525,13 @@ impl EdgeServer {
     /// Logged events folded in at start (those after the bundle's offset for this edge).
     #[getter]
     fn replayed_events(&self) -> usize {
-        self.replayed
+        self.replay.events
+    }
+    /// Songs this edge had added that the bundle lacked, taken back from the log at start:
+    /// (with their logged vectors, embedded again for another model version, lost).
+    #[getter]
+    fn restored_songs(&self) -> (usize, usize, usize) {
+        (self.replay.songs, self.replay.reembedded, self.replay.lost_songs)
     }
     #[getter]
     fn is_running(&self) -> bool {
@@ -513,5 +557,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EventLogCore>()?;
     m.add_function(wrap_pyfunction!(bundle_manifest, m)?)?;
     m.add_function(wrap_pyfunction!(read_events, m)?)?;
+    m.add_function(wrap_pyfunction!(read_songs, m)?)?;
     Ok(())
 }

@@ -61,6 +61,35 @@ pub struct Event {
     pub timestamp: f64,
 }
 
+/// A song the edge added from its content, as the log keeps it: enough to add it again after
+/// a restart with the same model (its vector), or to embed it again for another model (its
+/// metadata and the uploaded audio, kept under the log's [`SONGS_DIR`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SongAdded {
+    pub song_id: String,
+    pub tags: Vec<(String, f32)>,
+    pub artist: Option<String>,
+    pub year: Option<i32>,
+    /// The audio's file name under `SONGS_DIR` (named by its SHA-256), if it was uploaded.
+    pub audio: Option<String>,
+    /// The bundle's model version that computed `vector`.
+    pub model_version: String,
+    pub vector: Vec<f32>,
+    /// Seconds since the Unix epoch, the edge's clock.
+    pub timestamp: f64,
+}
+
+/// The folder of the log's directory that keeps the audio of added songs.
+pub const SONGS_DIR: &str = "songs";
+
+/// What a record holds: a listening event (most of them), or a song the edge added.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Entry {
+    Song { song_added: SongAdded },
+    Play(Event),
+}
+
 /// A record read back from the log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
@@ -70,9 +99,17 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn event(&self) -> Result<Event> {
+    pub fn entry(&self) -> Result<Entry> {
         serde_json::from_slice(&self.payload)
-            .map_err(|e| Error::invalid(format!("record {} is not an event: {e}", self.seq)))
+            .map_err(|e| Error::invalid(format!("record {} is neither an event nor a song: {e}", self.seq)))
+    }
+
+    /// The listening event of the record, or None for a song record.
+    pub fn event(&self) -> Result<Option<Event>> {
+        Ok(match self.entry()? {
+            Entry::Play(event) => Some(event),
+            Entry::Song { .. } => None,
+        })
     }
 }
 
@@ -367,6 +404,30 @@ impl EventLog {
     }
 }
 
+impl EventLog {
+    /// Log a song added from its content (one durable record, acknowledged as events are).
+    pub fn append_song(&self, song: &SongAdded) -> Result<u64> {
+        let payload = serde_json::to_vec(&Entry::Song {
+            song_added: song.clone(),
+        })
+        .map_err(|e| Error::invalid(e.to_string()))?;
+        Ok(self.append(&[payload])?.0)
+    }
+
+    /// Keep an uploaded song's audio under the log's `SONGS_DIR`, named by its SHA-256 (so
+    /// two uploads never clobber each other), written atomically; returns the file name.
+    pub fn keep_audio(&self, bytes: &[u8], extension: &str) -> Result<String> {
+        let dir = self.dir.join(SONGS_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let name = format!("{}.{extension}", crate::serve::bundle::sha256_hex(bytes));
+        let path = dir.join(&name);
+        if !path.exists() {
+            crate::io::write_atomic(&path, |w| w.write_all(bytes))?;
+        }
+        Ok(name)
+    }
+}
+
 /// Every record of the log in `dir` with a sequence number above `after`, in order, at most
 /// `limit` of them. Reading stops at the first frame that is torn or fails its CRC.
 pub fn read(dir: &Path, after: u64, limit: Option<usize>) -> Result<Vec<Record>> {
@@ -439,7 +500,7 @@ mod tests {
                 .enumerate()
                 .all(|(i, r)| r.seq == i as u64 + 1 && r.edge_id == "edge-a")
         );
-        let back: Vec<Event> = all.iter().map(|r| r.event().unwrap()).collect();
+        let back: Vec<Event> = all.iter().map(|r| r.event().unwrap().unwrap()).collect();
         assert_eq!(back, events);
         let tail = read(&dir, 250, None).unwrap();
         assert_eq!(tail.first().map(|r| r.seq), Some(251));

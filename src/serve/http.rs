@@ -459,22 +459,45 @@ async fn add_song(
         };
         let upload = audio.map(|(bytes, ext)| {
             let n = state.uploads.fetch_add(1, Ordering::Relaxed);
-            (state.upload_dir.join(format!("upload-{n}.{ext}")), bytes)
+            (state.upload_dir.join(format!("upload-{n}.{ext}")), bytes, ext)
         });
-        let s = served.clone();
+        let (s, st) = (served.clone(), state.clone());
         let id = song_id.clone();
         blocking(move || {
             let input = match &upload {
-                Some((path, bytes)) => {
+                Some((path, bytes, _)) => {
                     std::fs::write(path, bytes).map_err(|e| Error::io(path, e))?;
                     Some(AudioInput::File(path.clone()))
                 }
                 None => None,
             };
             let vector = read_catalogue(&s)?.song_vector(input.as_ref(), &metadata);
-            if let Some((path, _)) = &upload {
+            let kept = match (&vector, &st.log, &upload) {
+                // With a log, the song is durable: its audio kept, its record appended (and
+                // acknowledged as events are) before the catalogue has it.
+                (Ok(vector), Some(log), _) => {
+                    let audio = match &upload {
+                        Some((_, bytes, ext)) => Some(log.keep_audio(bytes, ext)?),
+                        None => None,
+                    };
+                    log.append_song(&events::SongAdded {
+                        song_id: id.clone(),
+                        tags: metadata.tags.clone(),
+                        artist: metadata.artist.clone(),
+                        year: metadata.year,
+                        audio,
+                        model_version: s.manifest.model_version.clone(),
+                        vector: vector.clone(),
+                        timestamp: now_seconds(),
+                    })
+                    .map(|_| ())
+                }
+                _ => Ok(()),
+            };
+            if let Some((path, _, _)) = &upload {
                 let _ = std::fs::remove_file(path);
             }
+            kept?;
             write_catalogue(&s)?.add_song(&id, &vector?)
         })
         .await
@@ -600,27 +623,83 @@ struct ReloadIn {
     path: PathBuf,
 }
 
-/// Open a bundle and fold in this edge's logged events after the bundle's offset.
-fn load_served(path: &Path, log: Option<&EventLog>, compute_threads: usize) -> Result<(Served, usize)> {
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What loading a bundle took back from this edge's log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// Listening events after the bundle's offset, folded in.
+    pub events: usize,
+    /// Songs the edge had added that the bundle lacks, added again with their logged vector
+    /// (same model version) ...
+    pub songs: usize,
+    /// ... or embedded again from their kept audio and metadata (another model version).
+    pub reembedded: usize,
+    /// Songs that could not be added back (the bundle has no content model, or the kept
+    /// audio is gone or no longer decodes); their events are then skipped as unknown.
+    pub lost_songs: usize,
+}
+
+/// Add back a song the edge's log recorded.
+fn restore_song(catalogue: &mut Catalogue, log: &EventLog, song: &events::SongAdded, replay: &mut Replay) {
+    let same_model = song.model_version == catalogue.model_version();
+    let vector = if same_model {
+        Ok(song.vector.clone())
+    } else {
+        let audio = song
+            .audio
+            .as_ref()
+            .map(|name| AudioInput::File(log.dir().join(events::SONGS_DIR).join(name)));
+        let metadata = SongMetadata {
+            tags: song.tags.clone(),
+            artist: song.artist.clone(),
+            year: song.year,
+        };
+        catalogue.song_vector(audio.as_ref(), &metadata)
+    };
+    match vector.and_then(|v| catalogue.add_song(&song.song_id, &v)) {
+        Ok(()) if same_model => replay.songs += 1,
+        Ok(()) => replay.reembedded += 1,
+        Err(_) => replay.lost_songs += 1,
+    }
+}
+
+/// Open a bundle, add back the songs this edge added that the bundle lacks (from the whole
+/// log: a new bundle from the cloud does not carry them), and fold in this edge's listening
+/// events after the bundle's offset.
+fn load_served(path: &Path, log: Option<&EventLog>, compute_threads: usize) -> Result<(Served, Replay)> {
     let (mut catalogue, manifest) = Catalogue::open(path, compute_threads)?;
-    let mut replayed = 0;
+    let mut replay = Replay::default();
     if let Some(log) = log {
         let after = manifest.edge_offsets.get(log.edge_id()).copied().unwrap_or(0);
-        let records = events::read(log.dir(), after, None)?;
-        let events: Vec<Event> = records
-            .iter()
-            .filter(|r| r.edge_id == log.edge_id())
-            .map(|r| r.event())
-            .collect::<Result<_>>()?;
-        fold_events(&mut catalogue, &events, true)?;
-        replayed = events.len();
+        let mut plays = Vec::new();
+        for record in events::read(log.dir(), 0, None)? {
+            if record.edge_id != log.edge_id() {
+                continue;
+            }
+            match record.entry()? {
+                events::Entry::Song { song_added } => {
+                    if catalogue.song(&song_added.song_id).is_err() {
+                        restore_song(&mut catalogue, log, &song_added, &mut replay);
+                    }
+                }
+                events::Entry::Play(event) if record.seq > after => plays.push(event),
+                events::Entry::Play(_) => {}
+            }
+        }
+        fold_events(&mut catalogue, &plays, true)?;
+        replay.events = plays.len();
     }
     Ok((
         Served {
             catalogue: RwLock::new(catalogue),
             manifest,
         },
-        replayed,
+        replay,
     ))
 }
 
@@ -639,14 +718,20 @@ async fn reload(
         })?;
         let previous = state.served().manifest.model_version.clone();
         let st = state.clone();
-        let (served, replayed) = blocking(move || load_served(&req.path, st.log.as_ref(), st.compute_threads)).await?;
+        let (served, replay) = blocking(move || load_served(&req.path, st.log.as_ref(), st.compute_threads)).await?;
         let version = served.manifest.model_version.clone();
         // In-flight requests finish on the model they started with; new ones see this one.
         match state.current.write() {
             Ok(mut guard) => *guard = Arc::new(served),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(served),
         }
-        let body = json!({"previous_model_version": previous, "replayed_events": replayed});
+        let body = json!({
+            "previous_model_version": previous,
+            "replayed_events": replay.events,
+            "restored_songs": replay.songs,
+            "reembedded_songs": replay.reembedded,
+            "lost_songs": replay.lost_songs,
+        });
         Ok(reply(StatusCode::OK, &version, body))
     })
     .await
@@ -823,7 +908,7 @@ fn router(state: Shared, max_upload_bytes: usize) -> Router {
 pub struct ServerHandle {
     addr: SocketAddr,
     model_version: String,
-    replayed: usize,
+    replay: Replay,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     upload_dir: PathBuf,
@@ -838,7 +923,11 @@ impl ServerHandle {
     }
     /// Events folded in from the log at start.
     pub fn replayed_events(&self) -> usize {
-        self.replayed
+        self.replay.events
+    }
+    /// Everything loading took back from the log at start.
+    pub fn replay(&self) -> Replay {
+        self.replay
     }
     pub fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
@@ -879,7 +968,7 @@ pub fn start(bundle: &Path, config: &ServeConfig) -> Result<ServerHandle> {
     if let Some(token) = &config.token {
         crate::ensure!(!token.is_empty(), "the token is empty");
     }
-    let (served, replayed) = load_served(bundle, log.as_ref(), config.compute_threads)?;
+    let (served, replay) = load_served(bundle, log.as_ref(), config.compute_threads)?;
     let model_version = served.manifest.model_version.clone();
     let listener = std::net::TcpListener::bind((config.host.as_str(), config.port))
         .map_err(|e| Error::invalid(format!("cannot listen on {}:{}: {e}", config.host, config.port)))?;
@@ -927,7 +1016,7 @@ pub fn start(bundle: &Path, config: &ServeConfig) -> Result<ServerHandle> {
     Ok(ServerHandle {
         addr,
         model_version,
-        replayed,
+        replay,
         stop: Some(stop),
         thread: Some(thread),
         upload_dir,
