@@ -37,6 +37,7 @@ def main() -> int:
     p.add_argument("--out", default="musrec-bench-results")
     p.add_argument("--epochs", type=int, help="cap every network's training at this many epochs")
     p.add_argument("--learning-rates", help="Figure 3's learning rates, comma-separated; empty skips the study")
+    p.add_argument("--kinds", help="the models to train, comma-separated (default: the preset's, all of them)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args()
@@ -44,6 +45,8 @@ def main() -> int:
     overrides: dict = {}
     if args.epochs is not None:
         overrides["model"] = {"max_epochs": args.epochs}
+    if args.kinds:
+        overrides["kinds"] = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if args.learning_rates is not None:
         overrides["learning_rates"] = tuple(float(r) for r in args.learning_rates.split(",") if r.strip())
     lines: list[str] = []
@@ -95,6 +98,12 @@ def main() -> int:
     print(result.table1_markdown(paper=True))
     print()
     print(result.figure2_markdown(10))
+    if result.figure3:
+        print("\nFigure 3: fusion's training and validation loss per epoch, by learning rate")
+        print("| learning rate | epoch | train loss | validation loss |\n|---|---|---|---|")
+        for row in result.figure3:
+            lr, epoch, train, val = row["learning_rate"], row["epoch"], row["train_loss"], row["validation_loss"]
+            print(f"| {lr:g} | {epoch} | {train:.4f} | {val:.4f} |")
     record = {
         "preset": args.preset,
         "epochs_cap": args.epochs,
@@ -107,6 +116,7 @@ def main() -> int:
         "summary": {k: v for k, v in result.summary.items() if k != "stages"},
         "table1": result.table1,
         "figure2": result.figure2,
+        "figure3": result.figure3,
     }
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench_reproduce.json"), "w") as f:

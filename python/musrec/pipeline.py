@@ -365,7 +365,14 @@ class Pipeline:
 
         figure3 = []
         for lr in self.learning_rates:
-            model = self.train("fusion", spec, meta, vectors, train_idx, users=wmf.user_factors, learning_rate=lr)
+            try:
+                model = self.train("fusion", spec, meta, vectors, train_idx, users=wmf.user_factors, learning_rate=lr)
+            except ValueError as e:
+                if "diverged" not in str(e):
+                    raise
+                # A learning rate too large for the network is one of the study's findings.
+                self.log(f"  learning rate {lr:g}: {e}")
+                continue
             h = model.history_
             figure3 += [
                 {"learning_rate": lr, "epoch": e + 1, "train_loss": t, "validation_loss": v}
