@@ -555,3 +555,19 @@ def test_added_songs_survive_a_restart_and_a_new_model(bundle, trained, tmp_path
         assert [i["song_id"] for i in edge.Client(s.url).similar("DURABLE-1", n=5)["items"]] == [
             i["song_id"] for i in similar
         ]
+    # A WMF refit moves every vector: the edge's song and the content model follow the map
+    # that carries the known songs' old vectors onto their new ones (numpy's lstsq as the
+    # reference), so the refitted bundle embeds the song's audio where it put the song.
+    cloud.update(tmp_path / "v2", [events], tmp_path / "v3", refit=True, iterations=2)
+    old, _ = musrec._musrec.ServingCore.open(str(tmp_path / "v2"))
+    new, _ = musrec._musrec.ServingCore.open(str(tmp_path / "v3"))
+    k = old.n_known
+    assert new.n_known == k == new.n_songs - 1 and new.song_ids[k] == "DURABLE-1"
+    reference = np.linalg.lstsq(old.song_factors[:k].astype(np.float64), new.song_factors[:k], rcond=None)[0]
+    np.testing.assert_allclose(new.song_factors[k], old.song_factors[k] @ reference, rtol=1e-3, atol=1e-5)
+    m = meta[song]
+    content = dict(
+        audio_path=ds.songs.audio_path[song], tags=list(m["tags"].items()), artist=m["artist"], year=m["year"]
+    )
+    np.testing.assert_allclose(new.song_vector(**content), new.song_factors[k], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(new.song_vector(**content), old.song_vector(**content) @ reference, rtol=1e-3, atol=1e-5)

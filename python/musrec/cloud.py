@@ -8,8 +8,10 @@ all plays warm-started from the old vectors (``refit=True``); and writes the new
 the advanced offsets, which an edge then hot-swaps (``POST /admin/reload``). The songs that
 edges added from content (:func:`musrec.edge.read_songs`) join the new bundle first, embedded
 again from their kept audio and metadata by the bundle's content model, so the plays on them
-are merged too. The content model is carried over unchanged; refitting it needs the training
-audio and is not done here, and neither is a WMF refit of a bundle holding such songs.
+are merged too. A WMF refit moves every vector: the songs added from content and the
+content model are carried into the new space by the linear map that best takes the known
+songs' old vectors onto their new ones. Retraining the content model itself needs the
+training audio and is not done here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
+
+import numpy as np
 
 from . import _musrec
 from .edge import read_events, read_songs
@@ -110,12 +114,12 @@ def update(
 
 
 def _refit(core: _musrec.ServingCore, iterations: int, num_threads: int) -> _musrec.ServingCore:
-    """WMF on every play of the merged catalogue, warm-started from its vectors."""
-    if core.n_known != core.n_songs:
-        raise ValueError(
-            "the bundle holds songs added from content; a refit would give them WMF vectors from no plays "
-            "(re-embedding them needs their audio, which the bundle does not keep)"
-        )
+    """WMF on every play of the merged catalogue, warm-started from its vectors.
+
+    A refit moves every vector. The songs added from content keep content vectors, carried
+    into the new space by the linear map that best takes the known songs' old vectors onto
+    their new ones (:func:`musrec._musrec.output_alignment`), and the content model's
+    predictions are carried by the same map, so later uploads land in the new space too."""
     if isinstance(iterations, bool) or int(iterations) < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     params = core.params.replace(iterations=iterations)
@@ -125,6 +129,14 @@ def _refit(core: _musrec.ServingCore, iterations: int, num_threads: int) -> _mus
         fitted, params, plays, user_init=core.user_factors, item_init=core.song_factors, num_threads=num_threads
     )
     users, songs = fitted.user_factors, fitted.item_factors
+    known, fusion = core.n_known, core.content_model_bytes()
+    if known < core.n_songs or fusion is not None:
+        old = np.ascontiguousarray(core.song_factors, dtype=np.float32)
+        align = _musrec.output_alignment(old[:known], np.ascontiguousarray(songs[:known]))
+        songs = np.ascontiguousarray(songs, dtype=np.float32)
+        songs[known:] = old[known:] @ align
+        if fusion is not None:
+            fusion = _musrec.FusionCore.from_bytes(fusion).aligned(align).to_bytes()
     return _musrec.ServingCore.from_parts(
         params,
         core.features,
@@ -134,6 +146,7 @@ def _refit(core: _musrec.ServingCore, iterations: int, num_threads: int) -> _mus
         users,
         songs,
         plays=plays,
-        fusion=core.content_model_bytes(),
+        fusion=fusion,
         num_threads=num_threads,
+        n_known=known,
     )

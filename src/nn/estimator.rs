@@ -359,6 +359,38 @@ impl FusionModel {
         Ok(scaled * (standardizer.target_scale as f64).powi(2))
     }
 
+    /// Map the model's predictions through `w` (d x d, row-major): afterwards it predicts
+    /// `old prediction · w`. The output layers (the linear part and the head) are linear in
+    /// the prediction, so the map is exact. The cloud round uses it to carry a content model
+    /// into a refitted WMF space (`serve::align`).
+    pub fn align_output(&self, w: &[f32]) -> Result<()> {
+        let fitted = self.fitted()?;
+        let d = fitted.net.config.n_factors;
+        ensure!(
+            w.len() == d * d,
+            "the alignment must be a {d} x {d} matrix, got {} values",
+            w.len()
+        );
+        ensure!(
+            w.iter().all(|v| v.is_finite()),
+            "the alignment has NaN or infinite values"
+        );
+        for (name, var) in &fitted.net.params.vars {
+            if !(name.starts_with("wide.") || name.starts_with("head.")) {
+                continue;
+            }
+            let values = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            let mut out = vec![0f32; values.len()];
+            for (row, dst) in values.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+                for (&x, w_row) in row.iter().zip(w.chunks_exact(d)) {
+                    dst.iter_mut().zip(w_row).for_each(|(o, &wij)| *o += x * wij);
+                }
+            }
+            var.set(&candle_core::Tensor::from_vec(out, var.shape(), var.device())?)?;
+        }
+        Ok(())
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         let fitted = self.fitted()?;
         checkpoint::save(path, &fitted.net, &fitted.spec, &fitted.state, false)

@@ -359,6 +359,22 @@ impl FusionCore {
         Ok(FusionCore { inner })
     }
 
+    /// A copy whose predictions are this model's times `matrix` (d x d): a content model
+    /// carried into a refitted WMF space (`FusionModel::align_output`).
+    fn aligned(&self, py: Python<'_>, matrix: PyReadonlyArray2<'_, f32>) -> PyResult<Self> {
+        let w = matrix
+            .as_slice()
+            .map_err(|_| Error::invalid("the alignment must be a C-contiguous float32 array"))?
+            .to_vec();
+        let model = &self.inner;
+        let inner = py.detach(|| -> Result<FusionModel> {
+            let copy = FusionModel::from_bytes(&model.to_bytes()?, std::path::Path::new("<aligned FusionModel>"))?;
+            copy.align_output(&w)?;
+            Ok(copy)
+        })?;
+        Ok(FusionCore { inner })
+    }
+
     /// The names of the settings the constructor takes, in the structs' order.
     #[classattr]
     #[pyo3(name = "SETTINGS")]

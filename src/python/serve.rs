@@ -2,7 +2,7 @@
 //! event log (`serve::events`). `musrec.Recommender` and `musrec.edge` wrap these.
 
 use super::config::{PyFeatureConfig, PyWmfParams};
-use super::convert::{CsrArgs, CsrOut, csr, csr_out, report, slice1, slice2};
+use super::convert::{CsrArgs, CsrOut, csr, csr_out, matrix, report, slice1, slice2};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::nn::SongMetadata;
@@ -81,7 +81,7 @@ impl ServingCore {
 
     #[staticmethod]
     #[pyo3(signature = (params, features, excerpts, user_ids, song_ids, user_factors, song_factors, plays=None,
-        fusion=None, num_threads=0))]
+        fusion=None, num_threads=0, n_known=None))]
     #[allow(clippy::too_many_arguments)]
     fn from_parts(
         py: Python<'_>,
@@ -95,6 +95,7 @@ impl ServingCore {
         plays: Option<CsrArgs<'_>>,
         fusion: Option<&[u8]>,
         num_threads: usize,
+        n_known: Option<usize>,
     ) -> PyResult<Self> {
         let wmf = params.core(None)?;
         let features = features.inner.clone();
@@ -125,7 +126,8 @@ impl ServingCore {
             wmf,
             features,
             excerpts,
-            n_known: song_ids.len(),
+            // The songs from `n_known` on were added from content (Bundle::validate checks it).
+            n_known: n_known.unwrap_or(song_ids.len()),
             user_ids,
             song_ids,
             user_factors: users.to_vec(),
@@ -423,6 +425,23 @@ fn read_events(
     Ok(out)
 }
 
+/// The k x k map W of `new ≈ old · W` over songs both sets of vectors have (`serve::align`).
+#[pyfunction]
+fn output_alignment<'py>(
+    py: Python<'py>,
+    old: PyReadonlyArray2<'_, f32>,
+    new: PyReadonlyArray2<'_, f32>,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let (o, n_old, k) = slice2(&old, "old")?;
+    let (m, n_new, k_new) = slice2(&new, "new")?;
+    ensure!(
+        n_old == n_new && k == k_new,
+        "old ({n_old} x {k}) and new ({n_new} x {k_new}) vectors differ in shape"
+    );
+    let w = py.detach(|| crate::serve::align::alignment(o, m, k))?;
+    matrix(py, w, k, k)
+}
+
 /// One song record of an edge's log, as `read_songs` returns it.
 #[derive(serde::Serialize)]
 struct SongRow<'a> {
@@ -558,5 +577,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bundle_manifest, m)?)?;
     m.add_function(wrap_pyfunction!(read_events, m)?)?;
     m.add_function(wrap_pyfunction!(read_songs, m)?)?;
+    m.add_function(wrap_pyfunction!(output_alignment, m)?)?;
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! The edge side of the system: model bundles (`bundle`), the serving core that answers from
-//! one (`catalogue`), and the durable event log of what the edge collects (`events`).
+//! one (`catalogue`), the durable event log of what the edge collects (`events`), and the
+//! map that carries vectors into a refitted WMF space (`align`).
 //! Plain Rust: the HTTP service (`http`, behind the `edge` feature) and the Python bindings
 //! are built on top of these.
 
+pub mod align;
 pub mod bundle;
 pub mod catalogue;
 pub mod events;
