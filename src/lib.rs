@@ -10,6 +10,7 @@
 pub mod audio;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod io;
 pub mod kernels;
 pub mod linalg;

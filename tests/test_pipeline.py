@@ -87,6 +87,25 @@ def test_artist_popularity_uses_only_the_known_songs():
     np.testing.assert_allclose(artist_popularity(plays, artists, known, np.array([1, 2])), [2, 1])
 
 
+def test_presets_come_from_the_core_and_a_name_is_one_size():
+    import pickle
+
+    presets = musrec.experiment.PRESETS
+    assert sorted(presets) == ["paper", "small", "tiny"]
+    tiny = presets["tiny"]
+    assert (tiny.world.n_users, tiny.world.n_songs, tiny.world.sample_rate) == (600, 800, 8000)
+    # the experiment's world is the world preset of the same name, at 8 kHz
+    assert tiny.world == musrec.synthetic.world_config("tiny", sample_rate=8000)
+    settings = tiny.pipeline_settings()
+    assert (settings["n_factors"], settings["N"], settings["model"]["max_epochs"]) == (32, [5, 10, 20], 30)
+    assert "n_users" not in settings and presets["paper"].pipeline_settings()["n_songs"] == 50_000
+    settings["n_factors"] = 1  # a copy: the preset stays as the core defines it
+    assert tiny.pipeline_settings()["n_factors"] == 32
+    with pytest.raises(TypeError):
+        presets["huge"] = tiny
+    assert pickle.loads(pickle.dumps(tiny)) == tiny != presets["small"]
+
+
 def test_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError):
         musrec.Pipeline(tmp_path / "missing", tmp_path / "work")

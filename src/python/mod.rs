@@ -7,6 +7,7 @@ mod convert;
 mod data;
 mod datasets;
 mod errors;
+mod experiment;
 mod nn;
 mod serve;
 mod wmf;
@@ -24,5 +25,6 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     nn::register(m)?;
     datasets::register(m)?;
     serve::register(m)?;
+    experiment::register(m)?;
     Ok(())
 }
