@@ -10,18 +10,17 @@
 pub mod audio;
 pub mod data;
 pub mod error;
+pub mod eval;
+pub mod experiment;
 pub mod io;
 pub mod kernels;
 pub mod linalg;
-pub mod metrics;
 pub mod nn;
 pub mod parallel;
 pub mod serve;
 pub mod sparse;
-pub mod split;
 pub mod synthetic;
 pub mod topk;
-pub mod vector_errors;
 pub mod wmf;
 
 #[cfg(feature = "python")]

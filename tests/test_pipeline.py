@@ -85,6 +85,30 @@ def test_artist_popularity_uses_only_the_known_songs():
     np.testing.assert_allclose(artist_popularity(plays, artists, known, new), [5 / 3, 5 / 3])
     # songs of known artists get their artist's mean: a (3 + 1) / 2, b 1
     np.testing.assert_allclose(artist_popularity(plays, artists, known, np.array([1, 2])), [2, 1])
+    # ties broken as the numpy code broke them: by default_rng([seed, 2]), below a millionth
+    base = artist_popularity(plays, artists, known, new)
+    scale = max(1.0, float(np.abs(base).max(initial=0.0)))
+    want = base + np.random.default_rng([3, 2]).random(len(base)) * 1e-6 * scale
+    np.testing.assert_array_equal(artist_popularity(plays, artists, known, new, tie_break=3), want)
+
+
+def test_presets_come_from_the_core_and_a_name_is_one_size():
+    import pickle
+
+    presets = musrec.experiment.PRESETS
+    assert sorted(presets) == ["paper", "small", "tiny"]
+    tiny = presets["tiny"]
+    assert (tiny.world.n_users, tiny.world.n_songs, tiny.world.sample_rate) == (600, 800, 8000)
+    # the experiment's world is the world preset of the same name, at 8 kHz
+    assert tiny.world == musrec.synthetic.world_config("tiny", sample_rate=8000)
+    settings = tiny.pipeline_settings()
+    assert (settings["n_factors"], settings["N"], settings["model"]["max_epochs"]) == (32, [5, 10, 20], 30)
+    assert "n_users" not in settings and presets["paper"].pipeline_settings()["n_songs"] == 50_000
+    settings["n_factors"] = 1  # a copy: the preset stays as the core defines it
+    assert tiny.pipeline_settings()["n_factors"] == 32
+    with pytest.raises(TypeError):
+        presets["huge"] = tiny
+    assert pickle.loads(pickle.dumps(tiny)) == tiny != presets["small"]
 
 
 def test_bad_inputs(tmp_path):
@@ -149,3 +173,55 @@ def test_artist_split_holds_out_whole_artists(tiny_experiment):
     assert all(np.array_equal(a, b) for a, b in zip(again, (train, test)))
     with pytest.raises(ValueError, match="split must be"):
         musrec.Pipeline(pipe.data_dir, work / "stages", split="albums")
+
+
+def _numpy_split(usable, artist_ids, test_fraction, by, random_state):
+    """The song split as numpy made it before it moved into the core: the reference."""
+
+    def hold_out(songs, n, rng):
+        artist = np.asarray(artist_ids, dtype=object).astype(str)[songs]
+        group = np.where(artist == "", np.char.add("\0song", songs.astype(str)), artist)
+        names, of_song, sizes = np.unique(group, return_inverse=True, return_counts=True)
+        drawn = rng.permutation(len(names))
+        taken = drawn[: int(np.searchsorted(np.cumsum(sizes[drawn]), n)) + 1]
+        out = np.isin(of_song, taken)
+        return np.sort(songs[~out]), np.sort(songs[out])
+
+    candidates = np.flatnonzero(usable)
+    n_test = max(1, int(round(len(candidates) * test_fraction)))
+    rng = np.random.default_rng(random_state)
+    if by == "songs":
+        order = rng.permutation(candidates)
+        train, test = np.sort(order[n_test:]), np.sort(order[:n_test])
+        return train, test, (train, None)
+    train, test = hold_out(candidates, n_test, rng)
+    validation = hold_out(train, max(1, int(round(0.1 * len(train)))), np.random.default_rng([random_state, 1]))
+    return train, test, validation
+
+
+def test_the_cores_song_split_is_the_one_numpy_made(tiny_experiment):
+    """The split moved from numpy into the core and draws the same numbers: a seed's split,
+    and with it every cached stage, stays what it was."""
+    _, _, work, pipe = tiny_experiment
+    _, usable = pipe.spectrograms()
+    artists = pipe.dataset().songs.artist_id
+    for by in ("songs", "artists"):
+        for seed in (0, 1, 12345, 2**40 + 7):
+            p = musrec.Pipeline(pipe.data_dir, work / "stages", split=by, random_state=seed, show_progress=False)
+            train, test = p.split(usable)
+            want_train, want_test, (want_fit, want_val) = _numpy_split(usable, artists, 0.2, by, seed)
+            assert np.array_equal(train, want_train) and np.array_equal(test, want_test), (by, seed)
+            fit, val = p._validation(train)
+            assert np.array_equal(fit, want_fit) and (val is None) == (want_val is None), (by, seed)
+            if val is not None:
+                assert np.array_equal(val, want_val), (by, seed)
+
+
+def test_the_training_mean_row_is_the_training_songs_mean(tiny_experiment):
+    result, _, _, pipe = tiny_experiment
+    vectors = pipe.song_vectors().item_factors
+    train, test = pipe.split(pipe.spectrograms()[1])
+    mean = np.broadcast_to(vectors[train].mean(axis=0), vectors[test].shape)
+    want = musrec.metrics.vector_errors(mean, vectors[test])
+    (row,) = [r for r in result.table1 if r["model"] == "training mean"]
+    assert {**want, "model": "training mean"} == row  # the same sums in the same order: exact

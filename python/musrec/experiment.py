@@ -14,7 +14,9 @@ WMF factors, the network sizes and training length:
 
 Every preset reads three 3-second excerpts of each song at the paper's 8 kHz (the
 Pipeline's default), holds out 20% of the songs as cold-start test songs and runs the
-Figure 3 learning-rate study.
+Figure 3 learning-rate study. The presets are defined once, in the Rust core
+(``src/experiment.rs``): a preset's world is the synthetic world preset of the same name
+(:func:`musrec.synthetic.world_config`) with 8 kHz audio. :data:`PRESETS` is a read-only view.
 """
 
 from __future__ import annotations
@@ -22,52 +24,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Callable
 
-from . import _compat, synthetic
+from . import _compat, _musrec, synthetic
 from .pipeline import PAPER_LEARNING_RATES, Pipeline, check_settings
 from .report import PipelineResult
 
-#: world: the synthetic world's size and audio; pipeline: Pipeline settings.
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "world": {"preset": "tiny", "n_users": 600, "n_songs": 800, "sample_rate": 8000, "duration": 4.0},
-        "pipeline": {
-            "n_factors": 32,
-            "model": {
-                "conv_channels": (32, 32, 32),
-                "lstm_hidden": 32,
-                "mlp_hidden": 64,
-                "tag_dim": 16,
-                "artist_dim": 16,
-                "year_dim": 8,
-                "max_epochs": 30,
-                "patience": 5,
-            },
-            "N": (5, 10, 20),
-        },
-    },
-    "small": {
-        "world": {"preset": "small", "sample_rate": 8000, "duration": 4.0},
-        "pipeline": {
-            "n_factors": 64,
-            "model": {
-                "conv_channels": (64, 64, 64),
-                "lstm_hidden": 64,
-                "mlp_hidden": 256,
-                "tag_dim": 32,
-                "artist_dim": 32,
-                "max_epochs": 50,
-                "patience": 8,
-            },
-            "N": (5, 10, 20, 50),
-        },
-    },
-    "paper": {
-        "world": {"preset": "paper", "sample_rate": 8000, "duration": 4.0},
-        "pipeline": {"n_users": 10_000, "n_songs": 50_000, "n_factors": 100, "model": {}, "N": (5, 10, 20, 50)},
-    },
-}
+__all__ = ["PRESETS", "ExperimentPreset", "pipeline", "prepare_world", "reproduce", "world_dir"]
+
+#: A preset, defined in the Rust core: ``.world`` (the synthetic world, a
+#: :class:`musrec.synthetic.WorldConfig`) and ``.pipeline_settings()`` (the Pipeline's keyword
+#: settings: ``n_factors``, ``model``, ``N`` and, for ``paper``, ``n_users``/``n_songs``).
+ExperimentPreset = _musrec.ExperimentPreset
+ExperimentPreset.__module__ = __name__
+
+#: The presets by name, a read-only view.
+PRESETS: Mapping[str, ExperimentPreset] = MappingProxyType(
+    {name: ExperimentPreset(name) for name in ExperimentPreset.NAMES}
+)
 
 
 def world_dir(work_dir: str | os.PathLike, preset: str, seed: int) -> str:
@@ -85,9 +61,7 @@ def prepare_world(
     """The preset's synthetic world under ``work_dir``, written unless an identical one is
     there. It is written into a temporary directory renamed into place when complete, so an
     interrupted write is never mistaken for a world."""
-    settings = dict(PRESETS[preset]["world"])
-    base = settings.pop("preset")
-    config = synthetic.world_config(base, seed=seed, **settings)
+    config = ExperimentPreset(preset).world.replace(seed=seed)
     path = world_dir(work_dir, preset, seed)
     truth = os.path.join(path, "world.json")
     if os.path.exists(truth):
@@ -99,7 +73,7 @@ def prepare_world(
     partial = f"{path}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     log(f"[world] writing a synthetic world of {config.n_users:,} users x {config.n_songs:,} songs to {path}")
-    synthetic.write_world(partial, base, seed=seed, num_threads=num_threads, show_progress=show_progress, **settings)
+    synthetic.write_world(partial, config, seed=seed, num_threads=num_threads, show_progress=show_progress)
     shutil.rmtree(path, ignore_errors=True)
     os.replace(partial, path)
     return path
@@ -122,10 +96,9 @@ def pipeline(
     ``work_dir`` first. ``overrides`` replace Pipeline settings (``model`` dicts merge).
     ``random_state`` seeds the world and the pipeline (``seed`` is its deprecated old name)."""
     seed = _compat.random_state(random_state, seed, "musrec.experiment.pipeline")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    spec = ExperimentPreset(preset)  # a ValueError names the presets
     say = log if log is not None else (print if show_progress else lambda line: None)
-    settings = dict(PRESETS[preset]["pipeline"])
+    settings = spec.pipeline_settings()
     settings["model"] = {**settings["model"], **overrides.pop("model", {})}
     settings.update(overrides)
     settings.setdefault("learning_rates", PAPER_LEARNING_RATES)
@@ -134,11 +107,8 @@ def pipeline(
     if data_dir is None:
         data_dir = prepare_world(work_dir, preset, seed, num_threads, show_progress, say)
     else:
-        world = PRESETS[preset]["world"]
-        size = {k: world[k] for k in ("n_users", "n_songs") if k in world}
-        listening = synthetic.WorldConfig(world["preset"], **size)
-        settings.setdefault("n_users", listening.n_users)
-        settings.setdefault("n_songs", listening.n_songs)
+        settings.setdefault("n_users", spec.world.n_users)
+        settings.setdefault("n_songs", spec.world.n_songs)
     return Pipeline(
         data_dir,
         os.path.join(os.fspath(work_dir), "stages"),

@@ -1,4 +1,5 @@
-"""Top-N ranking metrics over a held-out split, and the split itself.
+"""Top-N ranking metrics over a held-out split, the split itself, and the reference baselines
+of the experiment (artist popularity, training mean).
 
 Per evaluated user u (one with at least one held-out item), with T_u the held-out items,
 R_u the top-N ranking of all items the user did not play in training, and
@@ -37,6 +38,8 @@ __all__ = [
     "ranking_metrics",
     "popularity_ranking_metrics",
     "random_ranking_metrics",
+    "artist_popularity",
+    "training_mean_errors",
 ]
 
 
@@ -141,3 +144,27 @@ def random_ranking_metrics(
     return _musrec.random_ranking_metrics(
         csr_tuple(train), csr_tuple(test), _n(N), _seed(random_state), num_threads=num_threads
     )
+
+
+def _indices(a: Any) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def artist_popularity(
+    plays: Any, artist_ids: list[str], known: Any, new: Any, tie_break: int | None = None
+) -> np.ndarray:
+    """A cold-start popularity score for each of the ``new`` songs: the mean number of
+    listeners of the ``known`` songs by the same artist (the mean over all known songs for
+    an unknown ("") or new artist). Uses nothing of the new songs but their artist.
+    ``tie_break`` (a seed) adds a seeded random amount below a millionth of the largest score
+    to each, so songs with the same score are not ranked by their order."""
+    return _musrec.artist_popularity(
+        csr_tuple(to_csr(plays)), list(artist_ids), _indices(known), _indices(new), tie_break=tie_break
+    )
+
+
+def training_mean_errors(vectors: Any, train: Any, test: Any) -> dict[str, float]:
+    """:func:`vector_errors` of knowing nothing of a song: every ``test`` song's vector
+    predicted as the mean of the ``train`` songs' vectors (rows of ``vectors``)."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    return _musrec.training_mean_errors(v, _indices(train), _indices(test))

@@ -30,8 +30,9 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
-from . import _compat, audio, data, metrics
+from . import _compat, _musrec, audio, data, metrics
 from .fusion import KINDS, FusionModel
+from .metrics import artist_popularity
 from .recommender import Recommender
 from .report import PipelineResult
 from .wmf import WMF
@@ -55,20 +56,6 @@ class _Vectors:
     def __init__(self, user_factors: np.ndarray, item_factors: np.ndarray):
         self.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
-
-
-def artist_popularity(plays: sp.spmatrix, artist_ids: list[str], known: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """A cold-start popularity score for each of the ``new`` songs: the mean number of
-    listeners of the ``known`` songs by the same artist (the mean over all known songs for
-    an unknown or new artist). Uses nothing of the new songs but their artist."""
-    listeners = np.diff(sp.csc_matrix(plays).indptr).astype(np.float64)
-    names, artist = np.unique(np.asarray(artist_ids, dtype=object).astype(str), return_inverse=True)
-    total = np.bincount(artist[known], weights=listeners[known], minlength=len(names))
-    count = np.bincount(artist[known], minlength=len(names))
-    fallback = listeners[known].mean() if len(known) else 0.0
-    mean = np.where(count > 0, total / np.maximum(count, 1), fallback)
-    mean[names == ""] = fallback  # "" is the unknown artist, not an artist
-    return mean[artist[new]]
 
 
 def check_settings(
@@ -252,38 +239,22 @@ class Pipeline:
         ``split="songs"``: a random ``test_fraction`` of the songs. ``split="artists"``: whole
         artists, drawn at random until their songs make ``test_fraction`` of all, so every
         test song is by an artist that training never saw (a song without an artist is its
-        own group)."""
-        candidates = np.flatnonzero(usable)
-        n_test = max(1, int(round(len(candidates) * self.test_fraction)))
-        if n_test >= len(candidates):
-            raise ValueError(f"{len(candidates)} usable songs are too few to hold out {self.test_fraction:.0%}")
-        rng = np.random.default_rng(self.random_state)
-        if self.split_by == "songs":
-            order = rng.permutation(candidates)
-            return np.sort(order[n_test:]), np.sort(order[:n_test])
-        return self._hold_out_artists(candidates, n_test, rng)
-
-    def _hold_out_artists(self, songs: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(kept, held out) of ``songs``: whole artists drawn by ``rng`` until about ``n`` songs."""
-        artist = np.asarray(self.dataset().songs.artist_id, dtype=object).astype(str)[songs]
-        group = np.where(artist == "", np.char.add("\0song", songs.astype(str)), artist)
-        names, of_song, sizes = np.unique(group, return_inverse=True, return_counts=True)
-        drawn = rng.permutation(len(names))
-        taken = drawn[: int(np.searchsorted(np.cumsum(sizes[drawn]), n)) + 1]
-        out = np.isin(of_song, taken)
-        if out.all():
-            raise ValueError(f"{len(names)} artists are too few to hold out {n} of {len(songs)} songs")
-        return np.sort(songs[~out]), np.sort(songs[out])
+        own group). The core draws the split (``src/eval/songs.rs``) from numpy's generator,
+        so a seed gives the split numpy gave."""
+        artists = self.dataset().songs.artist_id
+        return _musrec.split_songs(
+            np.ascontiguousarray(usable, dtype=bool), artists, self.test_fraction, self.split_by, self.random_state
+        )
 
     def _validation(self, train_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(songs to fit on, validation songs or None for FusionModel's own random tenth).
         With ``split="artists"`` the validation songs are whole artists too, so early
         stopping and the ridge penalties are chosen for artists the model has not seen,
         as the test songs are."""
-        if self.split_by == "songs":
-            return train_idx, None
-        rng = np.random.default_rng([self.random_state, 1])
-        return self._hold_out_artists(train_idx, max(1, int(round(0.1 * len(train_idx)))), rng)
+        artists = self.dataset().songs.artist_id
+        return _musrec.validation_songs(
+            np.ascontiguousarray(train_idx, dtype=np.int64), artists, self.split_by, self.random_state
+        )
 
     def train(self, kind: str, spec, meta, targets, train_idx, *, users=None, **overrides: Any) -> FusionModel:
         """One network kind on the training songs (cached). ``overrides`` change model settings;
@@ -382,13 +353,12 @@ class Pipeline:
         with self._stage("evaluate"):
             table1 = [{"model": k, **metrics.vector_errors(p, vectors[test_idx])} for k, p in predicted.items()]
             # the error of knowing nothing of a song: every test song gets the training songs' mean vector
-            mean = np.broadcast_to(vectors[train_idx].mean(axis=0), vectors[test_idx].shape)
-            table1.append({"model": "training mean", **metrics.vector_errors(mean, vectors[test_idx])})
-            popularity = artist_popularity(ds.plays, ds.songs.artist_id, train_idx, test_idx)
-            # Songs of new or unknown artists all get the same fallback score: break those ties
-            # at random (seeded) rather than by song order, which a dataset may sort by popularity.
-            tie_break = np.random.default_rng([self.random_state, 2]).random(len(popularity))
-            popularity = popularity + tie_break * 1e-6 * max(1.0, float(np.abs(popularity).max(initial=0.0)))
+            table1.append({"model": "training mean", **metrics.training_mean_errors(vectors, train_idx, test_idx)})
+            # Songs of new or unknown artists all get the same fallback score: their ties are
+            # broken at random (seeded) rather than by song order, which may follow popularity.
+            popularity = artist_popularity(
+                ds.plays, ds.songs.artist_id, train_idx, test_idx, tie_break=self.random_state
+            )
             rankers = {
                 **{k: _Vectors(wmf.user_factors, p) for k, p in predicted.items()},
                 "popularity": _Vectors(np.ones((ds.plays.shape[0], 1)), popularity[:, None]),

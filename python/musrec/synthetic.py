@@ -87,7 +87,7 @@ def listening(
 
 
 def world_config(preset: str = "tiny", **overrides: Any) -> WorldConfig:
-    """The configuration of a world preset (``"tiny"``: 300 users x 400 songs, seconds;
+    """The configuration of a world preset (``"tiny"``: 600 users x 800 songs, seconds;
     ``"small"``: 2,000 x 5,000; ``"paper"``: 10,000 users x 56,000 songs at 80 songs per user,
     so that the paper's 50,000 are played and have audio), with ``overrides`` applied: a
     :class:`WorldConfig`, the same as ``WorldConfig(preset, **overrides)``.
@@ -118,7 +118,7 @@ def audio_formats() -> list[str]:
 
 def write_world(
     path: str | os.PathLike,
-    preset: str = "tiny",
+    preset: str | WorldConfig = "tiny",
     seed: int = 0,
     num_threads: int = 0,
     show_progress: bool = True,
@@ -146,11 +146,15 @@ def write_world(
     ``real_sound`` names each song's recording and offset. Unreadable recordings are listed
     there and skipped.
 
-    Deterministic for ``seed`` (independent of ``num_threads``). Audio renders in parallel
-    with a progress bar; Ctrl-C stops it (files already written stay valid). Returns a
-    summary of what was written and planted.
+    ``preset`` is a preset's name or a :class:`WorldConfig` (``seed`` and ``overrides``
+    replace its settings). Deterministic for ``seed`` (independent of ``num_threads``). Audio
+    renders in parallel with a progress bar; Ctrl-C stops it (files already written stay
+    valid). Returns a summary of what was written and planted.
     """
-    config = WorldConfig(preset, seed=seed, **overrides)
+    if isinstance(preset, WorldConfig):
+        config = preset.replace(seed=seed, **overrides)
+    else:
+        config = WorldConfig(preset, seed=seed, **overrides)
     n_songs = config.n_songs
     bar = _progress.bar(n_songs, "audio", show_progress)
     try:

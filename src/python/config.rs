@@ -870,7 +870,7 @@ impl PyWorldConfig {
 
 #[pymethods]
 impl PyWorldConfig {
-    /// A preset ("tiny": 300 users x 400 songs; "small": 2,000 x 5,000; "paper": 10,000 users
+    /// A preset ("tiny": 600 users x 800 songs; "small": 2,000 x 5,000; "paper": 10,000 users
     /// x 56,000 songs) with the given settings changed.
     #[new]
     #[pyo3(signature = (preset="tiny", **settings))]

@@ -7,6 +7,8 @@ mod convert;
 mod data;
 mod datasets;
 mod errors;
+mod eval;
+mod experiment;
 mod nn;
 mod serve;
 mod wmf;
@@ -21,8 +23,10 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     config::register(m)?;
     audio::register(m)?;
     data::register(m)?;
+    eval::register(m)?;
     nn::register(m)?;
     datasets::register(m)?;
     serve::register(m)?;
+    experiment::register(m)?;
     Ok(())
 }

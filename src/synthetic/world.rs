@@ -142,14 +142,14 @@ impl Default for WorldFilesConfig {
 }
 
 impl WorldFilesConfig {
-    /// `tiny` (300 users x 400 songs, seconds, for CI), `small` (2,000 x 5,000) or `paper`
+    /// `tiny` (600 users x 800 songs, seconds, for CI), `small` (2,000 x 5,000) or `paper`
     /// (10,000 users x 56,000 songs, so that 50,000 are played and have audio; about 9.9 GB
     /// of 4-second WAV at 22,050 Hz).
     pub fn preset(name: &str) -> Result<Self> {
         let listening = match name {
             "tiny" => WorldConfig {
-                n_users: 300,
-                n_songs: 400,
+                n_users: 600,
+                n_songs: 800,
                 mean_songs_per_user: 20.0,
                 n_genres: 8,
                 ..WorldConfig::default()
