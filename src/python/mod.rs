@@ -6,6 +6,7 @@ mod config;
 mod convert;
 mod data;
 mod datasets;
+mod distributed;
 mod errors;
 mod nn;
 mod serve;
@@ -24,5 +25,6 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     nn::register(m)?;
     datasets::register(m)?;
     serve::register(m)?;
+    distributed::register(m)?;
     Ok(())
 }

@@ -1,0 +1,277 @@
+"""musrec on a Ray cluster: WMF fitting, recommend-all, feature extraction and cold-start
+inference spread over Ray actors, each running musrec's Rust core on its share.
+
+Ray is the engine because it installs from pip alone (``pip install "musrec[ray]"``), runs
+in Jupyter, and its local mode and fake multi-node clusters run the same code as a real
+cluster. ``import musrec`` never imports Ray; each function here imports it when called and
+uses the cluster ``ray.init()`` connected to (or starts a local one).
+
+Every actor sizes musrec's thread pool from the CPUs Ray gave it (``num_cpus_per_actor``),
+so actors never oversubscribe the cores Ray schedules them on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _musrec
+from ._sparse import csr_tuple, to_csr
+from .wmf import WMF, _positive_int
+
+__all__ = ["fit_wmf"]
+
+#: The checkpoint file :func:`fit_wmf` keeps in ``checkpoint_dir``.
+CHECKPOINT = "wmf-checkpoint.npz"
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError('musrec.distributed needs Ray: pip install "musrec[ray]"') from e
+    if not ray.is_initialized():
+        ray.init()
+    return ray
+
+
+def _assigned_cpus() -> int:
+    """The CPUs Ray reserved for the calling actor (at least 1): the size of its thread pool."""
+    import ray
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    return max(1, int(cpus))
+
+
+def balanced_bounds(indptr: np.ndarray, parts: int) -> np.ndarray:
+    """Row bounds (parts + 1 of them) cutting a CSR matrix into contiguous ranges of about
+    equal plays (stored entries); a range may be empty when rows are fewer than parts."""
+    nnz = int(indptr[-1])
+    targets = np.arange(1, parts) * nnz / parts
+    cuts = np.searchsorted(indptr, targets, side="left")
+    return np.concatenate([[0], cuts, [len(indptr) - 1]]).astype(np.int64)
+
+
+class _WmfWorker:
+    """A Ray actor's share of a WMF fit: its users and its songs, and their current factors
+    (the conjugate-gradient warm start of the next half-sweep)."""
+
+    def __init__(self, params: Any, user_rows: tuple, item_rows: tuple) -> None:
+        self._threads = _assigned_cpus()
+        self._shards = {"users": _musrec.WmfShard(params, user_rows), "items": _musrec.WmfShard(params, item_rows)}
+        self._factors: dict[str, np.ndarray] = {}
+
+    def threads(self) -> int:
+        return self._threads
+
+    def set_factors(self, users: np.ndarray, items: np.ndarray) -> None:
+        self._factors = {"users": np.array(users), "items": np.array(items)}
+
+    def solve(self, side: str, fixed: np.ndarray, gram: np.ndarray) -> np.ndarray:
+        solved = self._shards[side].solve(self._factors[side], fixed, gram, num_threads=self._threads)
+        self._factors[side] = solved
+        return solved
+
+
+class _Checkpoint:
+    """The factors after a completed iteration: in memory always, and in ``directory``
+    (written to a temporary file, then renamed over the previous one) when given."""
+
+    def __init__(self, directory: str | os.PathLike | None, fingerprint: str) -> None:
+        self.path = None if directory is None else os.path.join(os.fspath(directory), CHECKPOINT)
+        self.fingerprint = fingerprint
+        self.state: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def load(self) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """The checkpoint on disk if it belongs to this fit (same data, settings and seed)."""
+        if self.path is None or not os.path.exists(self.path):
+            return None
+        with np.load(self.path) as f:
+            if str(f["fingerprint"]) != self.fingerprint:
+                return None
+            self.state = (int(f["iteration"]), f["user_factors"], f["item_factors"])
+        return self.state
+
+    def save(self, iteration: int, x: np.ndarray, y: np.ndarray) -> None:
+        self.state = (iteration, x, y)
+        if self.path is None:
+            return
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".wmf-checkpoint-", suffix=".npz", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, fingerprint=self.fingerprint, iteration=iteration, user_factors=x, item_factors=y)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+def _fingerprint(params: Any, seed: int, csr: Any) -> str:
+    h = hashlib.sha256(json.dumps([params.to_dict(), seed, list(csr.shape)], sort_keys=True).encode())
+    for a in (csr.indptr, csr.indices, csr.data):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def fit_wmf(
+    plays: Any,
+    params: Any = None,
+    *,
+    n_actors: int = 2,
+    num_cpus_per_actor: int = 1,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 5,
+    max_restarts: int = 3,
+    callback: Callable[[int, int, float | None], None] | None = None,
+    _after_iteration: Callable[[int, list], None] | None = None,
+    **settings: Any,
+) -> WMF:
+    """Fit WMF on a Ray cluster; returns a fitted :class:`musrec.WMF` like ``WMF(...).fit(plays)``.
+
+    ``params`` is a :class:`musrec.WMFParams`, or give :class:`musrec.WMF`'s keywords
+    (``factors``, ``iterations``, ``regularization``, ``alpha``, ``solver``,
+    ``random_state``, ...). ``n_actors`` actors each own a contiguous shard of users and
+    one of songs, balanced by plays, and run musrec's half-step solver on it with
+    ``num_cpus_per_actor`` threads. Once per half-sweep the coordinator computes the Gram
+    matrix ``Y^T Y + regularization I`` of the fixed side and puts it and the fixed factors
+    in Ray's object store once for every actor; each actor returns its shard's new factors.
+
+    The factors equal those of the local fit with the same ``random_state``, bit for bit:
+    a row's solution depends only on its own plays, the fixed factors, the Gram matrix and
+    its warm start (never on the threads, nor on the rows it shares a block with), and the
+    Gram matrix is summed in fixed chunks on the coordinator as the local fit sums it.
+
+    Every ``checkpoint_every`` iterations the factors are checkpointed: in memory, and with
+    ``checkpoint_dir`` in ``checkpoint_dir/wmf-checkpoint.npz`` (written atomically). A fit
+    started with a checkpoint of the same data, settings and seed there resumes from it. When
+    an actor dies (``ray.exceptions.RayActorError``) it is restarted and the fit resumes from
+    the last checkpoint, giving the same model; after ``max_restarts`` such failures the
+    error propagates. ``callback(iteration, total, loss)`` is called after each iteration.
+    ``model.distributed_`` reports the shards, restarts and bytes moved.
+    """
+    ray = _ray()
+    from ray.exceptions import RayActorError
+
+    n_actors = _positive_int(n_actors, "n_actors")
+    num_cpus_per_actor = _positive_int(num_cpus_per_actor, "num_cpus_per_actor")
+    checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
+    if params is not None:
+        if settings.keys() - {"num_threads"}:
+            raise TypeError("give either params or WMF's keywords, not both")
+        settings = {**params.to_dict(), **settings}
+    model = WMF(**settings)
+    params = model.params
+    csr = to_csr(plays, "plays")
+    if csr.shape[0] == 0 or csr.shape[1] == 0:
+        raise ValueError(f"plays is empty (shape {csr.shape})")
+    items = to_csr(csr.T, "plays")
+    seed = model.random_state
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
+    n_users, n_items = csr.shape
+    k = model.factors
+
+    bounds = {"users": balanced_bounds(csr.indptr, n_actors), "items": balanced_bounds(items.indptr, n_actors)}
+    # The shards' plays go to the object store once, so a restarted actor gets them from there.
+    shard_refs = [
+        (
+            ray.put(csr_tuple(csr[bounds["users"][j] : bounds["users"][j + 1]])),
+            ray.put(csr_tuple(items[bounds["items"][j] : bounds["items"][j + 1]])),
+        )
+        for j in range(n_actors)
+    ]
+    # SPREAD: on a cluster, one worker per node where it can, so the nodes' cores all work.
+    worker_class = ray.remote(num_cpus=num_cpus_per_actor, scheduling_strategy="SPREAD")(_WmfWorker)
+
+    def start(j: int) -> Any:
+        return worker_class.remote(params, *shard_refs[j])
+
+    def load(workers: list, x: np.ndarray, y: np.ndarray) -> None:
+        ray.get(
+            [
+                w.set_factors.remote(
+                    x[bounds["users"][j] : bounds["users"][j + 1]], y[bounds["items"][j] : bounds["items"][j + 1]]
+                )
+                for j, w in enumerate(workers)
+            ]
+        )
+
+    def half_sweep(workers: list, side: str, fixed: np.ndarray) -> np.ndarray:
+        gram = _musrec.wmf_gram(params, fixed, num_threads=model.num_threads)
+        fixed_ref, gram_ref = ray.put(fixed), ray.put(gram)
+        return np.concatenate(ray.get([w.solve.remote(side, fixed_ref, gram_ref) for w in workers]))
+
+    checkpoint = _Checkpoint(checkpoint_dir, _fingerprint(params, seed, csr))
+    resumed = checkpoint.load()
+    if resumed is None:
+        x, y = _musrec.wmf_initial_factors(params, n_users, n_items, seed=seed)
+        checkpoint.state = (0, x, y)
+    iteration, x, y = checkpoint.state
+    resumed_from = iteration
+    workers = [start(j) for j in range(n_actors)]
+    load(workers, x, y)
+    restarts = 0
+    losses: list = []
+    while iteration < model.iterations:
+        try:
+            x = half_sweep(workers, "users", y)
+            y = half_sweep(workers, "items", x)
+        except RayActorError:
+            restarts += 1
+            if restarts > max_restarts:
+                raise
+            for j, w in enumerate(workers):
+                try:
+                    ray.get(w.threads.remote())
+                except RayActorError:
+                    workers[j] = start(j)
+            iteration, x, y = checkpoint.state
+            losses = losses[:iteration]
+            load(workers, x, y)
+            continue
+        iteration += 1
+        loss = None
+        if model.calculate_training_loss:
+            loss = _musrec.wmf_loss(params, csr_tuple(csr), x, y, num_threads=model.num_threads)
+            losses.append(loss)
+        if iteration % checkpoint_every == 0 or iteration == model.iterations:
+            checkpoint.save(iteration, x, y)
+        if callback is not None:
+            callback(iteration, model.iterations, loss)
+        if _after_iteration is not None:
+            _after_iteration(iteration, workers)
+    for w in workers:
+        ray.kill(w)
+
+    model.user_factors, model.item_factors = x, y
+    model.loss_history = losses
+    model._user_items = csr
+    sizes = {side: np.diff(b) for side, b in bounds.items()}
+    # Per iteration, actor j receives both fixed sides and their Gram matrices and sends
+    # back its rows of both sides (bytes of float32).
+    moved = [
+        4 * ((n_users + n_items) * k + 2 * k * k + (int(sizes["users"][j]) + int(sizes["items"][j])) * k)
+        for j in range(n_actors)
+    ]
+    model.distributed_ = {
+        "n_actors": n_actors,
+        "users_per_actor": sizes["users"].tolist(),
+        "songs_per_actor": sizes["items"].tolist(),
+        "plays_per_actor": [
+            int(csr.indptr[bounds["users"][j + 1]] - csr.indptr[bounds["users"][j]]) for j in range(n_actors)
+        ],
+        "restarts": restarts,
+        "resumed_from_iteration": resumed_from,
+        "bytes_per_actor_per_iteration": moved,
+    }
+    return model
