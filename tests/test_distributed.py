@@ -90,3 +90,15 @@ def test_a_killed_actor_is_restarted_and_the_fit_resumes(plays, local, tmp_path)
     np.testing.assert_array_equal(again.item_factors, local.item_factors)
     other = distributed.fit_wmf(plays, n_actors=1, checkpoint_dir=tmp_path, **{**SETTINGS, "random_state": 4})
     assert other.distributed_["resumed_from_iteration"] == 0
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_recommend_all_equals_local(plays, local, exclude):
+    rows = distributed.recommend_all(
+        local, N=7, exclude=plays if exclude else None, n_actors=2, batch_users=25
+    ).take_all()
+    rows.sort(key=lambda r: r["user"])
+    assert [r["user"] for r in rows] == list(range(120))
+    want_ids, want_scores = local.recommend(np.arange(120), plays, N=7, filter_already_liked=exclude)
+    np.testing.assert_array_equal(np.stack([r["items"] for r in rows]), want_ids)
+    np.testing.assert_array_equal(np.stack([r["scores"] for r in rows]), want_scores)

@@ -24,7 +24,7 @@ from . import _musrec
 from ._sparse import csr_tuple, to_csr
 from .wmf import WMF, _positive_int
 
-__all__ = ["fit_wmf"]
+__all__ = ["fit_wmf", "recommend_all"]
 
 #: The checkpoint file :func:`fit_wmf` keeps in ``checkpoint_dir``.
 CHECKPOINT = "wmf-checkpoint.npz"
@@ -275,3 +275,62 @@ def fit_wmf(
         "bytes_per_actor_per_iteration": moved,
     }
     return model
+
+
+class _Ranker:
+    """A Ray Data actor holding the song factors (and the plays to exclude) for top-N."""
+
+    def __init__(self, shared: list, N: int) -> None:
+        import ray
+
+        params, users, items, exclude = ray.get(shared[0])
+        self._model = WMF(**params.to_dict(), num_threads=_assigned_cpus())
+        self._model.user_factors, self._model.item_factors = users, items
+        self._exclude, self._N = exclude, N
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        users = np.concatenate([np.arange(s, e) for s, e in zip(batch["start"], batch["stop"])])
+        liked = None
+        if self._exclude is not None:
+            liked = self._exclude[users]
+        ids, scores = self._model.recommend(
+            users, user_items=liked, N=self._N, filter_already_liked=self._exclude is not None
+        )
+        return {"user": users.astype(np.int64), "items": ids, "scores": scores}
+
+
+def recommend_all(
+    model: WMF,
+    N: int = 10,
+    *,
+    exclude: Any = None,
+    n_actors: int = 2,
+    num_cpus_per_actor: int = 1,
+    batch_users: int = 4096,
+) -> Any:
+    """Top-N songs for every user of a fitted WMF, as a Ray Dataset of rows ``user`` (int64),
+    ``items`` (N int32 song ids) and ``scores`` (N float32), equal to
+    ``model.recommend(users, exclude, N, filter_already_liked=exclude is not None)``.
+
+    ``exclude`` is a users x songs matrix (the plays) whose stored entries are never
+    recommended, or None. Blocks of ``batch_users`` users are ranked by musrec's top-N on
+    ``n_actors`` actors, which get the factors (and ``exclude``) once through the object
+    store. The rows come in no particular order; sort by ``user`` where order matters.
+    """
+    ray = _ray()
+    model._require_fitted()
+    N = _positive_int(N, "N")
+    batch_users = _positive_int(batch_users, "batch_users")
+    n_actors = _positive_int(n_actors, "n_actors")
+    if exclude is not None:
+        exclude = model._check_matrix(exclude, model.n_users)
+    shared = ray.put((model.params, model.user_factors, model.item_factors, exclude))
+    starts = np.arange(0, model.n_users, batch_users)
+    blocks = [{"start": int(s), "stop": int(min(s + batch_users, model.n_users))} for s in starts]
+    return ray.data.from_items(blocks, override_num_blocks=len(blocks)).map_batches(
+        _Ranker,
+        fn_constructor_kwargs={"shared": [shared], "N": N},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=min(n_actors, len(blocks))),
+        num_cpus=_positive_int(num_cpus_per_actor, "num_cpus_per_actor"),
+    )
