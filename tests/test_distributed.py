@@ -12,6 +12,7 @@ import scipy.sparse as sp
 ray = pytest.importorskip("ray")
 
 from musrec import distributed  # noqa: E402
+from test_audio import write_wav  # noqa: E402
 
 SETTINGS = {"factors": 6, "iterations": 5, "regularization": 0.05, "alpha": 2.0, "random_state": 3}
 
@@ -102,3 +103,45 @@ def test_recommend_all_equals_local(plays, local, exclude):
     want_ids, want_scores = local.recommend(np.arange(120), plays, N=7, filter_already_liked=exclude)
     np.testing.assert_array_equal(np.stack([r["items"] for r in rows]), want_ids)
     np.testing.assert_array_equal(np.stack([r["scores"] for r in rows]), want_scores)
+
+
+def shard_bytes(cache_dir):
+    out = []
+    for root, _, files in os.walk(cache_dir):
+        out += [open(os.path.join(root, f), "rb").read() for f in files if f.endswith(".safetensors")]
+    return sorted(out)
+
+
+def test_extraction_equals_local_and_fills_the_same_cache(tmp_path):
+    sr = 8000
+    t = np.arange(4 * sr) / sr
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"song{i}.wav"
+        write_wav(p, 0.3 * np.sin(2 * np.pi * (200 + 70 * i) * t), sr)
+        paths.append(str(p))
+    paths.insert(2, str(tmp_path / "missing.wav"))
+    config = musrec.audio.FeatureConfig.paper(position="centre")
+    want = musrec.audio.extract(paths, config, num_threads=1, show_progress=False)
+    ray_cache, local_cache = tmp_path / "ray-cache", tmp_path / "local-cache"
+
+    rows = distributed.extract_features(paths, config, batch_size=64, cache_dir=ray_cache).take_all()
+    by_path = {r["path"]: r for r in rows}
+    assert sorted(by_path) == sorted(paths)
+    got = np.stack([by_path[p]["features"] for p in paths])
+    np.testing.assert_array_equal(got, want.features)
+    assert [bool(by_path[p]["ok"]) for p in paths] == want.ok.tolist()
+    assert by_path[paths[2]]["error"].startswith("missing: ")
+    assert all(by_path[p]["error"] is None for p in paths if p != paths[2])
+
+    # The local extraction reads the Ray-filled cache back, and writes the same shard.
+    again = musrec.audio.extract(paths, config, show_progress=False, cache_dir=ray_cache)
+    assert again.cached.tolist() == want.ok.tolist()
+    np.testing.assert_array_equal(again.features, want.features)
+    musrec.audio.extract(paths, config, show_progress=False, cache_dir=local_cache)
+    assert shard_bytes(ray_cache) == shard_bytes(local_cache) != []
+
+    two = distributed.extract_features(paths[:3], config, excerpts=2, batch_size=2, n_actors=1).take_all()
+    want2 = musrec.audio.extract(paths[:3], config, show_progress=False, excerpts=2)
+    by_path = {r["path"]: r["features"] for r in two}
+    np.testing.assert_array_equal(np.stack([by_path[p] for p in paths[:3]]), want2.features)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from typing import Any, Callable
@@ -22,9 +23,10 @@ import numpy as np
 
 from . import _musrec
 from ._sparse import csr_tuple, to_csr
+from .audio import FeatureConfig, extract
 from .wmf import WMF, _positive_int
 
-__all__ = ["fit_wmf", "recommend_all"]
+__all__ = ["fit_wmf", "recommend_all", "extract_features"]
 
 #: The checkpoint file :func:`fit_wmf` keeps in ``checkpoint_dir``.
 CHECKPOINT = "wmf-checkpoint.npz"
@@ -332,5 +334,79 @@ def recommend_all(
         fn_constructor_kwargs={"shared": [shared], "N": N},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=min(n_actors, len(blocks))),
+        num_cpus=_positive_int(num_cpus_per_actor, "num_cpus_per_actor"),
+    )
+
+
+class _Extractor:
+    """A Ray Data actor holding musrec's extractor settings and its share of the cache."""
+
+    def __init__(self, config: FeatureConfig, excerpts: int, cache_dir: str | None) -> None:
+        self._config, self._excerpts, self._cache_dir = config, excerpts, cache_dir
+        self._threads = _assigned_cpus()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        paths = [str(p) for p in batch["path"]]
+        result = extract(
+            paths,
+            self._config,
+            num_threads=self._threads,
+            show_progress=False,
+            cache_dir=self._cache_dir,
+            excerpts=self._excerpts,
+        )
+        errors: list = [None] * len(paths)
+        for f in result.failures:
+            errors[f["index"]] = f"{f['reason']}: {f['message']}"
+        return {
+            "path": np.array(paths, dtype=object),
+            "features": result.features,
+            "ok": result.ok,
+            "padded": result.padded,
+            "truncated": result.truncated,
+            "cached": result.cached,
+            "error": np.array(errors, dtype=object),
+        }
+
+
+def extract_features(
+    paths: Any,
+    config: FeatureConfig | None = None,
+    *,
+    excerpts: int = 1,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    n_actors: int = 2,
+    num_cpus_per_actor: int = 1,
+) -> Any:
+    """Log-Mel features of audio files as a Ray Data pipeline: a Ray Dataset of rows ``path``,
+    ``features`` ((n_mels, frames), or (excerpts, n_mels, frames)), ``ok``, ``padded``,
+    ``truncated``, ``cached`` and ``error``, streamed in batches of ``batch_size`` files
+    through ``n_actors`` actors running :func:`musrec.audio.extract`.
+
+    A file that cannot be used is a row with ``ok`` False, zero features and ``error``
+    ``"reason: message"``; it never raises. The features are bit for bit those of
+    :func:`musrec.audio.extract`. With ``cache_dir`` each batch is written to (and read from)
+    the same on-disk :class:`musrec.audio.FeatureCache` a local extraction uses, so either
+    finds what the other extracted; with ``batch_size`` 64 (the local chunk) each shard holds
+    the same files as a local extraction's. The rows come in no particular order.
+    """
+    ray = _ray()
+    paths = [os.fspath(p) for p in paths] if not isinstance(paths, (str, os.PathLike)) else None
+    if paths is None:
+        raise TypeError("paths must be a list of paths, not a single path")
+    config = config or FeatureConfig.paper()
+    batch_size = _positive_int(batch_size, "batch_size")
+    excerpts = _positive_int(excerpts, "excerpts")
+    n_blocks = max(1, math.ceil(len(paths) / batch_size))
+    return ray.data.from_items([{"path": p} for p in paths], override_num_blocks=n_blocks).map_batches(
+        _Extractor,
+        fn_constructor_kwargs={
+            "config": config,
+            "excerpts": excerpts,
+            "cache_dir": None if cache_dir is None else os.fspath(cache_dir),
+        },
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=min(_positive_int(n_actors, "n_actors"), n_blocks)),
         num_cpus=_positive_int(num_cpus_per_actor, "num_cpus_per_actor"),
     )
