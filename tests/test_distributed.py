@@ -145,3 +145,31 @@ def test_extraction_equals_local_and_fills_the_same_cache(tmp_path):
     want2 = musrec.audio.extract(paths[:3], config, show_progress=False, excerpts=2)
     by_path = {r["path"]: r["features"] for r in two}
     np.testing.assert_array_equal(np.stack([by_path[p] for p in paths[:3]]), want2.features)
+
+
+def test_predict_songs_equals_predict():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    n = 40
+    spec = rng.normal(-60, 5, (n, 16, 24)).astype(np.float32)
+    meta = [{"tags": [f"t{i % 3}"], "artist": f"a{i % 5}", "year": 1990 + i % 7} for i in range(n)]
+    targets = rng.normal(0, 1, (n, 4)).astype(np.float32)
+    model = musrec.FusionModel(
+        "fusion",
+        conv_channels=(4, 4, 4),
+        pool_sizes=(2, 2, 2),
+        lstm_hidden=4,
+        tag_dim=4,
+        artist_dim=4,
+        year_dim=2,
+        mlp_hidden=8,
+        min_count=1,
+        max_epochs=1,
+        num_threads=1,
+    ).fit(spec, meta, targets, show_progress=False)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict(spec, meta), model.predict(spec, meta))
+    songs = ray.data.from_items([{"song": i, "features": spec[i], **meta[i]} for i in range(n)])
+    rows = distributed.predict_songs(model, songs, batch_size=16).take_all()
+    rows.sort(key=lambda r: r["song"])
+    np.testing.assert_array_equal(np.stack([r["vector"] for r in rows]), model.predict(spec, meta))

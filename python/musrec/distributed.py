@@ -26,7 +26,7 @@ from ._sparse import csr_tuple, to_csr
 from .audio import FeatureConfig, extract
 from .wmf import WMF, _positive_int
 
-__all__ = ["fit_wmf", "recommend_all", "extract_features"]
+__all__ = ["fit_wmf", "recommend_all", "extract_features", "predict_songs"]
 
 #: The checkpoint file :func:`fit_wmf` keeps in ``checkpoint_dir``.
 CHECKPOINT = "wmf-checkpoint.npz"
@@ -408,5 +408,48 @@ def extract_features(
         },
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(size=min(_positive_int(n_actors, "n_actors"), n_blocks)),
+        num_cpus=_positive_int(num_cpus_per_actor, "num_cpus_per_actor"),
+    )
+
+
+class _Predictor:
+    """A Ray Data actor holding a fitted FusionModel (sent once, through its safetensors bytes)."""
+
+    def __init__(self, shared: list, column: str, batch_size: int) -> None:
+        import ray
+
+        self._model = ray.get(shared[0])
+        self._model.num_threads = _assigned_cpus()
+        self._column, self._batch_size = column, batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        meta = {c: list(batch[c]) for c in ("tags", "artist", "year") if c in batch}
+        spec = batch.get(self._column)
+        vectors = self._model.predict(spec, meta or None, batch_size=self._batch_size)
+        return {**batch, "vector": vectors}
+
+
+def predict_songs(
+    fusion_model: Any,
+    dataset: Any,
+    *,
+    column: str = "features",
+    n_actors: int = 2,
+    num_cpus_per_actor: int = 1,
+    batch_size: int = 256,
+) -> Any:
+    """Cold-start song vectors for a catalogue: ``dataset`` (a Ray Dataset, e.g. from
+    :func:`extract_features`) with a ``column`` of spectrograms and/or metadata columns
+    ``tags``, ``artist``, ``year``, as the model's kind needs; returns it with a column
+    ``vector`` equal to ``fusion_model.predict`` on those rows. The model goes to the
+    ``n_actors`` actors once through the object store."""
+    ray = _ray()
+    fusion_model._state()  # NotFittedError before any work is scheduled
+    shared = ray.put(fusion_model)
+    return dataset.map_batches(
+        _Predictor,
+        fn_constructor_kwargs={"shared": [shared], "column": column, "batch_size": int(batch_size)},
+        batch_size=int(batch_size),
+        compute=ray.data.ActorPoolStrategy(size=_positive_int(n_actors, "n_actors")),
         num_cpus=_positive_int(num_cpus_per_actor, "num_cpus_per_actor"),
     )
