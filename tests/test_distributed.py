@@ -173,3 +173,16 @@ def test_predict_songs_equals_predict():
     rows = distributed.predict_songs(model, songs, batch_size=16).take_all()
     rows.sort(key=lambda r: r["song"])
     np.testing.assert_array_equal(np.stack([r["vector"] for r in rows]), model.predict(spec, meta))
+
+
+def test_pipeline_on_ray_equals_local(tmp_path):
+    local = musrec.experiment.pipeline("tiny", work_dir=tmp_path / "local", show_progress=False)
+    on_ray = musrec.experiment.pipeline("tiny", work_dir=tmp_path / "ray", show_progress=False, executor="ray")
+    a, b = local.song_vectors(), on_ray.song_vectors()
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    (fa, oka), (fb, okb) = local.spectrograms(), on_ray.spectrograms()
+    np.testing.assert_array_equal(oka, okb)
+    np.testing.assert_array_equal(fa, fb)
+    with pytest.raises(ValueError, match="executor"):
+        musrec.Pipeline(tmp_path, tmp_path, executor="spark")

@@ -21,12 +21,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _musrec
+from . import _musrec, audio
 from ._sparse import csr_tuple, to_csr
-from .audio import FeatureConfig, extract
+from .audio import ExtractResult, FeatureConfig
 from .wmf import WMF, _positive_int
 
-__all__ = ["fit_wmf", "recommend_all", "extract_features", "predict_songs"]
+__all__ = ["fit_wmf", "recommend_all", "extract_features", "extract", "predict_songs"]
 
 #: The checkpoint file :func:`fit_wmf` keeps in ``checkpoint_dir``.
 CHECKPOINT = "wmf-checkpoint.npz"
@@ -347,7 +347,7 @@ class _Extractor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         paths = [str(p) for p in batch["path"]]
-        result = extract(
+        result = audio.extract(
             paths,
             self._config,
             num_threads=self._threads,
@@ -410,6 +410,24 @@ def extract_features(
         compute=ray.data.ActorPoolStrategy(size=min(_positive_int(n_actors, "n_actors"), n_blocks)),
         num_cpus=_positive_int(num_cpus_per_actor, "num_cpus_per_actor"),
     )
+
+
+def extract(paths: Any, config: FeatureConfig | None = None, **options: Any) -> ExtractResult:
+    """:func:`musrec.audio.extract`'s result (rows in the order of ``paths``), computed on the
+    cluster by :func:`extract_features` with ``options`` (``excerpts``, ``batch_size``,
+    ``cache_dir``, ...); the features are bit for bit the local ones."""
+    paths = audio._path_list(paths)
+    rows = extract_features(paths, config, **options).take_all()
+    by_path = {r["path"]: r for r in rows}
+    ordered = [by_path[p] for p in paths]
+    failures = []
+    for i, r in enumerate(ordered):
+        if r["error"] is not None:
+            reason, message = r["error"].split(": ", 1)
+            failures.append({"index": i, "path": paths[i], "reason": reason, "message": message})
+    column = lambda name: np.array([bool(r[name]) for r in ordered], bool)  # noqa: E731
+    features = np.stack([r["features"] for r in ordered]) if ordered else np.zeros((0,), np.float32)
+    return ExtractResult(features, column("ok"), column("padded"), column("truncated"), failures, column("cached"))
 
 
 class _Predictor:
