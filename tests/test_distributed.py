@@ -49,7 +49,17 @@ def test_import_musrec_does_not_import_ray():
 
 @pytest.mark.parametrize("n_actors", [1, 2])
 def test_fit_equals_the_local_fit(plays, local, n_actors):
-    model = distributed.fit_wmf(plays, n_actors=n_actors, **SETTINGS)
+    cpus = 2 // n_actors  # the whole cluster either way
+    threads = []
+
+    def threads_of(iteration, workers):
+        if iteration == 1:
+            threads.extend(ray.get([w.threads.remote() for w in workers]))
+
+    model = distributed.fit_wmf(
+        plays, n_actors=n_actors, num_cpus_per_actor=cpus, _after_iteration=threads_of, **SETTINGS
+    )
+    assert threads == [cpus] * n_actors  # each actor's pool is the CPUs Ray gave it
     assert isinstance(model, musrec.WMF)
     # Bit for bit (the issue asks 1e-4): rows are solved independently of their shard.
     np.testing.assert_array_equal(model.user_factors, local.user_factors)
