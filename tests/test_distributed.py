@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-ray = pytest.importorskip("ray")
-
+pytest.importorskip("ray.data")  # ray[data]: a bare "ray" may be a stray directory (/tmp/ray)
+import ray  # noqa: E402
 from musrec import distributed  # noqa: E402
 from test_audio import write_wav  # noqa: E402
 
