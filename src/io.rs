@@ -82,7 +82,34 @@ pub fn tensors_to_bytes(tensors: &[(&str, &[usize], &[f32])], metadata: HashMap<
             .map_err(|e| Error::invalid(format!("tensor {name}: {e}")))?;
         views.push((*name, view));
     }
-    safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| Error::invalid(format!("cannot serialise: {e}")))
+    let buffer = safetensors::tensor::serialize(views, Some(metadata))
+        .map_err(|e| Error::invalid(format!("cannot serialise: {e}")))?;
+    canonical_header(buffer)
+}
+
+/// The same file with the metadata keys of its header in sorted order. safetensors writes
+/// them from a HashMap, in an order that changes from one map to the next; sorted, equal
+/// contents are equal bytes (a feature-cache shard written on a Ray worker is byte for byte
+/// the one a local extraction writes, and a model pickles to the same bytes every time).
+fn canonical_header(buffer: Vec<u8>) -> Result<Vec<u8>> {
+    use serde_json::{Map, Value};
+    let bad = |e: serde_json::Error| Error::invalid(format!("cannot serialise the header: {e}"));
+    let len = u64::from_le_bytes(buffer[..8].try_into().expect("safetensors writes an 8-byte length")) as usize;
+    let header: Map<String, Value> = serde_json::from_slice(&buffer[8..8 + len]).map_err(bad)?;
+    let mut out = Map::new();
+    if let Some(Value::Object(meta)) = header.get("__metadata__") {
+        let sorted: std::collections::BTreeMap<&String, &Value> = meta.iter().collect();
+        out.insert("__metadata__".into(), serde_json::to_value(sorted).map_err(bad)?);
+    }
+    out.extend(header.into_iter().filter(|(k, _)| k != "__metadata__"));
+    let mut text = serde_json::to_vec(&out).map_err(bad)?;
+    // safetensors pads the header with spaces so the data starts 8-byte aligned.
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut file = Vec::with_capacity(8 + text.len() + buffer.len() - 8 - len);
+    file.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    file.extend_from_slice(&text);
+    file.extend_from_slice(&buffer[8 + len..]);
+    Ok(file)
 }
 
 /// Read every tensor (all must be f32) and the metadata map of a safetensors file.
@@ -140,6 +167,24 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn equal_contents_are_equal_bytes() {
+        let meta = || {
+            (0..20)
+                .map(|i| (format!("key{i}"), format!("value{i}")))
+                .collect::<HashMap<_, _>>()
+        };
+        let tensors: &[(&str, &[usize], &[f32])] = &[("b", &[2], &[1.0, 2.0]), ("a", &[1, 3], &[3.0, 4.0, 5.0])];
+        let first = tensors_to_bytes(tensors, meta()).unwrap();
+        for _ in 0..5 {
+            assert_eq!(tensors_to_bytes(tensors, meta()).unwrap(), first);
+        }
+        let (read, read_meta) = tensors_from_bytes(&first, Path::new("x")).unwrap();
+        assert_eq!(read_meta, meta());
+        assert_eq!(read["a"].data, vec![3.0, 4.0, 5.0]);
+        assert_eq!(read["b"].shape, vec![2]);
     }
 
     #[test]

@@ -43,6 +43,9 @@ def reproduce(args: argparse.Namespace) -> int:
         overrides["model"] = {"max_epochs": args.epochs}
     if args.factors is not None:
         overrides["n_factors"] = args.factors
+    if getattr(args, "ray", None) is not None:
+        overrides["executor"] = "ray"
+        overrides["ray_address"] = args.ray or None
     source = f"the dataset in {args.data}" if args.data else "the embedded synthetic world"
     print(f"musrec reproduce: preset {preset!r} on {source}; results in {args.out}")
     start = time.perf_counter()
@@ -178,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     rep.add_argument("--out", default="musrec-results", help="where the tables and figures go")
     rep.add_argument("--work", help="where the world and the stage caches go (default: OUT/work)")
+    rep.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run WMF and the audio features on a Ray cluster (ADDRESS for ray.init; none: a local one); "
+        'needs pip install "musrec[ray]"',
+    )
     rep.add_argument("--kinds", type=_kinds, help="comma-separated model kinds (default: all five)")
     rep.add_argument(
         "--learning-rates",

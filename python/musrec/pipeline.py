@@ -93,7 +93,9 @@ class Pipeline:
     in training (see :meth:`split`). ``n_users``/``n_songs``
     de-sparsify the data first (the paper: 10,000 x 50,000). ``learning_rates`` are the
     Figure 3 study of the fusion model (empty: skip it). ``log`` receives one line per stage
-    (default: print when ``show_progress``).
+    (default: print when ``show_progress``). ``executor="ray"`` runs WMF and the audio
+    features on a Ray cluster (:mod:`musrec.distributed`; ``ray_address`` for ``ray.init``,
+    None: the running or a new local cluster), with the same results as locally.
 
     :meth:`run` does everything and returns a :class:`musrec.report.PipelineResult`;
     :meth:`recommender` serves cold-start recommendations from the trained stages.
@@ -121,6 +123,8 @@ class Pipeline:
         show_progress: bool = True,
         log: Callable[[str], None] | None = None,
         seed: int | None = None,
+        executor: str = "local",
+        ray_address: str | None = None,
     ):
         check_settings(kinds=kinds, test_fraction=test_fraction, learning_rates=learning_rates, N=N)
         seed = _compat.random_state(random_state, seed, "Pipeline")
@@ -147,6 +151,9 @@ class Pipeline:
         self.num_threads = num_threads
         self.show_progress = show_progress
         self.log = log if log is not None else (print if show_progress else lambda line: None)
+        if executor not in ("local", "ray"):
+            raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+        self.executor, self.ray_address = executor, ray_address
         self._dataset: data.Dataset | None = None
         self._stages: list[dict] = []
 
@@ -162,6 +169,16 @@ class Pipeline:
         self._stages.append(record)
         note = " (cached)" if record["cached"] else ""
         self.log(f"[{name}] {record['seconds']:.1f} s{note}, peak memory {record['peak_rss_mb']:,.0f} MB")
+
+    def _distributed(self) -> Any:
+        """musrec.distributed, connected to ``ray_address`` (None: the running or a local cluster)."""
+        import ray
+
+        from . import distributed
+
+        if not ray.is_initialized():
+            ray.init(address=self.ray_address)
+        return distributed
 
     # ---- stages -------------------------------------------------------------------------
     def dataset(self) -> data.Dataset:
@@ -189,8 +206,16 @@ class Pipeline:
             if os.path.exists(path):
                 record["cached"] = True
                 return WMF.load(path)
-            model = WMF(num_threads=self.num_threads, **self.wmf_args)
-            model.fit(self.dataset().plays, show_progress=self.show_progress)
+            if self.executor == "ray":
+                model = self._distributed().fit_wmf(
+                    self.dataset().plays,
+                    num_threads=self.num_threads,
+                    checkpoint_dir=os.path.join(self.work_dir, "wmf-checkpoint"),
+                    **self.wmf_args,
+                )
+            else:
+                model = WMF(num_threads=self.num_threads, **self.wmf_args)
+                model.fit(self.dataset().plays, show_progress=self.show_progress)
             model.save(path)
             return model
 
@@ -199,14 +224,20 @@ class Pipeline:
         live in an on-disk cache, so a re-run only reads them."""
         paths = self.dataset().songs.audio_path
         with self._stage("audio features") as record:
-            result = audio.extract(
-                paths,
-                self.features_config,
-                num_threads=self.num_threads,
-                show_progress=self.show_progress,
-                cache_dir=os.path.join(self.work_dir, "features"),
-                excerpts=self.excerpts,
-            )
+            cache_dir = os.path.join(self.work_dir, "features")
+            if self.executor == "ray":
+                result = self._distributed().extract(
+                    paths, self.features_config, cache_dir=cache_dir, excerpts=self.excerpts
+                )
+            else:
+                result = audio.extract(
+                    paths,
+                    self.features_config,
+                    num_threads=self.num_threads,
+                    show_progress=self.show_progress,
+                    cache_dir=cache_dir,
+                    excerpts=self.excerpts,
+                )
             record["cached"] = bool(len(result.cached)) and bool(np.all(result.cached | ~result.ok))
             ok = np.asarray(result.ok, bool)
             if result.failures:

@@ -6,6 +6,7 @@ mod config;
 mod convert;
 mod data;
 mod datasets;
+mod distributed;
 mod errors;
 mod eval;
 mod experiment;
@@ -28,5 +29,6 @@ fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     datasets::register(m)?;
     serve::register(m)?;
     experiment::register(m)?;
+    distributed::register(m)?;
     Ok(())
 }

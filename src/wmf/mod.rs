@@ -8,15 +8,17 @@ mod cg;
 mod cholesky;
 mod loss;
 mod persist;
+mod shard;
 mod sweep;
 
 pub use persist::{load, save};
+pub use shard::{Shard, initial_factors};
 
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::parallel::{Progress, Step, Threads};
 use crate::sparse::{Csr, CsrRef};
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -213,11 +215,7 @@ pub fn fit(
             );
             (x, y)
         }
-        None => {
-            let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-            let x = random_factors(user_items.n_rows, k, &mut rng);
-            (x, random_factors(user_items.n_cols, k, &mut rng))
-        }
+        None => initial_factors(params, user_items.n_rows, user_items.n_cols),
     };
     let mut report = FitReport::default();
     for it in 0..params.iterations {

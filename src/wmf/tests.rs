@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::parallel::ignore_progress;
+use rand::SeedableRng;
 
 fn small_matrix() -> Csr {
     // 7 users x 9 items; user 5 and item 8 have no interactions; one stored zero.

@@ -1,0 +1,130 @@
+//! One worker's share of an ALS fit spread over several processes (musrec.distributed):
+//! a range of rows of one side with their confidences, solved against the other side's
+//! factors and Gram matrix that the coordinator sends once per half-sweep.
+//!
+//! A row's solution depends only on its own plays, the fixed factors, the Gram matrix and its
+//! warm start, never on which other rows share its block or thread, so the rows solved shard
+//! by shard are bit for bit those of [`super::fit`].
+
+use super::{WmfParams, check_counts, confidences, drop_zeros, random_factors, sweep};
+use crate::ensure;
+use crate::error::Result;
+use crate::parallel::Threads;
+use crate::sparse::{Csr, CsrRef};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// Rows of one side (users x items, or items x users) prepared as [`super::fit`] prepares them.
+pub struct Shard {
+    params: WmfParams,
+    rows: Csr,
+    conf: Vec<f32>,
+}
+
+impl Shard {
+    /// `rows` holds play counts: stored zeros are dropped, confidences precomputed.
+    pub fn new(params: &WmfParams, rows: CsrRef<'_>) -> Result<Shard> {
+        params.validate()?;
+        check_counts(rows)?;
+        let rows = drop_zeros(rows);
+        let conf = confidences(params, &rows.data);
+        Ok(Shard {
+            params: params.clone(),
+            rows,
+            conf,
+        })
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.rows.n_rows
+    }
+
+    pub fn nnz(&self) -> usize {
+        self.rows.data.len()
+    }
+
+    /// Overwrite `x` (the shard's rows x factors, also the conjugate-gradient warm start)
+    /// with the half-step solution against `fixed` and `gram` = [`super::fold_in_gram`]`(fixed)`.
+    pub fn solve(&self, x: &mut [f32], fixed: &[f32], gram: &[f32], threads: &Threads) -> Result<()> {
+        let k = self.params.factors;
+        ensure!(
+            x.len() == self.rows.n_rows * k,
+            "the shard has {} rows of {k} factors but {} values were given",
+            self.rows.n_rows,
+            x.len()
+        );
+        ensure!(
+            fixed.len() == self.rows.n_cols * k,
+            "the shard's rows have {} columns but the fixed factors have {} rows",
+            self.rows.n_cols,
+            fixed.len() / k
+        );
+        ensure!(gram.len() == k * k, "the Gram matrix is not {k} x {k}");
+        threads.run(|| sweep::solve_side_with_gram(x, fixed, gram, k, self.rows.view(), &self.conf, &self.params))
+    }
+}
+
+/// The factors [`super::fit`] starts from without a warm start: users, then items, uniform
+/// in [0, 0.01) from ChaCha8 seeded by `params.seed`.
+pub fn initial_factors(params: &WmfParams, n_users: usize, n_items: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    let x = random_factors(n_users, params.factors, &mut rng);
+    (x, random_factors(n_items, params.factors, &mut rng))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::ignore_progress;
+
+    fn rows(m: CsrRef<'_>, range: std::ops::Range<usize>) -> Csr {
+        let mut out = Csr::with_capacity(m.n_cols, range.len(), m.nnz());
+        for row in range {
+            let (cols, vals) = m.row(row);
+            out.push_row(cols.iter().copied().zip(vals.iter().copied()));
+        }
+        out
+    }
+
+    #[test]
+    fn shards_reproduce_the_local_fit_bit_for_bit() {
+        let triplets: Vec<(u32, u32, f32)> = (0..40u32)
+            .flat_map(|u| {
+                (0..25u32)
+                    .filter(move |i| (u * 7 + i * 3) % 5 == 0)
+                    .map(move |i| (u, i, (1 + (u + i) % 4) as f32))
+            })
+            .collect();
+        let m = Csr::from_triplets(40, 25, &triplets).unwrap();
+        let params = WmfParams {
+            factors: 6,
+            iterations: 3,
+            seed: 7,
+            ..WmfParams::default()
+        };
+        let threads = Threads::new(2).unwrap();
+        let (local, _) = super::super::fit(&params, m.view(), None, &threads, &mut ignore_progress).unwrap();
+
+        let items = m.view().transpose();
+        let shard = |side: CsrRef<'_>, r: std::ops::Range<usize>| {
+            (r.clone(), Shard::new(&params, rows(side, r).view()).unwrap())
+        };
+        let user_shards = [shard(m.view(), 0..17), shard(m.view(), 17..40)];
+        let item_shards = [shard(items.view(), 0..9), shard(items.view(), 9..25)];
+        let k = params.factors;
+        let one = Threads::new(1).unwrap();
+        let (mut x, mut y) = initial_factors(&params, 40, 25);
+        for _ in 0..params.iterations {
+            let gram = super::super::fold_in_gram(&params, &y);
+            for (r, s) in &user_shards {
+                s.solve(&mut x[r.start * k..r.end * k], &y, &gram, &one).unwrap();
+            }
+            let gram = super::super::fold_in_gram(&params, &x);
+            for (r, s) in &item_shards {
+                s.solve(&mut y[r.start * k..r.end * k], &x, &gram, &one).unwrap();
+            }
+        }
+        assert_eq!(x, local.user_factors);
+        assert_eq!(y, local.item_factors);
+    }
+}

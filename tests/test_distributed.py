@@ -1,0 +1,198 @@
+"""musrec.distributed on a local Ray cluster: the same results as the local calls."""
+
+from __future__ import annotations
+
+import os
+
+import musrec
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+pytest.importorskip("ray.data")  # ray[data]: a bare "ray" may be a stray directory (/tmp/ray)
+import ray  # noqa: E402
+from musrec import distributed  # noqa: E402
+from test_audio import write_wav  # noqa: E402
+
+SETTINGS = {"factors": 6, "iterations": 5, "regularization": 0.05, "alpha": 2.0, "random_state": 3}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def plays():
+    rng = np.random.default_rng(5)
+    m = sp.random(120, 80, density=0.08, random_state=rng, format="csr", dtype=np.float32)
+    m.data = np.ceil(m.data * 5)
+    m.data[0] = 0.0  # a stored zero: "no interaction", for both fits
+    return m
+
+
+@pytest.fixture(scope="module")
+def local(plays):
+    return musrec.WMF(**SETTINGS).fit(plays, show_progress=False)
+
+
+def test_import_musrec_does_not_import_ray():
+    import subprocess
+    import sys
+
+    code = "import musrec, musrec.wmf, sys; assert 'ray' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("n_actors", [1, 2])
+def test_fit_equals_the_local_fit(plays, local, n_actors):
+    cpus = 2 // n_actors  # the whole cluster either way
+    threads = []
+
+    def threads_of(iteration, workers):
+        if iteration == 1:
+            threads.extend(ray.get([w.threads.remote() for w in workers]))
+
+    model = distributed.fit_wmf(
+        plays, n_actors=n_actors, num_cpus_per_actor=cpus, _after_iteration=threads_of, **SETTINGS
+    )
+    assert threads == [cpus] * n_actors  # each actor's pool is the CPUs Ray gave it
+    assert isinstance(model, musrec.WMF)
+    # Bit for bit (the issue asks 1e-4): rows are solved independently of their shard.
+    np.testing.assert_array_equal(model.user_factors, local.user_factors)
+    np.testing.assert_array_equal(model.item_factors, local.item_factors)
+    report = model.distributed_
+    assert sum(report["users_per_actor"]) == 120 and sum(report["songs_per_actor"]) == 80
+    assert sum(report["plays_per_actor"]) == plays.nnz
+    np.testing.assert_array_equal(model.recommend(np.arange(5), plays)[0], local.recommend(np.arange(5), plays)[0])
+
+
+def test_params_object_and_training_loss(plays):
+    params = musrec.WMFParams(**SETTINGS, calculate_training_loss=True)
+    model = distributed.fit_wmf(plays, params, n_actors=2)
+    local = musrec.WMF(**params.to_dict()).fit(plays, show_progress=False)
+    np.testing.assert_array_equal(model.item_factors, local.item_factors)
+    np.testing.assert_allclose(model.loss_history, local.loss_history, rtol=1e-12)
+    with pytest.raises(TypeError, match="either params"):
+        distributed.fit_wmf(plays, params, factors=3)
+
+
+def test_a_killed_actor_is_restarted_and_the_fit_resumes(plays, local, tmp_path):
+    killed = []
+
+    def kill_one(iteration, workers):
+        if iteration == 3 and not killed:  # once: iteration 3 comes again after the resume
+            killed.append(workers[1])
+            ray.kill(workers[1])
+
+    model = distributed.fit_wmf(
+        plays, n_actors=2, checkpoint_dir=tmp_path, checkpoint_every=2, _after_iteration=kill_one, **SETTINGS
+    )
+    assert model.distributed_["restarts"] == 1
+    np.testing.assert_array_equal(model.user_factors, local.user_factors)
+    np.testing.assert_array_equal(model.item_factors, local.item_factors)
+    assert os.listdir(tmp_path) == [distributed.CHECKPOINT]  # no temporary files left
+    # A new fit of the same data and settings starts from the checkpoint (here, the end).
+    again = distributed.fit_wmf(plays, n_actors=2, checkpoint_dir=tmp_path, **SETTINGS)
+    assert again.distributed_["resumed_from_iteration"] == SETTINGS["iterations"]
+    np.testing.assert_array_equal(again.item_factors, local.item_factors)
+    other = distributed.fit_wmf(plays, n_actors=1, checkpoint_dir=tmp_path, **{**SETTINGS, "random_state": 4})
+    assert other.distributed_["resumed_from_iteration"] == 0
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_recommend_all_equals_local(plays, local, exclude):
+    rows = distributed.recommend_all(
+        local, N=7, exclude=plays if exclude else None, n_actors=2, batch_users=25
+    ).take_all()
+    rows.sort(key=lambda r: r["user"])
+    assert [r["user"] for r in rows] == list(range(120))
+    want_ids, want_scores = local.recommend(np.arange(120), plays, N=7, filter_already_liked=exclude)
+    np.testing.assert_array_equal(np.stack([r["items"] for r in rows]), want_ids)
+    np.testing.assert_array_equal(np.stack([r["scores"] for r in rows]), want_scores)
+
+
+def shard_bytes(cache_dir):
+    out = []
+    for root, _, files in os.walk(cache_dir):
+        out += [open(os.path.join(root, f), "rb").read() for f in files if f.endswith(".safetensors")]
+    return sorted(out)
+
+
+def test_extraction_equals_local_and_fills_the_same_cache(tmp_path):
+    sr = 8000
+    t = np.arange(4 * sr) / sr
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"song{i}.wav"
+        write_wav(p, 0.3 * np.sin(2 * np.pi * (200 + 70 * i) * t), sr)
+        paths.append(str(p))
+    paths.insert(2, str(tmp_path / "missing.wav"))
+    config = musrec.audio.FeatureConfig.paper(position="centre")
+    want = musrec.audio.extract(paths, config, num_threads=1, show_progress=False)
+    ray_cache, local_cache = tmp_path / "ray-cache", tmp_path / "local-cache"
+
+    rows = distributed.extract_features(paths, config, batch_size=64, cache_dir=ray_cache).take_all()
+    by_path = {r["path"]: r for r in rows}
+    assert sorted(by_path) == sorted(paths)
+    got = np.stack([by_path[p]["features"] for p in paths])
+    np.testing.assert_array_equal(got, want.features)
+    assert [bool(by_path[p]["ok"]) for p in paths] == want.ok.tolist()
+    assert by_path[paths[2]]["error"].startswith("missing: ")
+    assert all(by_path[p]["error"] is None for p in paths if p != paths[2])
+
+    # The local extraction reads the Ray-filled cache back, and writes the same shard.
+    again = musrec.audio.extract(paths, config, show_progress=False, cache_dir=ray_cache)
+    assert again.cached.tolist() == want.ok.tolist()
+    np.testing.assert_array_equal(again.features, want.features)
+    musrec.audio.extract(paths, config, show_progress=False, cache_dir=local_cache)
+    assert shard_bytes(ray_cache) == shard_bytes(local_cache) != []
+
+    two = distributed.extract_features(paths[:3], config, excerpts=2, batch_size=2, n_actors=1).take_all()
+    want2 = musrec.audio.extract(paths[:3], config, show_progress=False, excerpts=2)
+    by_path = {r["path"]: r["features"] for r in two}
+    np.testing.assert_array_equal(np.stack([by_path[p] for p in paths[:3]]), want2.features)
+
+
+def test_predict_songs_equals_predict():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    n = 40
+    spec = rng.normal(-60, 5, (n, 16, 24)).astype(np.float32)
+    meta = [{"tags": [f"t{i % 3}"], "artist": f"a{i % 5}", "year": 1990 + i % 7} for i in range(n)]
+    targets = rng.normal(0, 1, (n, 4)).astype(np.float32)
+    model = musrec.FusionModel(
+        "fusion",
+        conv_channels=(4, 4, 4),
+        pool_sizes=(2, 2, 2),
+        lstm_hidden=4,
+        tag_dim=4,
+        artist_dim=4,
+        year_dim=2,
+        mlp_hidden=8,
+        min_count=1,
+        max_epochs=1,
+        num_threads=1,
+    ).fit(spec, meta, targets, show_progress=False)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict(spec, meta), model.predict(spec, meta))
+    songs = ray.data.from_items([{"song": i, "features": spec[i], **meta[i]} for i in range(n)])
+    rows = distributed.predict_songs(model, songs, batch_size=16).take_all()
+    rows.sort(key=lambda r: r["song"])
+    np.testing.assert_array_equal(np.stack([r["vector"] for r in rows]), model.predict(spec, meta))
+
+
+def test_pipeline_on_ray_equals_local(tmp_path):
+    local = musrec.experiment.pipeline("tiny", work_dir=tmp_path / "local", show_progress=False)
+    on_ray = musrec.experiment.pipeline("tiny", work_dir=tmp_path / "ray", show_progress=False, executor="ray")
+    a, b = local.song_vectors(), on_ray.song_vectors()
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    (fa, oka), (fb, okb) = local.spectrograms(), on_ray.spectrograms()
+    np.testing.assert_array_equal(oka, okb)
+    np.testing.assert_array_equal(fa, fb)
+    with pytest.raises(ValueError, match="executor"):
+        musrec.Pipeline(tmp_path, tmp_path, executor="spark")
