@@ -361,6 +361,14 @@ pub struct TrainConfig {
     pub stop_metric: StopMetric,
     #[serde(default = "default_recall_k")]
     pub recall_k: usize,
+    /// SpecAugment-style masking of the audio branch's training input (Park et al. 2019):
+    /// each training excerpt gets one band of `freq_mask` Mel bands at most (width drawn
+    /// uniformly from 0..=freq_mask) and one stretch of `time_mask` frames at most set to
+    /// the bands' mean (0 after standardisation). 0 turns each off; prediction never masks.
+    #[serde(default)]
+    pub freq_mask: usize,
+    #[serde(default)]
+    pub time_mask: usize,
 }
 
 /// The validation criterion of early stopping (see [`TrainConfig::stop_metric`]).
@@ -388,6 +396,8 @@ impl Default for TrainConfig {
             clip_norm: 5.0,
             stop_metric: StopMetric::Mse,
             recall_k: default_recall_k(),
+            freq_mask: 0,
+            time_mask: 0,
         }
     }
 }

@@ -185,6 +185,14 @@ pub enum Excerpts<'a> {
     PerRow(&'a [usize]),
 }
 
+/// The stretch of Mel bands and of frames masked in one training excerpt (see
+/// `TrainConfig::freq_mask`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mask {
+    pub bands: (usize, usize),
+    pub frames: (usize, usize),
+}
+
 impl Excerpts<'_> {
     fn of(&self, i: usize) -> usize {
         match self {
@@ -202,6 +210,7 @@ pub fn make_batch(
     standardizer: &Standardizer,
     rows: &[usize],
     excerpts: Excerpts,
+    masks: Option<&[Mask]>,
 ) -> Result<Batch> {
     let b = rows.len();
     let dev = &Device::Cpu;
@@ -243,6 +252,18 @@ pub fn make_batch(
                             for frame in f0..(f0 + TILE).min(t) {
                                 out[frame * m + band] = (song[band * t + frame] - mu) * s;
                             }
+                        }
+                    }
+                }
+                if let Some(mask) = masks.map(|all| all[i]) {
+                    let (b0, nb) = mask.bands;
+                    let (f0, nf) = mask.frames;
+                    for frame in 0..t {
+                        let row = &mut out[frame * m..(frame + 1) * m];
+                        if frame >= f0 && frame < f0 + nf {
+                            row.fill(0.0);
+                        } else {
+                            row[b0.min(m)..(b0 + nb).min(m)].fill(0.0);
                         }
                     }
                 }

@@ -785,3 +785,82 @@ fn stacked_fusion_resumes_and_combines_once() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// SpecAugment masking: `make_batch` zeroes exactly the drawn bands and frames of the audio
+/// input (standardised units, so the bands' means) and nothing of the linear part's
+/// statistics; masked training is deterministic, differs from unmasked training, and the
+/// masks never reach prediction.
+#[test]
+fn spec_augment_masks_training_input_only() {
+    use super::data::{Excerpts, Inputs, Mask, Standardizer, make_batch};
+    let set = toy_set(4, 5);
+    let mut config = tiny_config(ModelKind::Cnn);
+    config.n_mels = 6;
+    config.n_frames = 16;
+    let inputs = Inputs {
+        n: 4,
+        spectrograms: Some(&set.spectrograms),
+        n_excerpts: 1,
+        metadata: None,
+        targets: None,
+    };
+    let standardizer = Standardizer {
+        mean: vec![-50.0; 6],
+        scale: vec![0.1; 6],
+        target_scale: 1.0,
+    };
+    let rows = [0, 1, 2, 3];
+    let masks = [
+        Mask::default(),
+        Mask {
+            bands: (2, 3),
+            frames: (0, 0),
+        },
+        Mask {
+            bands: (0, 0),
+            frames: (5, 4),
+        },
+        Mask {
+            bands: (5, 1),
+            frames: (15, 1),
+        },
+    ];
+    let plain = make_batch(&config, &inputs, &standardizer, &rows, Excerpts::All(0), None).unwrap();
+    let masked = make_batch(&config, &inputs, &standardizer, &rows, Excerpts::All(0), Some(&masks)).unwrap();
+    let (p, q) = (
+        plain.audio.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        masked.audio.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+    );
+    let (m, t) = (6, 16);
+    for (i, mask) in masks.iter().enumerate() {
+        for frame in 0..t {
+            for band in 0..m {
+                let k = i * m * t + frame * m + band;
+                let hidden = (band >= mask.bands.0 && band < mask.bands.0 + mask.bands.1)
+                    || (frame >= mask.frames.0 && frame < mask.frames.0 + mask.frames.1);
+                assert_eq!(
+                    q[k],
+                    if hidden { 0.0 } else { p[k] },
+                    "song {i} band {band} frame {frame}"
+                );
+                assert_ne!(p[k], 0.0);
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (plain.stats, masked.stats) {
+        assert_eq!(a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+    }
+
+    let set = toy_set(20, 2);
+    let fit = |freq: usize, time: usize| {
+        let mut model = tiny_model(ModelKind::CnnLstm, 3);
+        model.train_config.freq_mask = freq;
+        model.train_config.time_mask = time;
+        fit_plain(&mut model, &set);
+        model.predict(&songs(&set), 7, &Threads::new(0).unwrap()).unwrap()
+    };
+    let masked = fit(2, 4);
+    assert_eq!(masked, fit(2, 4));
+    assert_ne!(masked, fit(0, 0));
+    assert!(masked.iter().all(|v| v.is_finite()));
+}

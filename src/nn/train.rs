@@ -3,7 +3,7 @@
 
 use super::adam::Adam;
 use super::config::{StopMetric, TrainConfig};
-use super::data::{Excerpts, Inputs, Standardizer, make_batch};
+use super::data::{Excerpts, Inputs, Mask, Standardizer, make_batch};
 use super::model::Network;
 use crate::error::{Error, Result};
 use crate::parallel::{Progress, Step, Threads};
@@ -107,13 +107,39 @@ pub fn train(
                 order.iter().map(|_| rng.random_range(0..e)).collect()
             }
         };
+        // SpecAugment masks, from a stream of their own (none drawn when both are off, so
+        // training is unchanged then).
+        let masks: Option<Vec<Mask>> = (config.freq_mask > 0 || config.time_mask > 0).then(|| {
+            let mut rng = epoch_rng(config.seed, epoch, 2);
+            let (m, t) = (net.config.n_mels, net.config.n_frames);
+            let mut stretch = |max: usize, len: usize| -> (usize, usize) {
+                let width = rng.random_range(0..=max.min(len));
+                (rng.random_range(0..=len - width), width)
+            };
+            order
+                .iter()
+                .map(|_| Mask {
+                    bands: stretch(config.freq_mask, m),
+                    frames: stretch(config.time_mask, t),
+                })
+                .collect()
+        });
         let mut loss_sum = 0.0;
         for (b, rows) in order.chunks(config.batch_size).enumerate() {
             let adam = &mut state.adam;
             let rng = &mut dropout_rng;
-            let picked = &excerpts[b * config.batch_size..b * config.batch_size + rows.len()];
+            let span = b * config.batch_size..b * config.batch_size + rows.len();
+            let picked = &excerpts[span.clone()];
+            let masked = masks.as_ref().map(|all| &all[span]);
             let value = threads.run(|| -> Result<f64> {
-                let batch = make_batch(&net.config, train_set, standardizer, rows, Excerpts::PerRow(picked))?;
+                let batch = make_batch(
+                    &net.config,
+                    train_set,
+                    standardizer,
+                    rows,
+                    Excerpts::PerRow(picked),
+                    masked,
+                )?;
                 let loss = net.loss(&batch, Some(rng))?;
                 let grads = loss.backward()?;
                 adam.update(
@@ -260,7 +286,7 @@ fn predict_rows(net: &Network, standardizer: &Standardizer, inputs: &Inputs, row
     };
     let mut mean: Option<Tensor> = None;
     for e in 0..passes {
-        let batch = make_batch(&net.config, inputs, standardizer, rows, Excerpts::All(e))?;
+        let batch = make_batch(&net.config, inputs, standardizer, rows, Excerpts::All(e), None)?;
         let (prediction, _) = net.forward(&batch, None)?;
         mean = Some(match mean {
             Some(m) => (m + prediction)?,
