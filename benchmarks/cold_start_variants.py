@@ -1,0 +1,146 @@
+"""Variants of a cold-start model on bench_cold_start.py's real-sound world, side by side.
+
+Trains one model kind with several settings on the experiment's own split and validation
+songs (``musrec.experiment.pipeline``, seeds as given), prints each one's recall@10 and AUC
+on the cold-start songs, and the least-squares stack of every pair of variants (weights
+fitted on the validation songs, as the stacked fusion model fits its own). Used for the
+README's list of what measured within noise.
+
+    python3 benchmarks/bench_cold_start.py --split artists          # writes the world first
+    python3 benchmarks/cold_start_variants.py --split artists --kind cnn_lstm \\
+        --variants base base+freq_mask=16+time_mask=8 user_metric
+
+A variant is ``base`` or ``user_metric`` followed by ``+setting=value`` FusionModel
+settings, or ``ridge_stats`` / ``ridge_flux``: ridge in numpy on each Mel band's mean and
+spread over the excerpts (and, for ``ridge_flux``, its mean absolute frame-to-frame change),
+the penalty picked on the validation songs. ``user_metric`` trains on the targets mapped by R
+(R^T R = U^T U / n_users, so the MSE becomes the mean squared error of every user's scores)
+and maps the predictions back.
+Predictions are cached under ``--cache``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import musrec
+import numpy as np
+import scipy.sparse as sp
+from musrec import experiment, metrics
+from musrec.fusion import FusionModel
+
+ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+ap.add_argument("--world", default="/tmp/musrec-bench-cold-start/world-4000x2000-10s-seed0")
+ap.add_argument("--stages", default="/tmp/musrec-bench-cold-start/runs")
+ap.add_argument("--split", default="songs", choices=("songs", "artists"))
+ap.add_argument("--seeds", default="0,1,2")
+ap.add_argument("--kind", default="cnn_lstm")
+ap.add_argument("--variants", nargs="+", default=["base"])
+ap.add_argument("--cache", default="/tmp/musrec-cold-start-variants")
+
+
+def parse(variant: str) -> tuple[str, dict]:
+    head, *items = variant.split("+")
+    if head not in ("base", "user_metric", "ridge_stats", "ridge_flux"):
+        raise SystemExit(f"a variant starts with base, user_metric, ridge_stats or ridge_flux, not {head!r}")
+    settings = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        settings[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
+    return head, settings
+
+
+def ridge_on_statistics(spec, vectors, fit_idx, val_idx, test_idx, flux: bool):
+    """(validation, test) predictions of ridge on per-band statistics of every excerpt."""
+    x = spec.astype(np.float64)  # songs x excerpts x bands x frames
+    parts = [x.mean(-1), x.std(-1)] + ([np.abs(np.diff(x, axis=-1)).mean(-1)] if flux else [])
+    f = np.concatenate([p.mean(1) for p in parts], 1)
+    f = (f - f[fit_idx].mean(0)) / (f[fit_idx].std(0) + 1e-9)
+    f = np.hstack([f, np.ones((len(f), 1))])
+    y = vectors.astype(np.float64)
+
+    def solve(penalty):
+        a = f[fit_idx]
+        return np.linalg.solve(a.T @ a + penalty * np.eye(a.shape[1]), a.T @ y[fit_idx])
+
+    best = min(10.0 ** np.arange(-1, 5, 0.5), key=lambda p: float(((f[val_idx] @ solve(p) - y[val_idx]) ** 2).mean()))
+    w = solve(best)
+    return f[val_idx] @ w, f[test_idx] @ w
+
+
+def main() -> None:
+    args = ap.parse_args()
+    os.makedirs(args.cache, exist_ok=True)
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        pipe = experiment.pipeline(
+            "small", args.world, args.stages, random_state=seed, n_users=None, n_songs=None,
+            kinds=(args.kind,), learning_rates=(), excerpts=3, split=args.split, show_progress=False,
+        )  # fmt: skip
+        ds, wmf, spec, _, meta, train_idx, test_idx = pipe._prepared()
+        users, vectors = wmf.user_factors, wmf.item_factors
+        fit_idx, val_idx = pipe._validation(train_idx)
+        test_plays = ds.plays[:, test_idx].tocsr()
+        no_train = sp.csr_matrix(test_plays.shape, dtype=np.float32)
+
+        def score(predicted: np.ndarray, users=users, no_train=no_train, test_plays=test_plays) -> tuple[float, float]:
+            ranker = musrec.pipeline._Vectors(users, predicted.astype(np.float32))
+            m = metrics.ranking_metrics(ranker, no_train, test_plays, N=10)
+            return m["recall"], m["auc"]
+
+        # R with R^T R = U^T U / n (eigendecomposition), scaled to unit mean eigenvalue
+        s, v = np.linalg.eigh(users.astype(np.float64).T @ users / len(users))
+        s = np.maximum(s, s.max() * 1e-6)
+        r = (np.sqrt(s)[:, None] * v.T) / np.sqrt(s.mean())
+        predictions = {}
+        for variant in args.variants:
+            head, settings = parse(variant)
+            name = f"{os.path.basename(args.world)}-{args.split}-{seed}-{args.kind}-{variant}.npz"
+            path = os.path.join(args.cache, name)
+            if head.startswith("ridge_"):
+                on_val, on_test = ridge_on_statistics(spec, vectors, fit_idx, val_idx, test_idx, head == "ridge_flux")
+            elif os.path.exists(path):
+                z = np.load(path)
+                on_val, on_test = z["val"], z["test"]
+            else:
+                targets = vectors if head == "base" else (vectors.astype(np.float64) @ r.T).astype(np.float32)
+                start = time.perf_counter()
+                model = FusionModel(args.kind, **{**pipe.model_args, **settings})
+                model.fit(
+                    spec[fit_idx],
+                    [meta[i] for i in fit_idx],
+                    targets[fit_idx],
+                    validation=(spec[val_idx], [meta[i] for i in val_idx], targets[val_idx]),
+                    show_progress=False,
+                )
+                on_val = model.predict(spec[val_idx], [meta[i] for i in val_idx])
+                on_test = model.predict(spec[test_idx], [meta[i] for i in test_idx])
+                if head == "user_metric":
+                    back = np.linalg.inv(r).T
+                    on_val, on_test = on_val.astype(np.float64) @ back, on_test.astype(np.float64) @ back
+                np.savez(path, val=on_val, test=on_test)
+                epochs = len(model.history_["train_loss"])
+                print(f"seed {seed}: trained {variant} in {time.perf_counter() - start:.0f} s, {epochs} epochs")
+            predictions[variant] = (on_val, on_test)
+            rows.append((variant, *score(on_test)))
+        names = list(predictions)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                (av, at), (bv, bt) = predictions[a], predictions[b]
+                truth = vectors[val_idx]
+                design = np.stack([(av - av.mean(0)).ravel(), (bv - bv.mean(0)).ravel()], 1)
+                w = np.linalg.lstsq(design, (truth - truth.mean(0)).ravel(), rcond=None)[0]
+                rows.append((f"stack of {a} and {b}", *score(w[0] * at + w[1] * bt)))
+    print(f"\n{args.kind}, cold-start {args.split}, seeds {args.seeds}\n")
+    print("| variant | recall@10 | user AUC |\n|---|---|---|")
+    for name in dict.fromkeys(r[0] for r in rows):
+        x = np.array([r[1:] for r in rows if r[0] == name])
+        sd = x[:, 0].std(ddof=1) if len(x) > 1 else 0.0
+        print(f"| {name} | {x[:, 0].mean():.4f} ± {sd:.4f} | {x[:, 1].mean():.3f} |")
+
+
+if __name__ == "__main__":
+    main()
