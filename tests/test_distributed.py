@@ -196,3 +196,19 @@ def test_pipeline_on_ray_equals_local(tmp_path):
     np.testing.assert_array_equal(fa, fb)
     with pytest.raises(ValueError, match="executor"):
         musrec.Pipeline(tmp_path, tmp_path, executor="spark")
+
+
+def test_reproduce_cli_on_ray_gives_the_local_tables(tmp_path):
+    """``musrec reproduce --ray``: the heavy stages on the running cluster, the same tables
+    as the local run (ridge only, so the test stays short)."""
+    from musrec import cli
+
+    def run(name, *extra):
+        out = tmp_path / name
+        args = ["reproduce", "--preset", "tiny", "--kinds", "ridge", "--learning-rates", "", "--quiet"]
+        assert cli.main([*args, "--work", str(tmp_path / f"work-{name}"), "--out", str(out), *extra]) == 0
+        return out
+
+    local, on_ray = run("local"), run("ray", "--ray")
+    for name in ("table1.csv", "figure2.csv"):
+        assert (local / name).read_text() == (on_ray / name).read_text(), name
