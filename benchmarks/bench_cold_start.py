@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import zipfile
 import musrec
 import numpy as np
 import scipy.sparse as sp
+from _timing import cpu_model
 from musrec import experiment, metrics
 
 #: Debian packages of freely licensed game music, and where their recordings are.
@@ -50,17 +50,6 @@ PACKAGES = {
     "nexuiz-music": "/usr/share/games/nexuiz/data/music.pk3",  # electronic, metal
     "ufoai-music": "/usr/share/games/ufoai/base/0music.pk3",  # orchestral, ambient
 }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def gather_recordings(work: str) -> str:

@@ -3,6 +3,7 @@
 //! non-zero weights per band, so applying it to a spectrogram costs about two multiply-adds
 //! per bin and frame instead of `n_mels`.
 
+use super::spectrum::BLOCK;
 use crate::ensure;
 use crate::error::Result;
 use crate::kernels::axpy;
@@ -204,6 +205,36 @@ impl MelFilterbank {
         Ok(())
     }
 
+    /// The Mel bands of a few frames straight from the STFT's blocks
+    /// ([`Stft::for_each_block`](super::spectrum::Stft::for_each_block)): `block` holds `count`
+    /// (at most `BLOCK`) frames of `n_bins` values, frame-major; their bands are written to
+    /// columns `t0 .. t0 + count` of `out` (`n_mels x frames`, row-major). The same sums in the
+    /// same order as [`apply_into`](Self::apply_into), without the whole spectrogram in memory.
+    pub fn apply_frames(
+        &self,
+        block: &[f32],
+        count: usize,
+        out: &mut [f32],
+        frames: usize,
+        t0: usize,
+        scratch: &mut Vec<f32>,
+    ) {
+        assert!(count <= BLOCK && block.len() == count * self.n_bins && t0 + count <= frames);
+        assert_eq!(out.len(), self.n_mels() * frames);
+        scratch.resize(self.n_bins * BLOCK, 0.0);
+        frames_kernel(
+            &self.bands,
+            &self.weights,
+            block,
+            count,
+            self.n_bins,
+            scratch,
+            out,
+            frames,
+            t0,
+        );
+    }
+
     fn band_weights(&self, band: &Band) -> &[f32] {
         &self.weights[band.offset..band.offset + band.len]
     }
@@ -221,6 +252,39 @@ fn apply_kernel(bands: &[Band], weights: &[f32], spec: &[f32], frames: usize, ou
         for (&w, src) in w.iter().zip(rows.chunks_exact(frames)) {
             axpy(w, src, row);
         }
+    }
+}
+
+/// Transposes the block into `lanes` (bin-major, `BLOCK` frames per bin) so that each weight
+/// is one vectorised multiply-add over the frames, then writes each band's run of frames.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+#[allow(clippy::too_many_arguments)]
+fn frames_kernel(
+    bands: &[Band],
+    weights: &[f32],
+    block: &[f32],
+    count: usize,
+    n_bins: usize,
+    lanes: &mut [f32],
+    out: &mut [f32],
+    frames: usize,
+    t0: usize,
+) {
+    for (j, spectrum) in block.chunks_exact(n_bins).enumerate() {
+        for (k, &p) in spectrum.iter().enumerate() {
+            lanes[k * BLOCK + j] = p;
+        }
+    }
+    for (band, row) in bands.iter().zip(out.chunks_exact_mut(frames)) {
+        let mut acc = [0f32; BLOCK];
+        let w = &weights[band.offset..band.offset + band.len];
+        let bins = &lanes[band.start * BLOCK..(band.start + band.len) * BLOCK];
+        for (&w, src) in w.iter().zip(bins.chunks_exact(BLOCK)) {
+            for (a, &s) in acc.iter_mut().zip(src) {
+                *a += w * s;
+            }
+        }
+        row[t0..t0 + count].copy_from_slice(&acc[..count]);
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! decode (symphonia: WAV, MP3, FLAC, Ogg Vorbis) -> mono -> resample (rubato, band-limited)
 //! -> clip (random with a seed, centred, or from an offset; zero-padded when short)
-//! -> STFT (realfft) -> Mel filterbank -> power_to_db / log(1 + C x), matching librosa;
+//! -> STFT (rustfft, f64) -> Mel filterbank, a block of frames at a time -> power_to_db / log(1 + C x), matching librosa;
 //! `extract` runs that over many files in parallel; `cache` keeps the results on disk.
 
 pub mod cache;

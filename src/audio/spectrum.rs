@@ -28,13 +28,14 @@ use crate::error::{Error, Result};
 use multiversion::multiversion;
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
+use rustfft::{Fft, FftPlanner};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Frames transformed before their spectra are transposed into the bins x frames output, so
 /// each output row receives a contiguous run. Measured: 16 beats writing each frame's bins
 /// straight into the strided output (~20% slower) and 8x8-tiled transposes (no gain).
-const BLOCK: usize = 16;
+pub(crate) const BLOCK: usize = 16;
 /// Largest FFT accepted: far beyond any audio use, small enough that plans and buffers fit.
 const MAX_N_FFT: usize = 1 << 20;
 
@@ -121,11 +122,24 @@ impl StftConfig {
     }
 }
 
-/// A planned STFT: the realfft plan (f64) and the window, padded to `n_fft`. Immutable, so one
+/// The FFT behind a plan. An even `n_fft` (every audio use) packs the real frame into
+/// `n_fft / 2` complex points, transforms those in place and untangles the two halves while
+/// squaring (one pass, straight to f32 power): realfft's own untangling is scalar and cost as
+/// much as the complex FFT itself. Odd sizes go through realfft.
+enum Plan {
+    Packed {
+        fft: Arc<dyn Fft<f64>>,
+        /// `exp(-2 pi i k / n_fft)` for `k < (n_fft / 2 + 1) / 2`.
+        twiddles: Vec<Complex<f64>>,
+    },
+    Real(Arc<dyn RealToComplex<f64>>),
+}
+
+/// A planned STFT: the FFT plan (f64) and the window, padded to `n_fft`. Immutable, so one
 /// instance serves every thread; each thread brings its own [`StftScratch`].
 pub struct Stft {
     cfg: StftConfig,
-    fft: Arc<dyn RealToComplex<f64>>,
+    plan: Plan,
     /// `n_fft` long, zero outside `support`.
     window: Vec<f64>,
     /// The window's non-zero span within the frame: only these samples are read.
@@ -140,27 +154,44 @@ impl std::fmt::Debug for Stft {
     }
 }
 
-/// Per-thread buffers of [`Stft::spectrogram_into`]; sized on first use, then reused.
+/// Per-thread buffers of [`Stft::spectrogram_into`] and [`Stft::for_each_block`]; sized on
+/// first use, then reused.
 #[derive(Default)]
 pub struct StftScratch {
     frame: Vec<f64>,
+    /// The packed frame and its transform (`n_fft / 2`), or realfft's output (`n_bins`).
     spectrum: Vec<Complex<f64>>,
     fft: Vec<Complex<f64>>,
-    /// Up to `BLOCK` frames of output, frame-major, before the transpose.
+    /// Up to `BLOCK` frames of output, frame-major.
     block: Vec<f32>,
 }
 
 impl Stft {
     pub fn new(cfg: &StftConfig) -> Result<Self> {
         cfg.validate()?;
-        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(cfg.n_fft);
+        let n_fft = cfg.n_fft;
+        let plan = if n_fft.is_multiple_of(2) {
+            let m = n_fft / 2;
+            let twiddles = (0..m.div_ceil(2).max(1))
+                .map(|k| {
+                    let (sin, cos) = (-2.0 * std::f64::consts::PI * k as f64 / n_fft as f64).sin_cos();
+                    Complex::new(cos, sin)
+                })
+                .collect();
+            Plan::Packed {
+                fft: FftPlanner::<f64>::new().plan_fft_forward(m),
+                twiddles,
+            }
+        } else {
+            Plan::Real(RealFftPlanner::<f64>::new().plan_fft_forward(n_fft))
+        };
         // librosa.util.pad_center: the left pad is the smaller half.
-        let lpad = (cfg.n_fft - cfg.win_length) / 2;
-        let mut window = vec![0f64; cfg.n_fft];
+        let lpad = (n_fft - cfg.win_length) / 2;
+        let mut window = vec![0f64; n_fft];
         window[lpad..lpad + cfg.win_length].copy_from_slice(&cfg.window.periodic(cfg.win_length));
         Ok(Stft {
             cfg: cfg.clone(),
-            fft,
+            plan,
             window,
             support: lpad..lpad + cfg.win_length,
         })
@@ -194,6 +225,34 @@ impl Stft {
     /// |STFT|^power laid out bins x frames, row-major (librosa's `(1 + n_fft/2, t)` layout).
     /// `out.len()` must be `n_bins * n_frames(y.len())`. No allocation once scratch is warm.
     pub fn spectrogram_into(&self, y: &[f32], out: &mut [f32], scratch: &mut StftScratch) -> Result<()> {
+        let (n_bins, frames) = (self.n_bins(), self.n_frames(y.len()));
+        ensure!(
+            out.len() == n_bins * frames,
+            "output holds {} values, expected {n_bins} bins x {frames} frames = {}",
+            out.len(),
+            n_bins * frames
+        );
+        self.for_each_block(y, scratch, |t0, count, block| {
+            transpose_block(block, n_bins, count, &mut out[t0..], frames)
+        })
+    }
+
+    pub fn spectrogram(&self, y: &[f32]) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; self.n_bins() * self.n_frames(y.len())];
+        self.spectrogram_into(y, &mut out, &mut StftScratch::default())?;
+        Ok(out)
+    }
+
+    /// The spectrogram of `y` a few frames at a time, for consumers (the Mel product) that
+    /// never need all of it at once: `each(t0, count, block)` receives frames
+    /// `t0 .. t0 + count` (at most `BLOCK`) as `count` rows of `n_bins` |X|^power values.
+    /// Checks the signal first (non-empty, finite, long enough for one frame).
+    pub fn for_each_block(
+        &self,
+        y: &[f32],
+        scratch: &mut StftScratch,
+        mut each: impl FnMut(usize, usize, &[f32]),
+    ) -> Result<()> {
         let n_fft = self.cfg.n_fft;
         let n_bins = self.n_bins();
         let frames = self.n_frames(y.len());
@@ -209,12 +268,6 @@ impl Stft {
                 y[i]
             )));
         }
-        ensure!(
-            out.len() == n_bins * frames,
-            "output holds {} values, expected {n_bins} bins x {frames} frames = {}",
-            out.len(),
-            n_bins * frames
-        );
         let StftScratch {
             frame,
             spectrum,
@@ -222,20 +275,33 @@ impl Stft {
             block,
         } = scratch;
         frame.resize(n_fft, 0.0);
-        spectrum.resize(n_bins, Complex::default());
-        fft_scratch.resize(self.fft.get_scratch_len(), Complex::default());
+        let (spectrum_len, scratch_len) = match &self.plan {
+            Plan::Packed { fft, .. } => (n_fft / 2, fft.get_inplace_scratch_len()),
+            Plan::Real(fft) => (n_bins, fft.get_scratch_len()),
+        };
+        spectrum.resize(spectrum_len, Complex::default());
+        fft_scratch.resize(scratch_len, Complex::default());
         block.resize(BLOCK * n_bins, 0.0);
-        spectrogram_kernel(self, y, out, frames, frame, spectrum, fft_scratch, block)
+        for t0 in (0..frames).step_by(BLOCK) {
+            let count = BLOCK.min(frames - t0);
+            for (j, dst) in block.chunks_exact_mut(n_bins).take(count).enumerate() {
+                frame_power(self, y, t0 + j, frame, spectrum, fft_scratch, dst)?;
+            }
+            each(t0, count, &block[..count * n_bins]);
+        }
+        Ok(())
     }
 
-    pub fn spectrogram(&self, y: &[f32]) -> Result<Vec<f32>> {
-        let mut out = vec![0f32; self.n_bins() * self.n_frames(y.len())];
-        self.spectrogram_into(y, &mut out, &mut StftScratch::default())?;
-        Ok(out)
+    /// Where frame `t`'s window support starts in `y`, when all of it lies inside `y`.
+    #[inline(always)]
+    fn interior_start(&self, n_samples: usize, t: usize) -> Option<usize> {
+        let offset = if self.cfg.center { self.cfg.n_fft / 2 } else { 0 };
+        let first = (t * self.cfg.hop_length + self.support.start).checked_sub(offset)?;
+        (first + self.support.len() <= n_samples).then_some(first)
     }
 
-    /// Windowed frame `t` into `frame` (`n_fft` long). The FFT uses its input as scratch, so
-    /// every sample is written each time.
+    /// Windowed frame `t` into `frame` (`n_fft` long). The FFT may use its input as scratch,
+    /// so every sample is written each time.
     #[inline(always)]
     fn fill_frame(&self, y: &[f32], t: usize, frame: &mut [f64]) {
         let offset = if self.cfg.center {
@@ -278,45 +344,115 @@ impl Stft {
     }
 }
 
-/// The frame loop: window, FFT, |X|^power, transpose. Compiled per SIMD level (chosen at run
-/// time) so the window multiply and the f64 -> f32 power use AVX2 where present; the FFT
-/// dispatches on its own. No AVX-512 version: it measured ~10% slower for the whole STFT
-/// (the wider units lower the clock for the FFT that runs in between).
+/// One frame: window, FFT, |X|^power rounded once to f32 into `dst` (`n_bins`). Compiled per
+/// SIMD level (chosen at run time) so the window multiply, the untangling and the power use
+/// AVX2 where present; the FFT dispatches on its own. No AVX-512 version: it measured ~10%
+/// slower for the whole STFT (the wider units lower the clock for the FFT that runs in between).
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-#[allow(clippy::too_many_arguments)]
-fn spectrogram_kernel(
+fn frame_power(
     stft: &Stft,
     y: &[f32],
-    out: &mut [f32],
-    frames: usize,
+    t: usize,
     frame: &mut [f64],
     spectrum: &mut [Complex<f64>],
     fft_scratch: &mut [Complex<f64>],
-    block: &mut [f32],
+    dst: &mut [f32],
 ) -> Result<()> {
-    let n_bins = spectrum.len();
     let magnitude = stft.cfg.power == 1.0;
-    for t0 in (0..frames).step_by(BLOCK) {
-        let count = BLOCK.min(frames - t0);
-        for (j, dst) in block.chunks_exact_mut(n_bins).take(count).enumerate() {
-            stft.fill_frame(y, t0 + j, frame);
-            stft.fft
-                .process_with_scratch(frame, spectrum, fft_scratch)
-                .map_err(|e| Error::invalid(format!("FFT of size {} failed: {e}", stft.cfg.n_fft)))?;
-            // Power straight from the f64 spectrum, rounded once to f32.
-            if magnitude {
-                for (d, c) in dst.iter_mut().zip(spectrum.iter()) {
-                    *d = (c.re * c.re + c.im * c.im).sqrt() as f32;
+    match &stft.plan {
+        Plan::Packed { fft, twiddles } => {
+            // z[n] = (x[2n] + i x[2n+1]) / 2: halving is exact and saves it in every bin below.
+            match stft.interior_start(y.len(), t) {
+                // The common case (a full-length window inside the signal): windowed straight
+                // into the packed buffer.
+                Some(first) if stft.support.len() == stft.cfg.n_fft => {
+                    let src = y[first..first + stft.cfg.n_fft].chunks_exact(2);
+                    let win = stft.window.chunks_exact(2);
+                    for ((c, s), w) in spectrum.iter_mut().zip(src).zip(win) {
+                        *c = Complex::new(s[0] as f64 * w[0] * 0.5, s[1] as f64 * w[1] * 0.5);
+                    }
                 }
-            } else {
-                for (d, c) in dst.iter_mut().zip(spectrum.iter()) {
-                    *d = (c.re * c.re + c.im * c.im) as f32;
+                _ => {
+                    stft.fill_frame(y, t, frame);
+                    for (c, pair) in spectrum.iter_mut().zip(frame.chunks_exact(2)) {
+                        *c = Complex::new(pair[0] * 0.5, pair[1] * 0.5);
+                    }
                 }
             }
+            fft.process_with_scratch(spectrum, fft_scratch);
+            // One loop per power so that the branch is outside it and the loop vectorises.
+            if magnitude {
+                untangle_power::<true>(spectrum, twiddles, dst);
+            } else {
+                untangle_power::<false>(spectrum, twiddles, dst);
+            }
         }
-        transpose_block(block, n_bins, count, &mut out[t0..], frames);
+        Plan::Real(fft) => {
+            stft.fill_frame(y, t, frame);
+            fft.process_with_scratch(frame, spectrum, fft_scratch)
+                .map_err(|e| Error::invalid(format!("FFT of size {} failed: {e}", stft.cfg.n_fft)))?;
+            for (d, c) in dst.iter_mut().zip(spectrum.iter()) {
+                *d = if magnitude {
+                    finish::<true>(c.re, c.im)
+                } else {
+                    finish::<false>(c.re, c.im)
+                };
+            }
+        }
     }
     Ok(())
+}
+
+/// |X|^power of one bin, rounded once to f32.
+#[inline(always)]
+fn finish<const MAGNITUDE: bool>(re: f64, im: f64) -> f32 {
+    let p = re * re + im * im;
+    (if MAGNITUDE { p.sqrt() } else { p }) as f32
+}
+
+/// |X[k]|^power of the real frame from `z = FFT(packed frame / 2)` (`m = n_fft / 2` points):
+/// with `a = z[k]`, `b = conj z[m - k]`, the even and odd samples' spectra are `E = a + b` and
+/// `O = -i (a - b)`, and `X[k] = E + W^k O`, `X[m - k] = conj(E - W^k O)`: each pair of bins
+/// from one pair of loads, written from both ends.
+#[inline(always)]
+fn untangle_power<const MAGNITUDE: bool>(z: &[Complex<f64>], twiddles: &[Complex<f64>], dst: &mut [f32]) {
+    let finish = finish::<MAGNITUDE>;
+    let m = z.len();
+    // Bins 0 and m: z[m] is z[0], and O[0] = 2 Im z[0].
+    dst[0] = finish(2.0 * (z[0].re + z[0].im), 0.0);
+    dst[m] = finish(2.0 * (z[0].re - z[0].im), 0.0);
+    let half = m.div_ceil(2); // pairs (k, m - k) for 1 <= k < half
+    let pair = |a: Complex<f64>, c: Complex<f64>, w: Complex<f64>| {
+        let (er, ei) = (a.re + c.re, a.im - c.im);
+        let (dr, di) = (a.re - c.re, a.im + c.im);
+        // O = -i d = (di, -dr); T = W O.
+        let (tr, ti) = (w.re * di + w.im * dr, w.im * di - w.re * dr);
+        (finish(er + tr, ei + ti), finish(er - tr, ei - ti))
+    };
+    // Fixed-width chunks (the high bins run backwards): array lengths known at compile time
+    // let LLVM vectorise the chunk; a plain reversed zip stayed scalar.
+    const L: usize = 4;
+    let mut k = 1;
+    while k + L <= half {
+        let lows: &[Complex<f64>; L] = z[k..k + L].try_into().unwrap();
+        let highs: &[Complex<f64>; L] = z[m + 1 - k - L..m + 1 - k].try_into().unwrap();
+        let w: &[Complex<f64>; L] = twiddles[k..k + L].try_into().unwrap();
+        let (mut lo, mut hi) = ([0f32; L], [0f32; L]);
+        for l in 0..L {
+            (lo[l], hi[L - 1 - l]) = pair(lows[l], highs[L - 1 - l], w[l]);
+        }
+        dst[k..k + L].copy_from_slice(&lo);
+        dst[m + 1 - k - L..m + 1 - k].copy_from_slice(&hi);
+        k += L;
+    }
+    for k in k..half {
+        (dst[k], dst[m - k]) = pair(z[k], z[m - k], twiddles[k]);
+    }
+    if m.is_multiple_of(2) {
+        // k = m / 2 pairs with itself: X = 2 conj(z[m / 2]).
+        let a = z[m / 2];
+        dst[m / 2] = finish(2.0 * a.re, 2.0 * a.im);
+    }
 }
 
 /// Index of the first NaN or infinite sample. A branch-free OR over chunks vectorises; the
@@ -675,6 +811,20 @@ pub(crate) mod fixtures {
             ratio = ratio.max(d / (atol + rtol * (y as f64).abs()).max(f64::MIN_POSITIVE));
         }
         (ratio, if scale > 0.0 { abs / scale } else { abs })
+    }
+
+    /// Seconds per call of `f`, the best of `batches` batches of `per_batch` calls: robust to
+    /// other work on the machine (for the ignored timing tests).
+    pub fn best_seconds(batches: usize, per_batch: usize, mut f: impl FnMut()) -> f64 {
+        let mut best = f64::INFINITY;
+        for _ in 0..batches {
+            let t = std::time::Instant::now();
+            for _ in 0..per_batch {
+                f();
+            }
+            best = best.min(t.elapsed().as_secs_f64() / per_batch as f64);
+        }
+        best
     }
 
     pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
@@ -1188,15 +1338,9 @@ mod tests {
             let y: Vec<f32> = (0..3 * sr).map(|i| (i as f32 * 0.37).sin() * 0.3).collect();
             let mut out = vec![0f32; stft.n_bins() * stft.n_frames(y.len())];
             let mut scratch = StftScratch::default();
-            // Best of many short batches: robust to other work on the machine.
-            let mut best = f64::INFINITY;
-            for _ in 0..400 {
-                let t = std::time::Instant::now();
-                for _ in 0..4 {
-                    stft.spectrogram_into(&y, &mut out, &mut scratch).unwrap();
-                }
-                best = best.min(t.elapsed().as_secs_f64() / 4.0);
-            }
+            let best = super::fixtures::best_seconds(400, 4, || {
+                stft.spectrogram_into(&y, &mut out, &mut scratch).unwrap();
+            });
             eprintln!(
                 "STFT power, 3 s at {sr} Hz: {:.1} us per clip (best of 400 x 4)",
                 best * 1e6
