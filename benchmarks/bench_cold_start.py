@@ -246,9 +246,7 @@ def main() -> int:
         ("content ceiling: ridge on the true style", [c for _, _, c, _ in runs]),
         ("audio ceiling: ridge on the style the sound carries", [c for _, _, _, c in runs]),
     ):
-        print(
-            f"| {label} | {spread([c['auc'] for c in ceiling], 3)} | {spread([c['recall'] for c in ceiling], 4)} | |"
-        )
+        print(f"| {label} | {spread([c['auc'] for c in ceiling], 3)} | {spread([c['recall'] for c in ceiling], 4)} | |")
     for seed, result, c, heard in runs:
         print(f"\nseed {seed}:")
         for line in result.verdict_lines(10):
