@@ -68,6 +68,30 @@ pub fn gemm_ab(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
     sgemm(m, k, n, a, (k, 1), b, (n, 1), c);
 }
 
+/// C (m x n) = A (m x k, row-major) * B (k x n) where row t of B starts at `b[t * ldb]`: a
+/// block of columns of a wider row-major matrix, read in place. This is the layout
+/// matrixmultiply packs fastest (contiguous runs per row of B), unlike [`gemm_abt`]'s
+/// strided reads.
+pub fn gemm_ab_strided(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], ldb: usize, c: &mut [f32]) {
+    sgemm(m, k, n, a, (k, 1), b, (ldb, 1), c);
+}
+
+/// B^T (k x n, row-major) of B (n x k, row-major).
+pub fn transpose(n: usize, k: usize, b: &[f32]) -> Vec<f32> {
+    let mut t = vec![0f32; n * k];
+    // Tiles of 64 rows keep both sides' cache lines live.
+    for lo in (0..n).step_by(64) {
+        let hi = (lo + 64).min(n);
+        for c in 0..k {
+            let dst = &mut t[c * n + lo..c * n + hi];
+            for (d, row) in dst.iter_mut().zip(b[lo * k..hi * k].chunks_exact(k)) {
+                *d = row[c];
+            }
+        }
+    }
+    t
+}
+
 /// G (k x k) = A^T A for A (m x k, row-major); the Gram matrix, overwritten.
 pub fn gram(m: usize, k: usize, a: &[f32], g: &mut [f32]) {
     sgemm(k, m, k, a, (1, k), a, (k, 1), g);
@@ -149,6 +173,18 @@ mod tests {
         let mut c2 = vec![0f32; m * n];
         gemm_ab(m, n, k, &a, &bt, &mut c2);
         assert_eq!(c, c2);
+        let bt = transpose(n, k, &b);
+        let mut c3 = vec![0f32; m * n];
+        for lo in [0, 3] {
+            let w = if lo == 0 { 3 } else { n - 3 };
+            let mut part = vec![0f32; m * w];
+            gemm_ab_strided(m, w, k, &a, &bt[lo..], n, &mut part);
+            for i in 0..m {
+                c3[i * n + lo..i * n + lo + w].copy_from_slice(&part[i * w..(i + 1) * w]);
+            }
+        }
+        // Bit-identical to gemm_abt: same kernel, same summation order, only the packing differs.
+        assert_eq!(c, c3);
         let mut y = vec![0f32; n];
         gemv_rows(&a[..k], &b, k, &mut y);
         for (yj, cj) in y.iter().zip(&c[..n]) {
