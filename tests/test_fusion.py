@@ -182,7 +182,7 @@ def _ridge_by_numpy(spec, meta, y, spec_test, meta_test, lam):
         one_hot = np.zeros((len(ms), len(tags) + len(artists) + len(years)))
         for i, m in enumerate(ms):
             for t in m["tags"]:
-                one_hot[i, tags.index(t)] = 1.0 / len(m["tags"])
+                one_hot[i, tags.index(t)] = 1.0  # its weight (1) over the largest in training (1)
             one_hot[i, len(tags) + artists.index(m["artist"])] = 1
             one_hot[i, len(tags) + len(artists) + years.index((m["year"] - y0) // 5)] = 1
         audio = (stats(s.astype(np.float64), mu, sd) - a_mu) / a_sd
@@ -210,8 +210,16 @@ def test_ridge_picks_its_penalties_on_validation_songs(data):
     report = model.ridge_
     errors = {(a, m): e for a, m, e in report["path"]}
     assert len(errors) > 11  # the shared grid, then each penalty alone
-    assert report["validation_mse"] == min(errors.values())
-    assert errors[(report["lambda_audio"], report["lambda_metadata"])] == report["validation_mse"]
+    pair = errors[(report["lambda_audio"], report["lambda_metadata"])]
+    assert pair == min(errors.values())
+    # then the artists' own penalty, at the chosen pair
+    artist_errors = dict(report["artist_path"])
+    assert len(artist_errors) == 11
+    assert report["validation_mse"] == min(pair, *artist_errors.values())
+    if report["validation_mse"] < pair:
+        assert artist_errors[report["lambda_artist"]] == report["validation_mse"]
+    else:
+        assert report["lambda_artist"] == report["lambda_metadata"]
     # The linear model explains most of the synthetic target (its halves are nearly linear).
     baseline = float(np.mean((y_test - y.mean(axis=0)) ** 2))
     assert model.score(spec_test, meta_test, y_test) < 0.7 * baseline

@@ -169,6 +169,11 @@ class FusionModel:
     Tags and artists seen fewer than ``min_count`` (2) times in training, unseen ones, songs
     without tags and unknown years all map to an out-of-vocabulary value, so cold-start songs
     always predict (``max_tags`` 5,000 and ``max_artists`` 100,000 cap the vocabularies).
+    ``tag_weighting="strength"`` (the default) divides every tag weight by the largest one
+    in training, so Last.fm's 0-100 says how strongly a tag applies; ``"share"`` divides
+    each song's weights by their sum, the design before December 2026 (for new artists on
+    real sound ridge reached 0.217 recall@10 with shares, 0.248 with strengths; for new
+    songs of known artists 0.273 and 0.265: see the README).
 
     Training: mean squared error to the WMF vectors (divided by their spread), Adam (AdamW
     with ``weight_decay`` 0) at ``learning_rate`` 1e-3, mini-batches of ``batch_size`` 64
@@ -226,6 +231,7 @@ class FusionModel:
         max_tags: int | None = None,
         max_artists: int | None = None,
         year_bucket: int | None = None,
+        tag_weighting: str | None = None,
         random_state: int | None = None,
         num_threads: int = 0,
         checkpoint: str | os.PathLike | None = None,

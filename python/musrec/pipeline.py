@@ -301,6 +301,7 @@ class Pipeline:
             self.test_fraction,
             settings,
             self.random_state,
+            _musrec.FusionCore.REVISION,  # code changes that change what training gives
         )
         path = os.path.join(self.work_dir, "models", f"{kind}-{key}.safetensors")
         label = kind + "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v in overrides.items())
@@ -325,9 +326,10 @@ class Pipeline:
             ridge = model.ridge_
             if ridge is not None:
                 mse = ridge["validation_mse"]
+                artist = "" if ridge.get("lambda_artist") is None else f", {ridge['lambda_artist']:g} (artists)"
                 self.log(
-                    f"  linear part: penalties {ridge['lambda_audio']:g} (audio) and {ridge['lambda_metadata']:g} "
-                    f"(metadata), validation loss {float('nan') if mse is None else mse:.4g}"
+                    f"  linear part: penalties {ridge['lambda_audio']:g} (audio), {ridge['lambda_metadata']:g} "
+                    f"(metadata){artist}, validation loss {float('nan') if mse is None else mse:.4g}"
                 )
             stacking = model.stacking_
             if stacking is not None:

@@ -21,6 +21,11 @@ mod tests;
 
 pub use config::{ModelKind, NetConfig, StopMetric, TrainConfig};
 pub use estimator::{Fitted, FusionModel, Songs, Validation};
-pub use metadata::{MetadataEncoder, MetadataOptions, SongMetadata};
+pub use metadata::{MetadataEncoder, MetadataOptions, SongMetadata, TagWeighting};
 pub use train::History;
 pub use wide::RidgeReport;
+
+/// Revision of what training computes for fixed settings and data: raised whenever a change
+/// to the code (not to a setting) changes the fitted model, so caches keyed on the settings
+/// (the pipeline's trained stages) retrain. 2: the artists' own ridge penalty.
+pub const TRAINING_REVISION: u32 = 2;

@@ -52,8 +52,16 @@ pub struct RidgeReport {
     /// Validation MSE (in units of the scaled targets) at the chosen penalties; None without
     /// validation songs.
     pub validation_mse: Option<f64>,
-    /// (lambda_audio, lambda_metadata, validation MSE) of every pair tried.
+    /// (lambda_audio, lambda_metadata, validation MSE) of every pair tried, with the
+    /// artists at the metadata penalty.
     pub path: Vec<(f64, f64, f64)>,
+    /// The artists' own penalty, searched last at the chosen pair (None: the metadata
+    /// penalty, as in models saved before it existed).
+    #[serde(default)]
+    pub lambda_artist: Option<f64>,
+    /// (lambda_artist, validation MSE) of every artist penalty tried.
+    #[serde(default)]
+    pub artist_path: Vec<(f64, f64)>,
 }
 
 /// Which blocks the linear model reads, and their sizes.
@@ -274,7 +282,13 @@ fn normal_equations(shape: &WideShape, x: &Design, y: &[f64]) -> Normal {
 }
 
 /// The ridge solution (Wz: p x d, Wa: q x d) for the penalties, in standardised coordinates.
-fn solve(shape: &WideShape, ne: &Normal, lambda_audio: f64, lambda_meta: f64) -> Result<(Vec<f64>, Vec<f64>)> {
+fn solve(
+    shape: &WideShape,
+    ne: &Normal,
+    lambda_audio: f64,
+    lambda_meta: f64,
+    lambda_artist: f64,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let (p, q, d) = (ne.p, ne.q, ne.d);
     let n_stats = shape.n_stats();
     let mut m = ne.zz.clone();
@@ -287,7 +301,7 @@ fn solve(shape: &WideShape, ne: &Normal, lambda_audio: f64, lambda_meta: f64) ->
         };
     }
     // Eliminate the artists: M -= Sᵀ D⁻¹ S, rhs -= Sᵀ D⁻¹ AᵀY.
-    let inv: Vec<f64> = ne.counts.iter().map(|c| 1.0 / (c + lambda_meta)).collect();
+    let inv: Vec<f64> = ne.counts.iter().map(|c| 1.0 / (c + lambda_artist)).collect();
     if q > 0 {
         let mut scaled = ne.s.clone();
         let mut scaled_y = ne.ay.clone();
@@ -365,7 +379,9 @@ fn targets(inputs: &Inputs, standardizer: &Standardizer, d: usize, rows: &[usize
 
 /// Fit on `train` rows of `train_set`, choosing the penalties on the validation rows (when
 /// given) by a coordinate search over the grid: a shared penalty first, then the audio one,
-/// then the metadata one. Returns the weights in the network's units and the report.
+/// then the metadata one, then the artists' own (with a known artist, the artist column
+/// wants other shrinkage than the tags: new songs on real sound, 0.276 -> 0.284 recall@10
+/// in numpy). Returns the weights in the network's units and the report.
 pub fn fit(
     shape: &WideShape,
     standardizer: &Standardizer,
@@ -392,7 +408,7 @@ pub fn fit(
         let yv = targets(set, standardizer, d, rows)?;
         let try_pair = |la: f64, lm: f64, report: &mut RidgeReport| -> Result<()> {
             if !report.path.iter().any(|&(a, m, _)| a == la && m == lm) {
-                let (wz, wa) = solve(shape, &ne, la, lm)?;
+                let (wz, wa) = solve(shape, &ne, la, lm, lm)?;
                 report.path.push((la, lm, mse(&xv, &yv, &wz, &wa, d)));
             }
             Ok(())
@@ -420,12 +436,25 @@ pub fn fit(
                 try_pair(la, lm, &mut report)?;
             }
         }
-        let best = best(&report);
-        report.validation_mse = Some(best.0);
-        report.lambda_audio = best.1;
-        report.lambda_metadata = best.2;
+        let (mut error, la, lm) = best(&report);
+        let mut lambda_artist = lm;
+        if shape.metadata && ne.q > 0 {
+            for &l in &GRID {
+                let (wz, wa) = solve(shape, &ne, la, lm, l)?;
+                let e = mse(&xv, &yv, &wz, &wa, d);
+                report.artist_path.push((l, e));
+                if e < error {
+                    (error, lambda_artist) = (e, l);
+                }
+            }
+            report.lambda_artist = Some(lambda_artist);
+        }
+        report.validation_mse = Some(error);
+        report.lambda_audio = la;
+        report.lambda_metadata = lm;
     }
-    let (wz, wa) = solve(shape, &ne, report.lambda_audio, report.lambda_metadata)?;
+    let lambda_artist = report.lambda_artist.unwrap_or(report.lambda_metadata);
+    let (wz, wa) = solve(shape, &ne, report.lambda_audio, report.lambda_metadata, lambda_artist)?;
     Ok((to_network_units(shape, &scaling, &wz, &wa), report))
 }
 
@@ -464,8 +493,8 @@ mod tests {
     use super::*;
     use crate::nn::metadata::EncodedMetadata;
 
-    /// The closed form with the artists eliminated equals plain ridge on [Z, A] solved
-    /// directly (numpy-style normal equations with the full one-hot design).
+    /// The closed form with the artists eliminated equals plain ridge on [Z, A] (the artists
+    /// with their own penalty) solved directly (numpy-style normal equations with the full one-hot design).
     #[test]
     fn eliminating_artists_equals_the_full_solve() {
         let shape = WideShape {
@@ -500,8 +529,9 @@ mod tests {
         let x = design(&shape, &inputs, &st, &scaling, &rows);
         let yy = targets(&inputs, &st, 2, &rows).unwrap();
         let ne = normal_equations(&shape, &x, &yy);
-        let (la, lm) = (0.7, 1.3);
-        let (wz, wa) = solve(&shape, &ne, la, lm).unwrap();
+        // The artists' penalty differs from the tags' and years'.
+        let (la, lm, lart) = (0.7, 1.3, 4.1);
+        let (wz, wa) = solve(&shape, &ne, la, lm, lart).unwrap();
 
         // The full design [1, tags, years, artists] and its normal equations.
         let p = 1 + 3 + 2 + 4;
@@ -517,7 +547,11 @@ mod tests {
         let mut a = vec![0.0; p * p];
         gemm_atb(p, p, 6, &full, &full, &mut a);
         for k in 0..p {
-            a[k * p + k] += if k == 0 { INTERCEPT_PENALTY } else { lm };
+            a[k * p + k] += match k {
+                0 => INTERCEPT_PENALTY,
+                k if k >= 6 => lart,
+                _ => lm,
+            };
         }
         let mut b = vec![0.0; p * 2];
         gemm_atb(p, 2, 6, &full, &yy, &mut b);

@@ -375,6 +375,14 @@ impl FusionCore {
         Ok(FusionCore { inner })
     }
 
+    /// Raised whenever training computes something else for the same settings and data
+    /// (`nn::TRAINING_REVISION`); caches of trained models include it in their key.
+    #[classattr]
+    #[pyo3(name = "REVISION")]
+    fn revision() -> u32 {
+        crate::nn::TRAINING_REVISION
+    }
+
     /// The names of the settings the constructor takes, in the structs' order.
     #[classattr]
     #[pyo3(name = "SETTINGS")]
