@@ -174,6 +174,8 @@ def main() -> int:
         recordings = args.recordings or gather_recordings(args.work)
         extra = {k: float(v) for k, v in (item.split("=", 1) for item in args.world)}
         tag = "".join(f"-{k}{v:g}" for k, v in sorted(extra.items()))
+        if args.songs_per_user != 40.0:  # the name tells worlds of other listening apart
+            tag += f"-{args.songs_per_user:g}plays"
         world = os.path.join(args.work, f"world-{args.songs}x{args.users}-{args.song_seconds:g}s{tag}-seed{args.seed}")
         if not os.path.exists(os.path.join(world, "world.json")):
             partial = world + ".partial"

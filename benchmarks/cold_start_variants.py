@@ -10,12 +10,16 @@ README's list of what measured within noise.
     python3 benchmarks/cold_start_variants.py --split artists --kind cnn_lstm \\
         --variants base base+freq_mask=16+time_mask=8 user_metric
 
-A variant is ``base`` or ``user_metric`` followed by ``+setting=value`` FusionModel
-settings (``+kind=KIND`` trains another kind), or ``ridge_stats`` / ``ridge_flux``: ridge
-in numpy on each Mel band's mean and spread over the excerpts (and, for ``ridge_flux``, its
-mean absolute frame-to-frame change), the penalty picked on the validation songs.
+A variant is ``base``, ``user_metric`` or ``directions`` followed by ``+setting=value``
+FusionModel settings (``+kind=KIND`` trains another kind), or ``ridge_stats`` /
+``ridge_flux``: ridge in numpy on each Mel band's mean and spread over the excerpts (and,
+for ``ridge_flux``, its mean absolute frame-to-frame change), the penalty picked on the
+validation songs. ``directions`` trains on every target scaled to the mean length (a WMF
+vector's length mostly says how popular the song is, which content cannot tell).
 ``user_metric`` trains on the targets mapped by R (R^T R = U^T U / n_users, so the MSE
 becomes the mean squared error of every user's scores) and maps the predictions back.
+Predictions cached before a change to the models (``base+kind=ridge_metadata`` before tag
+strengths, for instance) are stale: use a fresh ``--cache``.
 Each pair is also combined as ``a + q * b`` with the ratio q chosen by validation recall@10.
 Predictions are cached under ``--cache``.
 """
@@ -45,14 +49,17 @@ ap.add_argument("--cache", default="/tmp/musrec-cold-start-variants")
 
 def parse(variant: str) -> tuple[str, dict]:
     head, *items = variant.split("+")
-    if head not in ("base", "user_metric", "ridge_stats", "ridge_flux"):
-        raise SystemExit(f"a variant starts with base, user_metric, ridge_stats or ridge_flux, not {head!r}")
+    if head not in HEADS:
+        raise SystemExit(f"a variant starts with one of {', '.join(HEADS)}, not {head!r}")
     settings = {}
     for item in items:
         key, value = item.split("=", 1)
         settings[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
     return head, settings
 
+
+#: what a variant's name starts with
+HEADS = ("base", "user_metric", "directions", "ridge_stats", "ridge_flux")
 
 #: the weight ratios tried for a pair of predictions
 RATIOS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -119,7 +126,13 @@ def main() -> None:
                 z = np.load(path)
                 on_val, on_test = z["val"], z["test"]
             else:
-                targets = vectors if head == "base" else (vectors.astype(np.float64) @ r.T).astype(np.float32)
+                if head == "user_metric":
+                    targets = (vectors.astype(np.float64) @ r.T).astype(np.float32)
+                elif head == "directions":  # every target at the mean length: the norm is popularity
+                    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+                    targets = (vectors / np.maximum(norms, 1e-9) * norms[fit_idx].mean()).astype(np.float32)
+                else:
+                    targets = vectors
                 start = time.perf_counter()
                 settings = dict(settings)
                 kind = settings.pop("kind", args.kind)  # base+kind=ridge_metadata: another kind
@@ -154,7 +167,13 @@ def main() -> None:
                 ratio = max(RATIOS, key=lambda q: top_k_overlap(users, truth, av + q * bv))
                 rows.append((f"{a} + q x {b}, q by validation recall", *score(at + ratio * bt)))
     print(f"\n{args.kind}, cold-start {args.split}, seeds {args.seeds}\n")
-    print("| variant | recall@10 | user AUC |\n|---|---|---|")
+    print_seed_table("variant", rows)
+
+
+def print_seed_table(label: str, rows: list[tuple[str, float, float]]) -> None:
+    """A markdown table of (name, recall@10, AUC) rows: per name, the mean and sd of the
+    recall over the seeds and the mean AUC."""
+    print(f"| {label} | recall@10 | user AUC |\n|---|---|---|")
     for name in dict.fromkeys(r[0] for r in rows):
         x = np.array([r[1:] for r in rows if r[0] == name])
         sd = x[:, 0].std(ddof=1) if len(x) > 1 else 0.0

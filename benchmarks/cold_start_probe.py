@@ -1,0 +1,173 @@
+"""Where the audio models lose information, on bench_cold_start.py's real-sound world.
+
+The real-sound world derives each song's audible style from 53 descriptors of its whole
+10 s log-Mel (16 kHz; ``src/synthetic/real.rs``): per coarse band the mean, spread and flux,
+onset density, pulse clarity and tempo, loudness and dynamics. This probe fits ridge and a
+small numpy MLP from those descriptors to the WMF song vectors, computed three ways:
+
+* from the truth (the whole song, the world's own 16 kHz log-Mel);
+* from the excerpts the models read (the pipeline's features: by default the paper's 8 kHz);
+* from the same excerpts at another front end (``--rates``, e.g. 16000).
+
+One row trains the MLP on the true audible style instead (which no model has), then fits
+ridge from its predicted style: what the non-linearity is worth with clean targets.
+
+Each row is Figure 2's recall@10 / user AUC on the cold-start songs, beside the audio
+ceiling (ridge on the true audible style). The gaps between rows say how much is lost to
+the excerpts, to the front end's bandwidth, and to non-linearity.
+
+    python3 benchmarks/bench_cold_start.py --split artists   # writes the world first
+    python3 benchmarks/cold_start_probe.py --split artists --seeds 0,1,2 --rates 8000 16000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import musrec
+import numpy as np
+import scipy.sparse as sp
+from cold_start_variants import print_seed_table
+from musrec import audio, experiment, metrics
+
+ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+ap.add_argument("--world", default="/tmp/musrec-bench-cold-start/world-4000x2000-10s-seed0")
+ap.add_argument("--stages", default="/tmp/musrec-bench-cold-start/runs")
+ap.add_argument("--split", default="songs", choices=("songs", "artists"))
+ap.add_argument("--seeds", default="0")
+ap.add_argument("--rates", nargs="+", type=int, default=[8000, 16000], help="front-end sample rates to probe")
+ap.add_argument("--hops", nargs="+", type=int, default=[512], help="STFT hops to probe (n_fft = 2 x hop)")
+
+COARSE = 16
+
+
+def describe(spec: np.ndarray, hop_seconds: float) -> np.ndarray:
+    """numpy port of ``real::describe`` over a batch: (..., n_mels, frames) dB -> (..., 53)."""
+    n_mels, frames = spec.shape[-2:]
+    group = -(-n_mels // COARSE)
+    coarse = np.stack(
+        [spec[..., b * group : min((b + 1) * group, n_mels), :].mean(-2) for b in range(COARSE)], -2
+    )  # (..., 16, frames)
+    mean, spread = coarse.mean(-1), coarse.std(-1)
+    flux = np.abs(np.diff(coarse, axis=-1)).mean(-1)
+    onset = np.maximum(np.diff(spec, axis=-1), 0).sum(-2)  # (..., frames - 1)
+    centred = onset - onset.mean(-1, keepdims=True)
+    energy = np.maximum((centred**2).sum(-1), 1e-12)
+    lo, hi = int(1 / 3 / hop_seconds), int(np.ceil(1 / hop_seconds))
+    lags = range(max(lo, 1), min(hi, centred.shape[-1] - 1) + 1)
+    r = np.stack([(centred[..., :-lag] * centred[..., lag:]).sum(-1) / energy for lag in lags], -1)
+    best = np.maximum(r.max(-1), 0)
+    best_lag = np.where(r.max(-1) > 0, np.asarray(list(lags))[r.argmax(-1)], lo)
+    level_t = spec.mean(-2)
+    extra = [onset.mean(-1), best, best_lag * hop_seconds, level_t.mean(-1), level_t.std(-1)]
+    return np.concatenate([mean, spread, flux, np.stack(extra, -1)], -1)
+
+
+def standardise(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return (x - x[rows].mean(0)) / (x[rows].std(0) + 1e-9)
+
+
+def ridge(x, y, fit, val, test):
+    x = np.hstack([standardise(x, fit), np.ones((len(x), 1))])
+
+    def solve(p):
+        return np.linalg.solve(x[fit].T @ x[fit] + p * np.eye(x.shape[1]), x[fit].T @ y[fit])
+
+    best = min(10.0 ** np.arange(-1, 5, 0.5), key=lambda p: float(((x[val] @ solve(p) - y[val]) ** 2).mean()))
+    return x[test] @ solve(best)
+
+
+def mlp(x, y, fit, val, test, hidden=128, steps=3000, seed=0):
+    """One tanh hidden layer plus a linear skip, Adam, full batch, L2 and the epoch of
+    least validation MSE."""
+    rng = np.random.default_rng(seed)
+    x = standardise(x, fit)
+    d, k = x.shape[1], y.shape[1]
+    params = [rng.normal(0, 1 / np.sqrt(d), (d, hidden)), np.zeros(hidden), rng.normal(0, 0.01, (hidden, k))]
+    params += [np.zeros((d, k)), y[fit].mean(0)]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    best, best_params, lr, decay = np.inf, None, 3e-3, 1e-3
+
+    def forward(p, rows):
+        h = np.tanh(x[rows] @ p[0] + p[1])
+        return h, h @ p[2] + x[rows] @ p[3] + p[4]
+
+    for t in range(1, steps + 1):
+        h, out = forward(params, fit)
+        g = 2 * (out - y[fit]) / out.size
+        gh = (g @ params[2].T) * (1 - h**2)
+        grads = [x[fit].T @ gh, gh.sum(0), h.T @ g, x[fit].T @ g, g.sum(0)]
+        for i, (p, gi) in enumerate(zip(params, grads)):
+            gi = gi + decay * p * (i in (0, 2, 3))
+            m[i] = 0.9 * m[i] + 0.1 * gi
+            v[i] = 0.999 * v[i] + 0.001 * gi**2
+            params[i] = p - lr * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
+        if t % 25 == 0:
+            err = float(((forward(params, val)[1] - y[val]) ** 2).mean())
+            if err < best:
+                best, best_params = err, [p.copy() for p in params]
+    return forward(best_params, test)[1]
+
+
+def main() -> None:
+    args = ap.parse_args()
+    truth = musrec.synthetic.load_truth(args.world)
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        pipe = experiment.pipeline(
+            "small", args.world, args.stages, random_state=seed, n_users=None, n_songs=None,
+            kinds=("ridge",), learning_rates=(), excerpts=3, split=args.split, show_progress=False,
+        )  # fmt: skip
+        ds, wmf, spec, _, meta, train_idx, test_idx = pipe._prepared()
+        users, y = wmf.user_factors, wmf.item_factors.astype(np.float64)
+        fit, val = pipe._validation(train_idx)
+        test_plays = ds.plays[:, test_idx].tocsr()
+        no_train = sp.csr_matrix(test_plays.shape, dtype=np.float32)
+
+        def score(name, predicted, users=users, no_train=no_train, test_plays=test_plays):
+            ranker = musrec.pipeline._Vectors(users, np.asarray(predicted, np.float32))
+            m = metrics.ranking_metrics(ranker, no_train, test_plays, N=10)
+            rows.append((name, m["recall"], m["auc"]))
+
+        where = {s: i for i, s in enumerate(truth["song_ids"])}
+        order = np.array([where[s] for s in ds.songs.song_id])
+        style = np.asarray(truth["song_style"], np.float64)[order]
+        audible = style[:, np.asarray(truth["audio_dims"], int)]
+        whole = np.asarray(truth["real_sound"]["descriptors"], np.float64)[order]
+        score("audio ceiling: ridge on the true audible style", ridge(audible, y, fit, val, test_idx))
+        score("ridge on the whole song's descriptors (16 kHz)", ridge(whole, y, fit, val, test_idx))
+        score("MLP on the whole song's descriptors (16 kHz)", mlp(whole, y, fit, val, test_idx, seed=seed))
+        # The same MLP trained on the true audible style instead of the noisy WMF vectors (no
+        # model has that target), then ridge from its predicted style to the vectors.
+        predicted = mlp(whole, audible, fit, val, np.arange(len(y)), seed=seed)
+        r2 = 1 - ((predicted[test_idx] - audible[test_idx]) ** 2).mean() / audible[test_idx].var(0).mean()
+        print(f"seed {seed}: the MLP's R² for the true audible style of the test songs: {r2:.3f}", flush=True)
+        score("the same MLP trained on the true audible style, then ridge", ridge(predicted, y, fit, val, test_idx))
+        for rate in args.rates:
+            for hop in args.hops:
+                config = audio.FeatureConfig.paper().replace(
+                    sample_rate=rate, hop_length=hop, n_fft=2 * hop, win_length=2 * hop
+                )
+                if rate == 8000 and hop == 512:
+                    x = spec
+                else:
+                    cache = os.path.join(args.stages, "features")
+                    x = audio.extract(
+                        ds.songs.audio_path, config, show_progress=False, cache_dir=cache, excerpts=3
+                    ).features
+                x = x.astype(np.float64)
+                d = describe(x, hop / rate).mean(1)
+                tag = f"excerpts at {rate // 1000} kHz, hop {hop}"
+                stats = np.concatenate([x.mean(-1).mean(1), x.std(-1).mean(1)], 1)
+                score(f"ridge on band mean and spread, {tag}", ridge(stats, y, fit, val, test_idx))
+                score(f"ridge on descriptors, {tag}", ridge(d, y, fit, val, test_idx))
+                score(f"MLP on descriptors, {tag}", mlp(d, y, fit, val, test_idx, seed=seed))
+        print(f"seed {seed} done", flush=True)
+    print(f"\ncold-start {args.split}, seeds {args.seeds}\n")
+    print_seed_table("probe", rows)
+
+
+if __name__ == "__main__":
+    main()
