@@ -9,6 +9,8 @@ small numpy MLP from those descriptors to the WMF song vectors, computed three w
 * from the excerpts the models read (the pipeline's features: by default the paper's 8 kHz);
 * from the same excerpts at another front end (``--rates``, e.g. 16000).
 
+Two rows train a linear model and the MLP by WPE (``FusionModel(objective="wpe")``'s
+objective: each song's error weighted by WMF's own loss for it) instead of the MSE.
 One row trains the MLP on the true audible style instead (which no model has), then fits
 ridge from its predicted style: what the non-linearity is worth with clean targets.
 
@@ -37,6 +39,7 @@ ap.add_argument("--stages", default="/tmp/musrec-bench-cold-start/runs")
 ap.add_argument("--split", default="songs", choices=("songs", "artists"))
 ap.add_argument("--seeds", default="0")
 ap.add_argument("--rates", nargs="+", type=int, default=[8000, 16000], help="front-end sample rates to probe")
+ap.add_argument("--decay", type=float, default=1e-3, help="the MLPs' L2 penalty")
 ap.add_argument("--hops", nargs="+", type=int, default=[512], help="STFT hops to probe (n_fft = 2 x hop)")
 
 COARSE = 16
@@ -78,9 +81,29 @@ def ridge(x, y, fit, val, test):
     return x[test] @ solve(best)
 
 
-def mlp(x, y, fit, val, test, hidden=128, steps=3000, seed=0):
+def song_metrics(plays, users, params, rows):
+    """WPE's per-song quadratic form (FusionModel(objective="wpe")): WMF's loss for song i
+    at a vector v is v^T A_i v - 2 v^T b_i + const, with A_i = X^T X + sum over its
+    listeners of (c - 1) x x^T and b_i = sum of c x. Both divided by the mean trace / k."""
+    x = users.astype(np.float64)
+    by_song = plays[:, rows].tocsc()
+    a = np.empty((len(rows), x.shape[1], x.shape[1]))
+    b = np.empty((len(rows), x.shape[1]))
+    for j in range(len(rows)):
+        span = slice(by_song.indptr[j], by_song.indptr[j + 1])
+        u, r = by_song.indices[span], by_song.data[span].astype(np.float64)
+        c = 1 + params["alpha"] * (r if params["confidence"] == "linear" else np.log1p(r / params["eps"]))
+        a[j] = x.T @ x + (x[u] * (c - 1)[:, None]).T @ x[u]
+        b[j] = (x[u] * c[:, None]).sum(0)
+    scale = np.trace(a, axis1=1, axis2=2).mean() / x.shape[1]
+    return a / scale, b / scale
+
+
+def mlp(x, y, fit, val, test, hidden=128, steps=3000, seed=0, metric=None, linear=False, decay=1e-3):
     """One tanh hidden layer plus a linear skip, Adam, full batch, L2 and the epoch of
-    least validation MSE."""
+    least validation MSE (``decay``: the L2 penalty added to each gradient, which is the
+    mean over songs and factors). With ``metric`` (:func:`song_metrics` of the ``fit`` songs) it
+    minimises WPE instead of the MSE; ``linear`` drops the hidden layer."""
     rng = np.random.default_rng(seed)
     x = standardise(x, fit)
     d, k = x.shape[1], y.shape[1]
@@ -88,15 +111,18 @@ def mlp(x, y, fit, val, test, hidden=128, steps=3000, seed=0):
     params += [np.zeros((d, k)), y[fit].mean(0)]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
-    best, best_params, lr, decay = np.inf, None, 3e-3, 1e-3
+    best, best_params, lr = np.inf, None, 3e-3
 
     def forward(p, rows):
         h = np.tanh(x[rows] @ p[0] + p[1])
-        return h, h @ p[2] + x[rows] @ p[3] + p[4]
+        return h, h @ p[2] * (not linear) + x[rows] @ p[3] + p[4]
 
     for t in range(1, steps + 1):
         h, out = forward(params, fit)
-        g = 2 * (out - y[fit]) / out.size
+        if metric is None:
+            g = 2 * (out - y[fit]) / out.size
+        else:
+            g = 2 * (np.einsum("npq,nq->np", metric[0], out) - metric[1]) / out.size
         gh = (g @ params[2].T) * (1 - h**2)
         grads = [x[fit].T @ gh, gh.sum(0), h.T @ g, x[fit].T @ g, g.sum(0)]
         for i, (p, gi) in enumerate(zip(params, grads)):
@@ -138,10 +164,17 @@ def main() -> None:
         whole = np.asarray(truth["real_sound"]["descriptors"], np.float64)[order]
         score("audio ceiling: ridge on the true audible style", ridge(audible, y, fit, val, test_idx))
         score("ridge on the whole song's descriptors (16 kHz)", ridge(whole, y, fit, val, test_idx))
-        score("MLP on the whole song's descriptors (16 kHz)", mlp(whole, y, fit, val, test_idx, seed=seed))
+        score(
+            "MLP on the whole song's descriptors (16 kHz)",
+            mlp(whole, y, fit, val, test_idx, seed=seed, decay=args.decay),
+        )
+        wpe = song_metrics(ds.plays, users, wmf.get_params(), fit)
+        for linear in (True, False):
+            name = f"{'linear model' if linear else 'MLP'} trained by WPE (full batch) on the same"
+            score(name, mlp(whole, y, fit, val, test_idx, seed=seed, metric=wpe, linear=linear, decay=args.decay))
         # The same MLP trained on the true audible style instead of the noisy WMF vectors (no
         # model has that target), then ridge from its predicted style to the vectors.
-        predicted = mlp(whole, audible, fit, val, np.arange(len(y)), seed=seed)
+        predicted = mlp(whole, audible, fit, val, np.arange(len(y)), seed=seed, decay=args.decay)
         r2 = 1 - ((predicted[test_idx] - audible[test_idx]) ** 2).mean() / audible[test_idx].var(0).mean()
         print(f"seed {seed}: the MLP's R² for the true audible style of the test songs: {r2:.3f}", flush=True)
         score("the same MLP trained on the true audible style, then ridge", ridge(predicted, y, fit, val, test_idx))
@@ -163,7 +196,11 @@ def main() -> None:
                 stats = np.concatenate([x.mean(-1).mean(1), x.std(-1).mean(1)], 1)
                 score(f"ridge on band mean and spread, {tag}", ridge(stats, y, fit, val, test_idx))
                 score(f"ridge on descriptors, {tag}", ridge(d, y, fit, val, test_idx))
-                score(f"MLP on descriptors, {tag}", mlp(d, y, fit, val, test_idx, seed=seed))
+                score(f"MLP on descriptors, {tag}", mlp(d, y, fit, val, test_idx, seed=seed, decay=args.decay))
+                score(
+                    f"MLP trained by WPE on descriptors, {tag}",
+                    mlp(d, y, fit, val, test_idx, seed=seed, metric=wpe, decay=args.decay),
+                )
         print(f"seed {seed} done", flush=True)
     print(f"\ncold-start {args.split}, seeds {args.seeds}\n")
     print_seed_table("probe", rows)

@@ -11,7 +11,8 @@ README's list of what measured within noise.
         --variants base base+freq_mask=16+time_mask=8 user_metric
 
 A variant is ``base``, ``user_metric`` or ``directions`` followed by ``+setting=value``
-FusionModel settings (``+kind=KIND`` trains another kind), or ``ridge_stats`` /
+FusionModel settings (``+kind=KIND`` trains another kind; ``+objective=wpe`` is given the
+training songs' plays; every model gets the fitted WMF as ``users``), or ``ridge_stats`` /
 ``ridge_flux``: ridge in numpy on each Mel band's mean and spread over the excerpts (and,
 for ``ridge_flux``, its mean absolute frame-to-frame change), the penalty picked on the
 validation songs. ``directions`` trains on every target scaled to the mean length (a WMF
@@ -142,6 +143,8 @@ def main() -> None:
                     [meta[i] for i in fit_idx],
                     targets[fit_idx],
                     validation=(spec[val_idx], [meta[i] for i in val_idx], targets[val_idx]),
+                    users=wmf,
+                    plays=ds.plays[:, fit_idx] if settings.get("objective") == "wpe" else None,
                     show_progress=False,
                 )
                 on_val = model.predict(spec[val_idx], [meta[i] for i in val_idx])

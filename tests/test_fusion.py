@@ -257,6 +257,51 @@ def test_early_stopping_on_validation_recall(data):
         musrec.FusionModel("cnn", stop_metric="auc")
 
 
+def test_wpe_objective_is_wmf_loss_around_the_vectors(data):
+    """objective="wpe": the training loss is each song's WMF loss around its vector,
+    (e/s)^T A (e/s) with A = X^T X + sum over its listeners of (c - 1) x x^T, normalised to
+    a mean trace of k (numpy reference, at a learning rate too small to move the weights)."""
+    import scipy.sparse as sp
+
+    (spec, meta, y), _ = data
+    n, k = y.shape
+    rng = np.random.default_rng(5)
+    users = rng.normal(size=(40, k)).astype(np.float32)
+    counts = sp.random(40, n, density=0.1, random_state=5, format="csr", dtype=np.float32)
+    counts.data = np.ceil(counts.data * 5)
+    params = musrec.WMFParams(alpha=2.0, factors=k)
+    model = musrec.FusionModel(
+        "cnn", objective="wpe", learning_rate=1e-12, max_epochs=1, wide=False, dropout=0.0, **SMALL
+    )
+    model.fit(spec, meta, y, validation=None, users=users, plays=counts, wmf_params=params, show_progress=False)
+    e = (model.predict(spec, meta).astype(np.float64) - y) / y.std()
+    x = users.astype(np.float64)
+    gram = x.T @ x
+    by_song = counts.T.tocsr()
+    extra, loss = 0.0, 0.0
+    for i in range(n):
+        u, r = by_song[i].indices, by_song[i].data.astype(np.float64)
+        w = 2.0 * r  # c - 1 with linear confidence, alpha 2
+        a = gram + (x[u] * w[:, None]).T @ x[u]
+        extra += (w * (x[u] ** 2).sum(1)).sum()
+        loss += e[i] @ a @ e[i]
+    scale = (np.trace(gram) + extra / n) / k
+    assert model.history_["train_loss"][0] == pytest.approx(loss / scale / (n * k), rel=1e-3)
+    # The plays are required, cover the targets' songs, and need the users.
+    with pytest.raises(ValueError, match="plays"):
+        musrec.FusionModel("cnn", objective="wpe", max_epochs=1, **SMALL).fit(
+            spec, meta, y, users=users, show_progress=False
+        )
+    with pytest.raises(ValueError, match="song columns"):
+        model.fit(spec, meta, y, users=users, plays=counts[:, :-1], show_progress=False)
+    with pytest.raises(ValueError, match="users"):
+        model.fit(spec, meta, y, plays=counts, show_progress=False)
+    with pytest.raises(TypeError, match="WMFParams"):
+        model.fit(spec, meta, y, users=users, plays=counts, wmf_params={"alpha": 2.0}, show_progress=False)
+    with pytest.raises(ValueError, match="objective"):
+        musrec.FusionModel("cnn", objective="mae")
+
+
 def test_fusion_linear_part_on_metadata_only(data):
     """wide_audio=False: fusion's linear part is ridge on the metadata alone."""
     (spec, meta, y), (spec_t, meta_t, _) = data

@@ -329,6 +329,8 @@ class FusionCore:
         val_targets: _F32 | None = None,
         val_fraction: float | None = None,
         users: _F32 | None = None,
+        plays: _CsrTuple | None = None,
+        wmf_params: WMFParams | None = None,
         checkpoint: _Path | None = None,
         resume: bool = False,
         num_threads: int = 0,

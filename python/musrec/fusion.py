@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _compat, _musrec, _progress
 from ._musrec import NotFittedError
+from ._sparse import csr_tuple, to_csr
 
 _KIND_TABLE = _musrec.model_kinds()
 #: Every model kind, the networks first (the Rust core's list).
@@ -175,7 +176,10 @@ class FusionModel:
     real sound ridge reached 0.217 recall@10 with shares, 0.248 with strengths; for new
     songs of known artists 0.273 and 0.265: see the README).
 
-    Training: mean squared error to the WMF vectors (divided by their spread), Adam (AdamW
+    Training: mean squared error to the WMF vectors (divided by their spread), or with
+    ``objective="wpe"`` WMF's own loss for each song around its vector (the weighted
+    prediction error of van den Oord et al. 2013: errors in the directions the song's
+    listeners pin down count more; :meth:`fit` then needs ``plays`` and ``users``), Adam (AdamW
     with ``weight_decay`` 0) at ``learning_rate`` 1e-3, mini-batches of ``batch_size`` 64
     shuffled by ``random_state`` (0; ``seed`` is its deprecated old name), early stopping
     when the validation error has not improved for
@@ -227,6 +231,7 @@ class FusionModel:
         recall_k: int | None = None,
         freq_mask: int | None = None,
         time_mask: int | None = None,
+        objective: str | None = None,
         min_count: int | None = None,
         max_tags: int | None = None,
         max_artists: int | None = None,
@@ -270,6 +275,8 @@ class FusionModel:
         validation: float | tuple | None = 0.1,
         *,
         users: Any = None,
+        plays: Any = None,
+        wmf_params: Any = None,
         resume: bool = False,
         show_progress: bool = True,
         callback: Callable[[int, int, float | None], None] | None = None,
@@ -285,15 +292,32 @@ class FusionModel:
         ``(spectrograms, metadata, targets)`` of separate songs, or None (no early stopping).
         ``users`` (users, n_factors), the WMF user vectors the targets came from, adds the
         validation songs' recall to :attr:`history_` and is required by
-        ``stop_metric="recall"``.
+        ``stop_metric="recall"``; a fitted :class:`musrec.WMF` gives its user vectors and
+        its settings (``wmf_params``) at once.
+        ``plays`` (users, songs), a scipy.sparse matrix of the training songs' play counts
+        (columns in the order of ``targets``), is what ``objective="wpe"`` trains by: each
+        song's error is weighted by WMF's own confidences, with ``wmf_params`` (a
+        :class:`musrec.WMFParams`, the defaults if None) turning counts into confidences.
         ``callback(batches_done, total, running_loss)`` is called after every mini-batch.
         Ctrl-C stops training with the best weights so far, then re-raises KeyboardInterrupt.
         """
         spec, meta = self._inputs(spectrograms, metadata)
         y = _targets(targets)
         kwargs: dict[str, Any] = {}
+        if hasattr(users, "user_factors"):  # a fitted musrec.WMF
+            wmf_params = users.params if wmf_params is None else wmf_params
+            users = users.user_factors
         if users is not None:
             kwargs["users"] = _targets(users, "users")
+        if plays is not None:
+            by_song = to_csr(plays, "plays").T.tocsr()
+            if by_song.shape[0] != y.shape[0]:
+                raise ValueError(f"plays has {by_song.shape[0]} song columns but {y.shape[0]} targets were given")
+            kwargs["plays"] = csr_tuple(to_csr(by_song, "plays"))
+            if wmf_params is not None:
+                if not isinstance(wmf_params, _musrec.WMFParams):
+                    raise TypeError(f"wmf_params must be a musrec.WMFParams, got {type(wmf_params).__name__}")
+                kwargs["wmf_params"] = wmf_params
         if isinstance(validation, tuple):
             if len(validation) != 3:
                 raise ValueError("validation must be (spectrograms, metadata, targets)")

@@ -289,7 +289,8 @@ class Pipeline:
 
     def train(self, kind: str, spec, meta, targets, train_idx, *, users=None, **overrides: Any) -> FusionModel:
         """One network kind on the training songs (cached). ``overrides`` change model settings;
-        ``users``, the WMF user vectors, let validation rank the songs (see ``stop_metric``)."""
+        ``users``, the fitted WMF (or its user vectors), let validation rank the songs (see
+        ``stop_metric``), and give ``objective="wpe"`` its metric with the songs' plays."""
         args = {**self.model_args, **overrides}
         settings = FusionModel(kind, **args).config_  # every setting resolved, defaults included
         key = _key(
@@ -313,12 +314,14 @@ class Pipeline:
             model = FusionModel(kind, num_threads=self.num_threads, **args)
             fit_idx, val_idx = self._validation(train_idx)
             validation = 0.1 if val_idx is None else (spec[val_idx], [meta[i] for i in val_idx], targets[val_idx])
+            wpe = settings["train"]["objective"] == "wpe"
             model.fit(
                 spec[fit_idx],
                 [meta[i] for i in fit_idx],
                 targets[fit_idx],
                 validation=validation,
                 users=users,
+                plays=self.dataset().plays[:, fit_idx] if wpe else None,
                 show_progress=self.show_progress,
             )
             model.save(path)
@@ -363,14 +366,14 @@ class Pipeline:
 
         predicted, histories = {}, {}
         for kind in self.kinds:
-            model = self.train(kind, spec, meta, vectors, train_idx, users=wmf.user_factors)
+            model = self.train(kind, spec, meta, vectors, train_idx, users=wmf)
             predicted[kind] = model.predict(spec[test_idx], [meta[i] for i in test_idx])
             histories[kind] = model.history_
 
         figure3 = []
         for lr in self.learning_rates:
             try:
-                model = self.train("fusion", spec, meta, vectors, train_idx, users=wmf.user_factors, learning_rate=lr)
+                model = self.train("fusion", spec, meta, vectors, train_idx, users=wmf, learning_rate=lr)
             except ValueError as e:
                 if "diverged" not in str(e):
                     raise
@@ -429,7 +432,7 @@ class Pipeline:
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
         ds, wmf, spec, _, meta, train_idx, _ = self._prepared()
-        model = self.train(kind, spec, meta, wmf.item_factors, train_idx, users=wmf.user_factors)
+        model = self.train(kind, spec, meta, wmf.item_factors, train_idx, users=wmf)
         return Recommender(
             wmf,
             model,

@@ -369,6 +369,20 @@ pub struct TrainConfig {
     pub freq_mask: usize,
     #[serde(default)]
     pub time_mask: usize,
+    /// What training minimises: the squared distance to the WMF song vectors, or WMF's own
+    /// loss for each song around its vector (WPE, van den Oord et al. 2013; `fit` then needs
+    /// the users' vectors and the songs' plays: see [`super::SongMetric`]).
+    #[serde(default)]
+    pub objective: Objective,
+}
+
+/// The training loss (see [`TrainConfig::objective`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    #[default]
+    Mse,
+    Wpe,
 }
 
 /// The validation criterion of early stopping (see [`TrainConfig::stop_metric`]).
@@ -398,6 +412,7 @@ impl Default for TrainConfig {
             recall_k: default_recall_k(),
             freq_mask: 0,
             time_mask: 0,
+            objective: Objective::Mse,
         }
     }
 }

@@ -4,6 +4,7 @@
 use super::config::{ModelKind, NetConfig};
 use super::metadata::EncodedMetadata;
 use super::model::Batch;
+use super::wpe::SongMetric;
 use crate::ensure;
 use crate::error::Result;
 use candle_core::{Device, Tensor};
@@ -21,6 +22,8 @@ pub struct Inputs<'a> {
     pub metadata: Option<&'a EncodedMetadata>,
     /// n x n_factors WMF song vectors (training and evaluation only).
     pub targets: Option<&'a [f32]>,
+    /// Each song's WPE metric (training with `Objective::Wpe` only).
+    pub metric: Option<&'a SongMetric>,
 }
 
 impl Inputs<'_> {
@@ -303,6 +306,9 @@ pub fn make_batch(
             );
         }
         batch.targets = Some(Tensor::from_vec(out, (b, d), dev)?);
+        if let Some(metric) = inputs.metric {
+            batch.metric = Some(metric.batch(rows)?);
+        }
     }
     Ok(batch)
 }

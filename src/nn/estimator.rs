@@ -3,6 +3,7 @@
 //! vectors for new songs, save and load.
 
 use super::checkpoint::{self, ModelSpec};
+use super::config::Objective;
 use super::config::{ModelKind, NetConfig, StopMetric, TrainConfig};
 use super::data::{Inputs, Standardizer, target_scale};
 use super::metadata::{EncodedMetadata, MetadataEncoder, MetadataOptions, SongMetadata};
@@ -10,6 +11,7 @@ use super::model::Network;
 use super::stack;
 use super::train::{Ranking, TrainState, evaluate, predict, snapshot, train, validate};
 use super::wide;
+use super::wpe::SongMetric;
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::parallel::{Progress, Threads};
@@ -100,6 +102,8 @@ impl FusionModel {
     /// by when `stop_metric` is recall. With `checkpoint`, the state is written there after
     /// every epoch; with `resume` and an existing checkpoint, training continues from it. On
     /// an interrupt the model keeps the best weights so far and the error is returned.
+    /// `metric` (one per song of `songs`) is what `Objective::Wpe` trains by, and required
+    /// by it.
     // Each argument is a distinct role; bundling them would only rename them.
     #[allow(clippy::too_many_arguments)]
     pub fn fit(
@@ -107,12 +111,27 @@ impl FusionModel {
         songs: &Songs,
         validation: Validation,
         users: Option<&[f32]>,
+        metric: Option<&SongMetric>,
         checkpoint: Option<&Path>,
         resume: bool,
         threads: &Threads,
         progress: Progress,
     ) -> Result<()> {
         ensure!(songs.targets.is_some(), "fit needs the songs' target vectors");
+        let wpe = self.train_config.objective == Objective::Wpe && self.template.has_deep();
+        if wpe {
+            let metric = metric.ok_or_else(|| {
+                Error::invalid("objective='wpe' needs the songs' plays and the users' WMF vectors (fit(..., plays=..., users=...))")
+            })?;
+            ensure!(
+                metric.n_songs() == songs.n && metric.n_factors == songs.n_factors,
+                "the plays cover {} songs with {}-factor users, but {} songs with {} factors were given",
+                metric.n_songs(),
+                metric.n_factors,
+                songs.n,
+                songs.n_factors
+            );
+        }
         ensure!(songs.n > 0, "no training songs given");
         if let Some(u) = users {
             ensure!(
@@ -210,7 +229,13 @@ impl FusionModel {
             false => train(
                 &net,
                 &spec.standardizer,
-                (&train_set, &train_rows),
+                (
+                    &Inputs {
+                        metric: if wpe { metric } else { None },
+                        ..train_set
+                    },
+                    &train_rows,
+                ),
                 validation_set,
                 ranking,
                 &self.train_config,
@@ -461,5 +486,6 @@ fn inputs<'a>(songs: &Songs<'a>, encoded: Option<&'a EncodedMetadata>) -> Inputs
         n_excerpts: songs.n_excerpts,
         metadata: encoded,
         targets: songs.targets,
+        metric: None,
     }
 }

@@ -15,15 +15,17 @@ mod ops;
 mod stack;
 mod train;
 pub mod wide;
+mod wpe;
 
 #[cfg(test)]
 mod tests;
 
-pub use config::{ModelKind, NetConfig, StopMetric, TrainConfig};
+pub use config::{ModelKind, NetConfig, Objective, StopMetric, TrainConfig};
 pub use estimator::{Fitted, FusionModel, Songs, Validation};
 pub use metadata::{MetadataEncoder, MetadataOptions, SongMetadata, TagWeighting};
 pub use train::History;
 pub use wide::RidgeReport;
+pub use wpe::SongMetric;
 
 /// Revision of what training computes for fixed settings and data: raised whenever a change
 /// to the code (not to a setting) changes the fitted model, so caches keyed on the settings

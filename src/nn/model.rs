@@ -6,6 +6,7 @@
 use super::config::{ModelKind, NetConfig};
 use super::layers::{ConvPool, Embedding, Linear, Lstm, ParamStore, average_over_time, dropout, mse};
 use super::wide::WideWeights;
+use super::wpe::SongMetric;
 use crate::error::Result;
 use candle_core::{D, Tensor, Var};
 use rand::SeedableRng;
@@ -28,6 +29,9 @@ pub struct Batch {
     /// The linear part's audio input: (batch, 2 n_mels), each band's mean then its standard
     /// deviation over time of the standardised excerpts, averaged over the song's excerpts.
     pub stats: Option<Tensor>,
+    /// WPE training only: the Gram matrix and the (listener vectors, batch positions) of the
+    /// songs' listeners (see `SongMetric::batch`).
+    pub metric: Option<(Tensor, Option<(Tensor, Tensor)>)>,
 }
 
 pub struct Network {
@@ -316,12 +320,16 @@ impl Network {
         }
     }
 
-    /// Training objective: MSE to the song vectors (plus the weighted reconstruction MSE for
+    /// Training objective: MSE to the song vectors, or WPE when the batch carries the songs'
+    /// metric (plus the weighted reconstruction MSE for
     /// the autoencoder).
     pub fn loss(&self, batch: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
         let (prediction, reconstruction) = self.forward(batch, rng)?;
         let targets = batch.targets.as_ref().ok_or_else(|| missing("targets"))?;
-        let loss = mse(&prediction, targets)?;
+        let loss = match &batch.metric {
+            Some((gram, pairs)) => SongMetric::loss(gram, pairs.as_ref(), &(&prediction - targets)?)?,
+            None => mse(&prediction, targets)?,
+        };
         match (reconstruction, &batch.reconstruction) {
             (Some(r), Some(t)) => Ok((loss + (mse(&r, t)? * self.config.reconstruction_weight as f64)?)?),
             _ => Ok(loss),

@@ -1,11 +1,12 @@
 //! Gradients against finite differences (each layer and every network kind), overfitting a
 //! tiny set, determinism, save/load and resume.
 
-use super::config::{ModelKind, NetConfig, StopMetric, TrainConfig};
+use super::config::{ModelKind, NetConfig, Objective, StopMetric, TrainConfig};
 use super::estimator::{FusionModel, Songs, Validation};
 use super::layers::{ConvPool, Embedding, Linear, Lstm, ParamStore};
 use super::metadata::{MetadataOptions, SongMetadata};
 use super::model::{Batch, Network};
+use super::wpe::SongMetric;
 use crate::parallel::{Progress, Step, Threads, ignore_progress};
 use candle_core::{Device, Tensor, Var};
 use rand::{RngExt, SeedableRng};
@@ -198,6 +199,7 @@ fn tiny_batch(config: &NetConfig, rng: &mut ChaCha8Rng) -> Batch {
         years: Some(Tensor::new(&[2u32, 0, 1], dev).unwrap()),
         targets: Some(random_tensor(&[b, config.n_factors], rng)),
         reconstruction: Some(random_tensor(&[b, config.n_mels * config.reconstruction_segments], rng)),
+        metric: None,
         stats: Some(random_tensor(&[b, 2 * config.n_mels], rng)),
     }
 }
@@ -323,6 +325,7 @@ fn fit_songs(model: &mut FusionModel, songs: &Songs) {
             Validation::None,
             None,
             None,
+            None,
             false,
             &threads,
             &mut ignore_progress,
@@ -446,6 +449,7 @@ fn resume_continues_the_loss_curve() {
             Validation::Fraction(0.25),
             None,
             None,
+            None,
             false,
             &Threads::new(0).unwrap(),
             &mut ignore_progress,
@@ -462,6 +466,7 @@ fn resume_continues_the_loss_curve() {
         .fit(
             &songs(&set),
             Validation::Songs(songs(&validation)),
+            None,
             None,
             None,
             false,
@@ -484,6 +489,7 @@ fn resume_continues_the_loss_curve() {
         &songs(&set),
         Validation::Songs(songs(&validation)),
         None,
+        None,
         Some(&ckpt),
         true,
         &Threads::new(0).unwrap(),
@@ -496,6 +502,7 @@ fn resume_continues_the_loss_curve() {
         .fit(
             &songs(&set),
             Validation::Songs(songs(&validation)),
+            None,
             None,
             Some(&ckpt),
             true,
@@ -561,6 +568,7 @@ fn bad_inputs_are_refused() {
                 Validation::None,
                 None,
                 None,
+                None,
                 false,
                 &Threads::new(0).unwrap(),
                 &mut ignore_progress
@@ -573,6 +581,7 @@ fn bad_inputs_are_refused() {
         .fit(
             &songs(&nan),
             Validation::None,
+            None,
             None,
             None,
             false,
@@ -688,6 +697,7 @@ fn early_stopping_by_recall_keeps_the_best_ranking_epoch() {
         Validation::Songs(songs(&validation)),
         None,
         None,
+        None,
         false,
         &threads,
         &mut ignore_progress,
@@ -698,6 +708,7 @@ fn early_stopping_by_recall_keeps_the_best_ranking_epoch() {
             &songs(&set),
             Validation::Songs(songs(&validation)),
             Some(&users),
+            None,
             None,
             false,
             &threads,
@@ -741,6 +752,7 @@ fn stacked_fusion_resumes_and_combines_once() {
         model.fit(
             &songs(&set),
             Validation::Songs(songs(&validation)),
+            None,
             None,
             path,
             true,
@@ -803,6 +815,7 @@ fn spec_augment_masks_training_input_only() {
         n_excerpts: 1,
         metadata: None,
         targets: None,
+        metric: None,
     };
     let standardizer = Standardizer {
         mean: vec![-50.0; 6],
@@ -863,4 +876,77 @@ fn spec_augment_masks_training_input_only() {
     assert_eq!(masked, fit(2, 4));
     assert_ne!(masked, fit(0, 0));
     assert!(masked.iter().all(|v| v.is_finite()));
+}
+
+/// A WPE metric over `n_songs` songs of 20 users with `k` factors: song s is played by the
+/// users u with (u + s) % 3 == 0, u + 1 times.
+fn toy_metric(n_songs: usize, k: usize) -> (Vec<f32>, SongMetric) {
+    let users: Vec<f32> = (0..20 * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0).collect();
+    let triplets: Vec<(u32, u32, f32)> = (0..n_songs as u32)
+        .flat_map(|s| {
+            (0..20u32)
+                .filter(move |u| (u + s) % 3 == 0)
+                .map(move |u| (s, u, (u + 1) as f32))
+        })
+        .collect();
+    let plays = crate::sparse::Csr::from_triplets(n_songs, 20, &triplets).unwrap();
+    let params = crate::wmf::WmfParams {
+        alpha: 0.5,
+        ..Default::default()
+    };
+    let metric = SongMetric::new(&users, k, plays.view(), &params).unwrap();
+    (users, metric)
+}
+
+#[test]
+fn wpe_loss_has_correct_gradients() {
+    for kind in [ModelKind::Fusion, ModelKind::CnnLstm, ModelKind::Embedding] {
+        let config = tiny_config(kind);
+        let net = Network::new(config.clone(), 7).unwrap();
+        let mut batch = tiny_batch(&config, &mut ChaCha8Rng::seed_from_u64(8));
+        let (_, metric) = toy_metric(5, config.n_factors);
+        batch.metric = Some(metric.batch(&[4, 0, 2]).unwrap());
+        let wpe = net.loss(&batch, None).unwrap().to_scalar::<f32>().unwrap();
+        check_gradients(&net.params.vars, &|| net.loss(&batch, None).unwrap());
+        batch.metric = None;
+        let mse = net.loss(&batch, None).unwrap().to_scalar::<f32>().unwrap();
+        assert!(wpe.is_finite() && wpe > 0.0 && wpe != mse, "{wpe} {mse}");
+    }
+}
+
+#[test]
+fn wpe_training_needs_the_plays_and_trains_by_them() {
+    let set = toy_set(32, 5);
+    let validation = toy_set(12, 6);
+    let threads = Threads::new(0).unwrap();
+    let fit = |objective: Objective, metric: Option<&SongMetric>| {
+        let mut model = tiny_model(ModelKind::CnnLstm, 4);
+        model.train_config.objective = objective;
+        let result = model.fit(
+            &songs(&set),
+            Validation::Songs(songs(&validation)),
+            None,
+            metric,
+            None,
+            false,
+            &threads,
+            &mut ignore_progress,
+        );
+        result.map(|()| model)
+    };
+    let err = fit(Objective::Wpe, None).err().unwrap().to_string();
+    assert!(err.contains("plays"), "{err}");
+    let k = songs(&set).n_factors;
+    let (_, wrong) = toy_metric(31, k);
+    assert!(fit(Objective::Wpe, Some(&wrong)).is_err());
+    let (_, metric) = toy_metric(32, k);
+    let wpe = fit(Objective::Wpe, Some(&metric)).unwrap();
+    let again = fit(Objective::Wpe, Some(&metric)).unwrap();
+    let mse = fit(Objective::Mse, Some(&metric)).unwrap();
+    let history = |m: &FusionModel| m.fitted.as_ref().unwrap().state.history.train_loss.clone();
+    assert!(history(&wpe).iter().all(|l| l.is_finite()));
+    assert_eq!(history(&wpe), history(&again), "WPE training is deterministic");
+    assert_ne!(history(&wpe), history(&mse), "the objective changes training");
+    // With the MSE objective the metric is ignored: same as fitting without it.
+    assert_eq!(history(&mse), history(&fit(Objective::Mse, None).unwrap()));
 }

@@ -522,6 +522,7 @@ mod tests {
             n_excerpts: 1,
             metadata: Some(&meta),
             targets: Some(&y),
+            metric: None,
         };
         let st = Standardizer::identity(1);
         let rows: Vec<usize> = (0..6).collect();

@@ -1,11 +1,14 @@
 //! Python bindings of the stage-2 networks: `FusionCore` wraps `nn::FusionModel`; the
 //! Python `musrec.FusionModel` adds argument handling on top.
 
+use super::config::PyWmfParams;
 use super::config::setting_error;
-use super::convert::{enter, matrix, report, to_json};
+use super::convert::{CsrArgs, csr, enter, matrix, report, to_json};
 use crate::ensure;
 use crate::error::{Error, Result};
-use crate::nn::{FusionModel, MetadataOptions, ModelKind, NetConfig, SongMetadata, Songs, TrainConfig, Validation};
+use crate::nn::{
+    FusionModel, MetadataOptions, ModelKind, NetConfig, SongMetadata, SongMetric, Songs, TrainConfig, Validation,
+};
 use crate::parallel::Threads;
 use numpy::{PyArray2, PyReadonlyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -240,8 +243,8 @@ impl FusionCore {
     /// Train. Ctrl-C or an exception from `callback` stops it with the best weights so far
     /// kept, then propagates.
     #[pyo3(signature = (spectrograms, metadata, targets, val_spectrograms=None, val_metadata=None,
-        val_targets=None, val_fraction=None, users=None, checkpoint=None, resume=false, num_threads=0,
-        callback=None))]
+        val_targets=None, val_fraction=None, users=None, plays=None, wmf_params=None, checkpoint=None,
+        resume=false, num_threads=0, callback=None))]
     #[allow(clippy::too_many_arguments)]
     fn fit(
         &mut self,
@@ -254,6 +257,8 @@ impl FusionCore {
         val_targets: Option<PyReadonlyArray2<'_, f32>>,
         val_fraction: Option<f64>,
         users: Option<PyReadonlyArray2<'_, f32>>,
+        plays: Option<CsrArgs<'_>>,
+        wmf_params: Option<PyRef<'_, PyWmfParams>>,
         checkpoint: Option<PathBuf>,
         resume: bool,
         num_threads: usize,
@@ -280,6 +285,20 @@ impl FusionCore {
             }
             None => None,
         };
+        // `plays`: one row per training song, one column per user.
+        let metric = match (&plays, users) {
+            (Some(p), Some(u)) => {
+                let params = match &wmf_params {
+                    Some(w) => w.core(None)?,
+                    None => crate::wmf::WmfParams::default(),
+                };
+                let d = targets.as_ref().map_or(0, |t| t.shape()[1]);
+                let songs = csr(p)?;
+                Some(py.detach(|| SongMetric::new(u, d, songs, &params))?)
+            }
+            (Some(_), None) => return Err(Error::invalid("plays need the users' WMF vectors (users=...)").into()),
+            (None, _) => None,
+        };
         let threads = Threads::new(num_threads)?;
         let model = &mut self.inner;
         // On a stop the core keeps the best weights so far in the model, then this raises.
@@ -293,6 +312,7 @@ impl FusionCore {
                 &train.songs(),
                 validation,
                 users,
+                metric.as_ref(),
                 checkpoint.as_deref(),
                 resume,
                 &threads,

@@ -958,6 +958,30 @@ impl Drop for ServerHandle {
     }
 }
 
+/// Remove the upload directories (`musrec-uploads-PID-PORT`) that services killed before
+/// they could clean up left in `tmp`: those whose process no longer runs. Only where a
+/// process's liveness can be read (`/proc`); elsewhere nothing is removed.
+fn remove_stale_upload_dirs(tmp: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("musrec-uploads-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Load the bundle, open the event log (repairing a torn tail, folding in the events after
 /// the bundle's offset), bind, and serve on background threads until stopped.
 pub fn start(bundle: &Path, config: &ServeConfig) -> Result<ServerHandle> {
@@ -979,6 +1003,7 @@ pub fn start(bundle: &Path, config: &ServeConfig) -> Result<ServerHandle> {
         .local_addr()
         .map_err(|e| Error::invalid(format!("cannot read the bound address: {e}")))?;
     // Named by the bound port, so two services of one process (port 0) never share it.
+    remove_stale_upload_dirs(&std::env::temp_dir());
     let upload_dir = std::env::temp_dir().join(format!("musrec-uploads-{}-{}", std::process::id(), addr.port()));
     std::fs::create_dir_all(&upload_dir).map_err(|e| Error::io(&upload_dir, e))?;
     let state = Arc::new(AppState {
@@ -1029,6 +1054,23 @@ mod tests {
     use crate::serve::bundle::SongEncoding;
     use crate::serve::bundle::tests::{scratch, tiny_bundle};
     use std::io::{Read, Write};
+
+    /// A killed service's upload directory goes at the next start; a live process's stays.
+    #[test]
+    fn stale_upload_dirs_of_dead_processes_are_removed() {
+        let tmp = scratch("stale-uploads");
+        // Above Linux's largest pid (2^22): no such process.
+        let dead = tmp.join("musrec-uploads-4194999-8080");
+        let live = tmp.join(format!("musrec-uploads-{}-8081", std::process::id()));
+        let other = tmp.join("musrec-uploads-notapid-1");
+        for dir in [&dead, &live, &other] {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("upload-0.wav"), b"x").unwrap();
+        }
+        remove_stale_upload_dirs(&tmp);
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+    }
 
     /// One request over loopback (HTTP/1.1, closed after the answer): (status, body).
     fn request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &str) -> (u16, Value) {
