@@ -71,3 +71,13 @@ macro_rules! ensure {
         }
     };
 }
+
+/// Tests: the message of an `InvalidInput` error (any other outcome fails the test).
+#[cfg(test)]
+pub(crate) fn invalid_message<T>(r: Result<T>) -> String {
+    match r {
+        Err(Error::InvalidInput(m)) => m,
+        Err(e) => panic!("expected InvalidInput, got {e}"),
+        Ok(_) => panic!("expected an error"),
+    }
+}

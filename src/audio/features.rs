@@ -3,8 +3,9 @@
 //! clips and threads.
 
 use super::clip::ClipPosition;
+use super::db::{DbRef, log1p_compress, power_to_db};
 use super::mel::{MelConfig, MelFilterbank, MelNorm, MelScale};
-use super::spectrum::{DbRef, PadMode, Stft, StftConfig, StftScratch, Window, log1p_compress, power_to_db};
+use super::spectrum::{PadMode, Stft, StftConfig, StftScratch, Window};
 use crate::ensure;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

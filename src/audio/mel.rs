@@ -329,10 +329,10 @@ fn mel_to_hz(m: f64, htk: bool) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::db::{DbRef, power_to_db};
     use super::super::spectrum::fixtures::{Case, max_abs_diff, worst};
-    use super::super::spectrum::{DbRef, Stft, StftScratch, power_to_db};
+    use super::super::spectrum::{Stft, StftScratch};
     use super::*;
-    use crate::error::Error;
 
     fn mel_config(case: &Case) -> MelConfig {
         MelConfig {
@@ -366,13 +366,7 @@ mod tests {
         }
     }
 
-    fn message<T>(r: Result<T>) -> String {
-        match r {
-            Err(Error::InvalidInput(m)) => m,
-            Err(e) => panic!("expected InvalidInput, got {e}"),
-            Ok(_) => panic!("expected an error"),
-        }
-    }
+    use crate::error::invalid_message as message;
 
     #[test]
     fn filterbank_matches_librosa() {

@@ -3,11 +3,12 @@
 use super::config::PyFeatureConfig;
 use super::convert::{enter, from_py, matrix, slice1, slice2};
 use crate::audio::cache::{CachedBatch, FeatureCache as Cache};
+use crate::audio::db::{DbRef, power_to_db};
 use crate::audio::decode::load;
 use crate::audio::extract::{FileFailure, extract};
 use crate::audio::features::{FeatureConfig, LogMel, LogMelScratch, LogScale};
 use crate::audio::mel::{MelConfig, MelFilterbank};
-use crate::audio::spectrum::{DbRef, Stft, StftConfig, power_to_db};
+use crate::audio::spectrum::{Stft, StftConfig};
 use crate::error::Error;
 use crate::parallel::Threads;
 use numpy::ndarray::{Array3, ArrayD, IxDyn};

@@ -5,9 +5,10 @@
 
 use super::convert::to_json;
 use crate::audio::clip::ClipPosition;
+use crate::audio::db::DbRef;
 use crate::audio::features::{FeatureConfig, LogMel, LogScale};
 use crate::audio::mel::{MelNorm, MelScale};
-use crate::audio::spectrum::{DbRef, PadMode, Window};
+use crate::audio::spectrum::{PadMode, Window};
 use crate::error::Error;
 use crate::synthetic::world::WorldFilesConfig;
 use pyo3::exceptions::PyTypeError;
