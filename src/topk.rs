@@ -112,6 +112,21 @@ impl TopN {
     }
 }
 
+/// Each row of the row-major `values` (rows of `k`) scaled to unit length, zero rows left
+/// zero: what cosine similarity ranks by inner product over (`WMF.similar_items`, the
+/// serving catalogue's similar songs).
+pub fn unit_rows(values: &[f32], k: usize) -> Vec<f32> {
+    let mut out = values.to_vec();
+    if k == 0 {
+        return out;
+    }
+    for row in out.chunks_exact_mut(k) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|v| *v /= norm);
+    }
+    out
+}
+
 /// What to leave out of a query's ranking.
 #[derive(Clone, Copy, Default)]
 pub struct Exclusions<'a> {
@@ -277,6 +292,12 @@ fn mask(row: &mut [f32], lo: usize, pool_ids: Option<&[i32]>, ex: Exclusions<'_>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unit_rows_have_unit_length_and_zero_rows_stay_zero() {
+        let rows = super::unit_rows(&[3.0, 4.0, 0.0, 0.0, -1.0, 0.0], 2);
+        assert_eq!(rows, vec![0.6, 0.8, 0.0, 0.0, -1.0, 0.0]);
+    }
+
     use super::*;
     use crate::sparse::Csr;
 

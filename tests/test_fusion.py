@@ -148,6 +148,23 @@ def test_early_stopping_keeps_the_best_epoch(data):
     assert len(val) - 1 - model.best_epoch_ == 2
 
 
+def test_learning_rate_falls_on_a_plateau(data):
+    (spec, meta, y), _ = data
+    model = musrec.FusionModel(
+        "cnn", learning_rate=0.1, max_epochs=8, patience=0, lr_patience=1, lr_decay=0.25, wide=False, **SMALL
+    )
+    model.fit(spec, meta, y, show_progress=False)
+    rates, val = model.history_["learning_rate"], model.history_["validation_loss"]
+    assert len(rates) == len(val) == 8
+    # each epoch after one without a new best runs at a quarter of the rate before
+    for epoch in range(1, 8):
+        worse = val[epoch - 1] >= min(val[: epoch - 1], default=np.inf)
+        assert rates[epoch] == pytest.approx(rates[epoch - 1] * (0.25 if worse else 1.0)), (epoch, rates, val)
+    assert rates[-1] < 0.1
+    with pytest.raises(ValueError, match="lr_decay"):
+        musrec.FusionModel("cnn", lr_decay=0.0)
+
+
 def test_no_network_collapses_to_the_mean(data):
     """Every network's cold-start predictions vary across songs (the
     paper-size CNN+LSTM once predicted the mean for every song)."""

@@ -183,7 +183,10 @@ class FusionModel:
     with ``weight_decay`` 0) at ``learning_rate`` 1e-3, mini-batches of ``batch_size`` 64
     shuffled by ``random_state`` (0; ``seed`` is its deprecated old name), early stopping
     when the validation error has not improved for
-    ``patience`` (10) epochs (the best weights are kept), at most ``max_epochs`` (100). The
+    ``patience`` (10) epochs (the best weights are kept), at most ``max_epochs`` (100);
+    with ``lr_patience`` > 0 and ``lr_decay`` < 1 the learning rate is multiplied by
+    ``lr_decay`` after every ``lr_patience`` epochs without a better validation error
+    (ReduceLROnPlateau; off by default, ``history_["learning_rate"]`` has each epoch's). The
     validation error is the MSE of the predicted vectors, or with ``stop_metric="recall"``
     one minus their recall@``recall_k`` (10): for each user (the WMF user vectors given to
     :meth:`fit` as ``users``), the share of their top-k validation songs by true vector that
@@ -232,6 +235,8 @@ class FusionModel:
         freq_mask: int | None = None,
         time_mask: int | None = None,
         objective: str | None = None,
+        lr_patience: int | None = None,
+        lr_decay: float | None = None,
         min_count: int | None = None,
         max_tags: int | None = None,
         max_artists: int | None = None,
@@ -373,12 +378,14 @@ class FusionModel:
 
     @property
     def history_(self) -> dict[str, list[float]]:
-        """Per-epoch mean training loss, validation MSE and (when ``fit`` had the users'
-        vectors) validation recall."""
-        train, val, *_, recall = self._state()
+        """Per-epoch mean training loss, validation MSE, learning rate and (when ``fit`` had
+        the users' vectors) validation recall."""
+        train, val, *_, recall, rates = self._state()
         history = {"train_loss": list(train), "validation_loss": list(val)}
         if recall:
             history["validation_recall"] = list(recall)
+        if rates:
+            history["learning_rate"] = list(rates)
         return history
 
     @property

@@ -285,8 +285,7 @@ class WMF:
         single = np.ndim(query_ids) == 0
         qids = ids(query_ids, n, "ids")
         if key not in self._normalized:
-            norms = np.linalg.norm(factors, axis=1, keepdims=True)
-            self._normalized[key] = np.ascontiguousarray(factors / np.maximum(norms, 1e-12), dtype=np.float32)
+            self._normalized[key] = _musrec.unit_rows(np.ascontiguousarray(factors, dtype=np.float32))
         normalized = self._normalized[key]
         exclude = None
         if not include_self:

@@ -45,6 +45,10 @@ struct StateSummary {
     best_validation: Option<f64>,
     adam_step: u64,
     stopped_early: bool,
+    #[serde(default)]
+    lr_decays: u32,
+    #[serde(default)]
+    last_decay_epoch: Option<usize>,
 }
 
 /// Write `net` with `spec` and `state`; `with_training_state` adds what resuming needs.
@@ -86,6 +90,8 @@ pub fn to_bytes(net: &Network, spec: &ModelSpec, state: &TrainState, with_traini
         best_validation: state.best_validation,
         adam_step: if with_training_state { state.adam.step } else { 0 },
         stopped_early: state.stopped_early,
+        lr_decays: state.lr_decays,
+        last_decay_epoch: state.last_decay_epoch,
     };
     let mut metadata = HashMap::new();
     metadata.insert("format".into(), FORMAT.into());
@@ -167,6 +173,8 @@ pub fn from_bytes(buffer: &[u8], path: &Path) -> Result<(Network, ModelSpec, Tra
         best_params,
         adam,
         stopped_early: summary.stopped_early,
+        lr_decays: summary.lr_decays,
+        last_decay_epoch: summary.last_decay_epoch,
     };
     Ok((net, spec, state))
 }

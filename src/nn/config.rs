@@ -374,6 +374,19 @@ pub struct TrainConfig {
     /// the users' vectors and the songs' plays: see [`super::SongMetric`]).
     #[serde(default)]
     pub objective: Objective,
+    /// Learning-rate decay on a plateau (ReduceLROnPlateau): after `lr_patience` epochs
+    /// without a better validation criterion (counted from the best epoch or the last
+    /// decay, whichever is later) the learning rate is multiplied by `lr_decay`. 0 epochs
+    /// or a factor of 1 turn it off (the default); early stopping's `patience` still ends
+    /// training, so it should exceed `lr_patience` for a decay to happen.
+    #[serde(default)]
+    pub lr_patience: usize,
+    #[serde(default = "default_lr_decay")]
+    pub lr_decay: f64,
+}
+
+fn default_lr_decay() -> f64 {
+    1.0
 }
 
 /// The training loss (see [`TrainConfig::objective`]).
@@ -413,6 +426,8 @@ impl Default for TrainConfig {
             freq_mask: 0,
             time_mask: 0,
             objective: Objective::Mse,
+            lr_patience: 0,
+            lr_decay: default_lr_decay(),
         }
     }
 }
@@ -436,6 +451,11 @@ impl TrainConfig {
         ensure!(self.batch_size > 0, "batch_size must be positive");
         ensure!(self.max_epochs > 0, "max_epochs must be positive");
         ensure!(self.recall_k > 0, "recall_k must be positive");
+        ensure!(
+            self.lr_decay > 0.0 && self.lr_decay <= 1.0,
+            "lr_decay must be in (0, 1] (1 turns the decay off), got {}",
+            self.lr_decay
+        );
         ensure!(
             self.clip_norm >= 0.0 && self.clip_norm.is_finite(),
             "clip_norm must be finite and >= 0 (0 turns clipping off), got {}",

@@ -317,12 +317,21 @@ fn fit_plain(model: &mut FusionModel, set: &ToySet) {
     fit_songs(model, &songs(set));
 }
 
+/// Train with separate validation songs, without checkpoint or progress.
+fn fit_validated(model: &mut FusionModel, set: &ToySet, validation: &ToySet) {
+    fit_with(model, &songs(set), Validation::Songs(songs(validation)));
+}
+
 fn fit_songs(model: &mut FusionModel, songs: &Songs) {
+    fit_with(model, songs, Validation::None);
+}
+
+fn fit_with(model: &mut FusionModel, songs: &Songs, validation: Validation) {
     let threads = Threads::new(0).unwrap();
     model
         .fit(
             songs,
-            Validation::None,
+            validation,
             None,
             None,
             None,
@@ -461,22 +470,18 @@ fn resume_continues_the_loss_curve() {
     std::fs::create_dir_all(&dir).unwrap();
     let ckpt = dir.join("ckpt.safetensors");
 
-    let mut straight = tiny_model(ModelKind::CnnLstm, 6);
-    straight
-        .fit(
-            &songs(&set),
-            Validation::Songs(songs(&validation)),
-            None,
-            None,
-            None,
-            false,
-            &Threads::new(0).unwrap(),
-            &mut ignore_progress,
-        )
-        .unwrap();
+    // With the learning-rate schedule on, so its state resumes too.
+    let scheduled = |epochs| {
+        let mut model = tiny_model(ModelKind::CnnLstm, epochs);
+        model.train_config.lr_patience = 1;
+        model.train_config.lr_decay = 0.5;
+        model
+    };
+    let mut straight = scheduled(6);
+    fit_validated(&mut straight, &set, &validation);
 
     // Killed after the third epoch: the progress callback refuses to go on.
-    let mut first = tiny_model(ModelKind::CnnLstm, 6);
+    let mut first = scheduled(6);
     let batches_per_epoch = 3;
     let mut stop_after = |s: Step| {
         if s.done > 3 * batches_per_epoch {
@@ -497,7 +502,7 @@ fn resume_continues_the_loss_curve() {
     );
     assert!(matches!(err, Err(crate::Error::Interrupted)));
 
-    let mut resumed = tiny_model(ModelKind::CnnLstm, 6);
+    let mut resumed = scheduled(6);
     resumed
         .fit(
             &songs(&set),
@@ -728,6 +733,48 @@ fn early_stopping_by_recall_keeps_the_best_ranking_epoch() {
     let predicted = model.predict(&songs(&validation), 64, &threads).unwrap();
     let again = crate::nn::train::top_k_overlap(&users, &predicted, &validation.targets, 3, 3).unwrap();
     assert!((again - top).abs() < 1e-9, "{again} vs {top}");
+}
+
+/// Learning-rate decay on a plateau: the rate of every epoch follows the rule replayed from
+/// the validation history (a decay after `lr_patience` epochs without a better criterion,
+/// counted from the best epoch or the last decay), and it does fall.
+#[test]
+fn learning_rate_decays_on_a_validation_plateau() {
+    let set = toy_set(32, 7);
+    let validation = toy_set(12, 8);
+    let mut model = tiny_model(ModelKind::Cnn, 12);
+    model.train_config.learning_rate = 0.2;
+    model.train_config.lr_patience = 1;
+    model.train_config.lr_decay = 0.5;
+    fit_validated(&mut model, &set, &validation);
+    let history = &model.fitted.as_ref().unwrap().state.history;
+    assert_eq!(history.learning_rate.len(), 12);
+    let (mut rate, mut best, mut since_best, mut since_decay) = (0.2, f64::INFINITY, 0, usize::MAX);
+    for (epoch, &loss) in history.validation_loss.iter().enumerate() {
+        assert_eq!(history.learning_rate[epoch], rate, "epoch {epoch}");
+        if loss < best {
+            (best, since_best) = (loss, 0);
+        } else {
+            since_best += 1;
+            since_decay = since_decay.saturating_add(1);
+            if since_best.min(since_decay) >= 1 {
+                rate *= 0.5;
+                since_decay = 0;
+            }
+        }
+    }
+    assert!(
+        history.learning_rate.last().unwrap() < &0.2,
+        "{:?}",
+        history.learning_rate
+    );
+
+    let train = TrainConfig {
+        lr_decay: 1.5,
+        ..TrainConfig::default()
+    };
+    let err = FusionModel::new(tiny_config(ModelKind::Cnn), train, MetadataOptions::default());
+    assert!(err.err().unwrap().to_string().contains("lr_decay"));
 }
 
 /// A stacked fusion model: interrupted and resumed it ends as the unbroken run does, the

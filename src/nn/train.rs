@@ -23,6 +23,9 @@ pub struct History {
     /// Recall@`recall_k` of the validation songs per epoch, when the users' vectors were given.
     #[serde(default)]
     pub validation_recall: Vec<f64>,
+    /// The learning rate of each epoch (it falls with `lr_decay`).
+    #[serde(default)]
+    pub learning_rate: Vec<f64>,
 }
 
 /// One validation pass: the MSE of the predicted vectors (scaled units) and, with the users'
@@ -64,6 +67,17 @@ pub struct TrainState {
     pub adam: Adam,
     /// True once early stopping fired: a resumed run has nothing left to do.
     pub stopped_early: bool,
+    /// Learning-rate decays so far (the rate is `learning_rate * lr_decay^lr_decays`) and
+    /// the epoch of the last one.
+    pub lr_decays: u32,
+    pub last_decay_epoch: Option<usize>,
+}
+
+impl TrainState {
+    /// The learning rate of the next step.
+    pub fn learning_rate(&self, config: &TrainConfig) -> f64 {
+        config.learning_rate * config.lr_decay.powi(self.lr_decays as i32)
+    }
 }
 
 /// Called after every epoch with the state so far (the checkpoint writer).
@@ -124,6 +138,7 @@ pub fn train(
                 })
                 .collect()
         });
+        let learning_rate = state.learning_rate(config);
         let mut loss_sum = 0.0;
         for (b, rows) in order.chunks(config.batch_size).enumerate() {
             let adam = &mut state.adam;
@@ -145,7 +160,7 @@ pub fn train(
                 adam.update(
                     &net.params.vars,
                     &grads,
-                    config.learning_rate,
+                    learning_rate,
                     config.weight_decay,
                     config.clip_norm,
                 )?;
@@ -172,6 +187,7 @@ pub fn train(
             }
         }
         state.history.train_loss.push(loss_sum / train_rows.len() as f64);
+        state.history.learning_rate.push(learning_rate);
         state.epochs_done += 1;
         if let Some((validation, rows)) = validation {
             let batch = config.batch_size.max(256);
@@ -191,6 +207,11 @@ pub fn train(
                 let since = state.best_epoch.map_or(epoch + 1, |best| epoch - best);
                 if config.patience > 0 && since >= config.patience {
                     state.stopped_early = true;
+                }
+                let since_decay = state.last_decay_epoch.map_or(since, |d| since.min(epoch - d));
+                if config.lr_patience > 0 && config.lr_decay < 1.0 && since_decay >= config.lr_patience {
+                    state.lr_decays += 1;
+                    state.last_decay_epoch = Some(epoch);
                 }
             }
         }

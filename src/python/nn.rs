@@ -437,9 +437,9 @@ impl FusionCore {
     }
 
     /// (train_loss, validation_loss, epochs_done, best_epoch or None, stopped_early,
-    /// validation_recall).
+    /// validation_recall, learning_rate).
     #[allow(clippy::type_complexity)]
-    fn training_state(&self) -> (Vec<f64>, Vec<f64>, usize, Option<usize>, bool, Vec<f64>) {
+    fn training_state(&self) -> (Vec<f64>, Vec<f64>, usize, Option<usize>, bool, Vec<f64>, Vec<f64>) {
         match &self.inner.fitted {
             Some(f) => (
                 f.state.history.train_loss.clone(),
@@ -448,8 +448,9 @@ impl FusionCore {
                 f.state.best_epoch,
                 f.state.stopped_early,
                 f.state.history.validation_recall.clone(),
+                f.state.history.learning_rate.clone(),
             ),
-            None => (Vec::new(), Vec::new(), 0, None, false, Vec::new()),
+            None => (Vec::new(), Vec::new(), 0, None, false, Vec::new(), Vec::new()),
         }
     }
 

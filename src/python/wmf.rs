@@ -5,7 +5,7 @@ use super::convert::{CsrArgs, csr, enter_keeping, matrix, slice1, slice2};
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::parallel::Threads;
-use crate::topk::{Exclusions, top_n as core_top_n};
+use crate::topk::{Exclusions, top_n as core_top_n, unit_rows as core_unit_rows};
 use crate::wmf::{self, WmfModel};
 use numpy::{PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -173,6 +173,15 @@ fn top_n<'py>(
     ))
 }
 
+/// Each row scaled to unit length (zero rows stay zero): the one normalisation cosine
+/// rankings use.
+#[pyfunction]
+fn unit_rows<'py>(py: Python<'py>, factors: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let (values, n, k) = slice2(&factors, "factors")?;
+    let unit = py.detach(|| core_unit_rows(values, k));
+    matrix(py, unit, n, k)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wmf_fit, m)?)?;
     m.add_function(wrap_pyfunction!(wmf_loss, m)?)?;
@@ -180,5 +189,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wmf_save, m)?)?;
     m.add_function(wrap_pyfunction!(wmf_load, m)?)?;
     m.add_function(wrap_pyfunction!(top_n, m)?)?;
+    m.add_function(wrap_pyfunction!(unit_rows, m)?)?;
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::nn::{FusionModel, SongMetadata, Songs};
 use crate::parallel::{Threads, ignore_progress};
 use crate::sparse::CsrRef;
-use crate::topk::{Exclusions, top_n};
+use crate::topk::{Exclusions, top_n, unit_rows};
 use crate::wmf::{WmfParams, fold_in_gram, fold_in_with_gram};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -60,15 +60,6 @@ pub struct Catalogue {
     fusion: Option<FusionModel>,
     edge_offsets: BTreeMap<String, u64>,
     threads: Threads,
-}
-
-fn unit_rows(values: &[f32], k: usize) -> Vec<f32> {
-    let mut out = values.to_vec();
-    for row in out.chunks_exact_mut(k) {
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        row.iter_mut().for_each(|v| *v /= norm);
-    }
-    out
 }
 
 fn check_n(n: usize) -> Result<()> {
