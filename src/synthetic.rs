@@ -15,6 +15,7 @@
 //! draws that come from global popularity (exploration); the play count is a zeta (discrete
 //! power-law) draw, mostly 1, whose tail grows with the user's affinity to the song.
 
+mod catalogue;
 pub mod real;
 pub mod sound;
 pub mod world;
