@@ -46,6 +46,14 @@ ap.add_argument("--seeds", default="0,1,2")
 ap.add_argument("--kind", default="cnn_lstm")
 ap.add_argument("--variants", nargs="+", default=["base"])
 ap.add_argument("--cache", default="/tmp/musrec-cold-start-variants")
+ap.add_argument("--excerpts", type=int, default=3, help="excerpts per song the models read")
+ap.add_argument(
+    "--feature",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="a FeatureConfig setting replacing the paper's front end, e.g. sample_rate=16000 clip_seconds=6 (repeatable)",
+)
 
 
 def parse(variant: str) -> tuple[str, dict]:
@@ -97,9 +105,12 @@ def main() -> None:
     os.makedirs(args.cache, exist_ok=True)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
+        features = musrec.audio.FeatureConfig.paper().replace(
+            **{k: json.loads(v) for k, v in (item.split("=", 1) for item in args.feature)}
+        )
         pipe = experiment.pipeline(
-            "small", args.world, args.stages, random_state=seed, n_users=None, n_songs=None,
-            kinds=(args.kind,), learning_rates=(), excerpts=3, split=args.split, show_progress=False,
+            "small", args.world, args.stages, random_state=seed, n_users=None, n_songs=None, features=features,
+            kinds=(args.kind,), learning_rates=(), excerpts=args.excerpts, split=args.split, show_progress=False,
         )  # fmt: skip
         ds, wmf, spec, _, meta, train_idx, test_idx = pipe._prepared()
         users, vectors = wmf.user_factors, wmf.item_factors
@@ -119,7 +130,8 @@ def main() -> None:
         predictions = {}
         for variant in args.variants:
             head, settings = parse(variant)
-            name = f"{os.path.basename(args.world)}-{args.split}-{seed}-{args.kind}-{variant}.npz"
+            front = "".join(f"-{item}" for item in args.feature) + (f"-x{args.excerpts}" if args.excerpts != 3 else "")
+            name = f"{os.path.basename(args.world)}-{args.split}-{seed}-{args.kind}{front}-{variant}.npz"
             path = os.path.join(args.cache, name)
             if head.startswith("ridge_"):
                 on_val, on_test = ridge_on_statistics(spec, vectors, fit_idx, val_idx, test_idx, head == "ridge_flux")
