@@ -85,6 +85,8 @@ def top_k_overlap(users: np.ndarray, truth: np.ndarray, predicted: np.ndarray, k
 def ridge_on_statistics(spec, vectors, fit_idx, val_idx, test_idx, flux: bool):
     """(validation, test) predictions of ridge on per-band statistics of every excerpt."""
     x = spec.astype(np.float64)  # songs x excerpts x bands x frames
+    if x.ndim == 3:  # one excerpt per song
+        x = x[:, None]
     parts = [x.mean(-1), x.std(-1)] + ([np.abs(np.diff(x, axis=-1)).mean(-1)] if flux else [])
     f = np.concatenate([p.mean(1) for p in parts], 1)
     f = (f - f[fit_idx].mean(0)) / (f[fit_idx].std(0) + 1e-9)
