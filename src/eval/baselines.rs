@@ -1,7 +1,9 @@
 //! The reference rows of the experiment that use no model: the cold-start popularity
-//! ranking (a new song scored by its artist's popularity among the training songs) and the
-//! training mean (every test song given the training songs' mean vector).
+//! ranking (a new song scored by its artist's popularity among the training songs), the
+//! training mean (every test song given the training songs' mean vector), and the ranking
+//! metrics of the popularity and random rankings of known songs.
 
+use super::metrics::{RankingMetrics, ranking_metrics_with};
 use super::numpy_rng::NumpyRng;
 use super::vector_errors::{VectorErrors, vector_errors};
 use crate::ensure;
@@ -96,6 +98,55 @@ pub fn training_mean_errors(vectors: &[f32], k: usize, train: &[usize], test: &[
         .flat_map(|&s| vectors[s * k..(s + 1) * k].iter().copied())
         .collect();
     vector_errors(&predicted, &actual)
+}
+
+/// How many train users played each item: the popularity baseline's score, the same for
+/// every user.
+pub fn popularity_scores(train: CsrRef<'_>) -> Vec<f32> {
+    let mut counts = vec![0f32; train.n_cols];
+    for &c in train.indices {
+        counts[c as usize] += 1.0;
+    }
+    counts
+}
+
+/// Ranking metrics of the popularity baseline: every user gets the items most train users
+/// played, minus their own train items.
+pub fn popularity_ranking_metrics(train: CsrRef<'_>, test: CsrRef<'_>, n: usize) -> Result<RankingMetrics> {
+    let popularity = popularity_scores(train);
+    ranking_metrics_with(train.n_rows, train.n_cols, train, test, n, |_users, items, out| {
+        if items.is_empty() {
+            return;
+        }
+        for row in out.chunks_exact_mut(items.len()) {
+            row.copy_from_slice(&popularity[items.clone()]);
+        }
+    })
+}
+
+/// Ranking metrics of a random ranking: each (user, item) pair gets a pseudo-random score
+/// from a hash of (seed, user, item), so the scores do not depend on how blocks are cut.
+pub fn random_ranking_metrics(train: CsrRef<'_>, test: CsrRef<'_>, n: usize, seed: u64) -> Result<RankingMetrics> {
+    ranking_metrics_with(train.n_rows, train.n_cols, train, test, n, |users, items, out| {
+        let width = items.len();
+        if width == 0 {
+            return;
+        }
+        for (u, row) in users.zip(out.chunks_exact_mut(width)) {
+            for (i, score) in items.clone().zip(row.iter_mut()) {
+                *score = hash_unit(seed, u as u64, i as u64);
+            }
+        }
+    })
+}
+
+/// splitmix64 of the mixed key, mapped to [0, 1).
+fn hash_unit(seed: u64, a: u64, b: u64) -> f32 {
+    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 40) as f32 / (1u64 << 24) as f32
 }
 
 #[cfg(test)]

@@ -126,55 +126,6 @@ pub fn ranking_metrics(
     })
 }
 
-/// How many train users played each item: the popularity baseline's score, the same for
-/// every user.
-pub fn popularity_scores(train: CsrRef<'_>) -> Vec<f32> {
-    let mut counts = vec![0f32; train.n_cols];
-    for &c in train.indices {
-        counts[c as usize] += 1.0;
-    }
-    counts
-}
-
-/// Ranking metrics of the popularity baseline: every user gets the items most train users
-/// played, minus their own train items.
-pub fn popularity_ranking_metrics(train: CsrRef<'_>, test: CsrRef<'_>, n: usize) -> Result<RankingMetrics> {
-    let popularity = popularity_scores(train);
-    ranking_metrics_with(train.n_rows, train.n_cols, train, test, n, |_users, items, out| {
-        if items.is_empty() {
-            return;
-        }
-        for row in out.chunks_exact_mut(items.len()) {
-            row.copy_from_slice(&popularity[items.clone()]);
-        }
-    })
-}
-
-/// Ranking metrics of a random ranking: each (user, item) pair gets a pseudo-random score
-/// from a hash of (seed, user, item), so the scores do not depend on how blocks are cut.
-pub fn random_ranking_metrics(train: CsrRef<'_>, test: CsrRef<'_>, n: usize, seed: u64) -> Result<RankingMetrics> {
-    ranking_metrics_with(train.n_rows, train.n_cols, train, test, n, |users, items, out| {
-        let width = items.len();
-        if width == 0 {
-            return;
-        }
-        for (u, row) in users.zip(out.chunks_exact_mut(width)) {
-            for (i, score) in items.clone().zip(row.iter_mut()) {
-                *score = hash_unit(seed, u as u64, i as u64);
-            }
-        }
-    })
-}
-
-/// splitmix64 of the mixed key, mapped to [0, 1).
-fn hash_unit(seed: u64, a: u64, b: u64) -> f32 {
-    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 40) as f32 / (1u64 << 24) as f32
-}
-
 /// The evaluation loop shared by every scorer.
 ///
 /// `score_block(users, items, out)` must fill `out` (row-major, `users.len() x items.len()`)
@@ -481,6 +432,7 @@ fn in_range(sorted: &[i32], lo: usize, hi: usize) -> &[i32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::baselines::{popularity_ranking_metrics, popularity_scores, random_ranking_metrics};
     use crate::parallel::with_threads;
     use crate::sparse::Csr;
 

@@ -101,7 +101,7 @@ fn popularity_ranking_metrics<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let (train, test) = (csr(&train)?, csr(&test)?);
     let threads = Threads::new(num_threads)?;
-    let m = py.detach(|| threads.run(|| metrics::popularity_ranking_metrics(train, test, n)))?;
+    let m = py.detach(|| threads.run(|| baselines::popularity_ranking_metrics(train, test, n)))?;
     metrics_dict(py, m)
 }
 
@@ -117,7 +117,7 @@ fn random_ranking_metrics<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let (train, test) = (csr(&train)?, csr(&test)?);
     let threads = Threads::new(num_threads)?;
-    let m = py.detach(|| threads.run(|| metrics::random_ranking_metrics(train, test, n, seed)))?;
+    let m = py.detach(|| threads.run(|| baselines::random_ranking_metrics(train, test, n, seed)))?;
     metrics_dict(py, m)
 }
 
