@@ -6,11 +6,11 @@ import json
 import os
 import pathlib
 import shutil
-import wave
 
 import musrec
 import numpy as np
 import pytest
+from helpers import write_wav
 from musrec import audio
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -154,14 +154,6 @@ def test_load_errors(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(musrec.FormatError):
         audio.load(empty)
-
-
-def write_wav(path, samples, sr):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def test_extract_batch_reports_failures_and_finishes(tmp_path):
@@ -377,6 +369,12 @@ def test_feature_config_is_a_typed_class():
     assert audio.FeatureConfig(sample_rate=22050) == audio.FeatureConfig.common()
     assert hash(audio.FeatureConfig(sample_rate=22050)) == hash(audio.FeatureConfig.common())
     assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert audio.FeatureConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict()["stft"]["n_fft"] == 2048
+    with pytest.raises(ValueError, match="n_mels"):
+        audio.FeatureConfig.from_dict({**cfg.to_dict(), "n_mels": 0})
+    with pytest.raises(TypeError, match="sample_rate"):
+        audio.FeatureConfig.from_dict({**cfg.to_dict(), "sample_rate": "fast"})
     assert eval(repr(cfg), {"FeatureConfig": audio.FeatureConfig}) == cfg
     changed = cfg.replace(position="centre", htk=True, norm=None, log="log1p", log1p_c=10)
     assert (changed.position, changed.seed, changed.htk, changed.norm, changed.log1p_c, changed.ref) == (

@@ -5,12 +5,12 @@ musrec's own writers."""
 
 import json
 import sqlite3
-import wave
 
 import musrec
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import write_tone
 from musrec import data
 
 # The size of the worlds these tests write: the "tiny" preset's (600 x 800) halved, quick to write.
@@ -55,16 +55,6 @@ TRACKS = [
     track("TRUNPLAYED128F9XYZ", "Nobody", "SOUNPLAYED12A8C1XY", "ARUNPLAYED1187B999", "Nobody", 2001),
 ]
 AUDIO_TRACKS = ["TRAAABD128F429CF47", "TRAAADZ128F9348C2E", "TRAAAEF128F4273421", "TRUNPLAYED128F9XYZ"]
-
-
-def write_tone(path, sr=8000, seconds=0.5, freq=440.0):
-    t = np.arange(int(sr * seconds)) / sr
-    pcm = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(pcm.tobytes())
 
 
 def write_metadata(path, rows=TRACKS):
@@ -424,6 +414,9 @@ def test_world_config_is_a_typed_rust_class(tmp_path):
     assert cfg == musrec.synthetic.world_config("tiny", n_users=300, sample_rate=8000, source_audio=str(tmp_path))
     assert cfg != WorldConfig("tiny") and hash(cfg) == hash(cfg.replace())
     assert pickle.loads(pickle.dumps(cfg)) == cfg
+    assert WorldConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError):
+        WorldConfig.from_dict({**cfg.to_dict(), "sample_rate": 0})
     assert eval(repr(cfg), {"WorldConfig": WorldConfig}) == cfg
     assert cfg.replace(n_users=10).n_users == 10 and cfg.n_users == 300
     assert set(WorldConfig.SETTINGS) >= {"n_users", "seed", "duration", "audio_format", "source_audio"}

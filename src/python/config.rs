@@ -322,16 +322,22 @@ impl PyFeatureConfig {
         Ok(serde_json::to_string(&self.inner).map_err(|e| Error::invalid(e.to_string()))?)
     }
 
+    /// The configuration as the core's nested dict (what `from_dict` takes back).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        super::convert::report(py, &self.inner)
+    }
+
+    /// A configuration from `to_dict`'s nested form, validated by the core.
     #[staticmethod]
-    fn from_json(json: &str) -> PyResult<Self> {
-        let inner: FeatureConfig = super::convert::parse_json(json, "feature configuration")?;
+    fn from_dict(settings: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let inner: FeatureConfig = super::convert::from_py("FeatureConfig", settings)?;
         inner.validate()?;
         Ok(PyFeatureConfig { inner })
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
-        let from_json = slf.get_type().getattr("from_json")?;
-        Ok((from_json, (slf.get().to_json()?,)))
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyAny>,))> {
+        let from_dict = slf.get_type().getattr("from_dict")?;
+        Ok((from_dict, (slf.get().to_dict(slf.py())?,)))
     }
 
     fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> PyResult<Py<PyAny>> {
@@ -903,9 +909,10 @@ impl PyWorldConfig {
         Ok(self.json()?.to_string())
     }
 
+    /// A configuration from `to_dict`'s nested form, validated by the core.
     #[staticmethod]
-    fn from_json(json: &str) -> PyResult<Self> {
-        let inner: WorldFilesConfig = super::convert::parse_json(json, "world config")?;
+    fn from_dict(settings: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let inner: WorldFilesConfig = super::convert::from_py("WorldConfig", settings)?;
         inner.validate()?;
         Ok(PyWorldConfig { inner })
     }
@@ -932,8 +939,8 @@ impl PyWorldConfig {
         Ok(crate::audio::features::fnv1a(self.to_json()?.as_bytes()))
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (String,))> {
-        Ok((slf.get_type().getattr("from_json")?, (slf.get().to_json()?,)))
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyAny>,))> {
+        Ok((slf.get_type().getattr("from_dict")?, (slf.get().to_dict(slf.py())?,)))
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {

@@ -122,11 +122,6 @@ pub fn enter_keeping<T: Send, R>(
     }
 }
 
-/// A JSON string (a pickled config), with `what` naming it in the error.
-pub fn parse_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T> {
-    serde_json::from_str(json).map_err(|e| Error::invalid(format!("bad {what}: {e}")))
-}
-
 /// A core config from the wrappers' dict (or value) of it, read through serde: a wrong type
 /// is a TypeError, a missing or unknown field or a bad value a ValueError, naming `what`.
 pub fn from_py<T: serde::de::DeserializeOwned>(what: &str, v: &Bound<'_, PyAny>) -> PyResult<T> {
