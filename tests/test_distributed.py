@@ -11,8 +11,8 @@ import scipy.sparse as sp
 
 pytest.importorskip("ray.data")  # ray[data]: a bare "ray" may be a stray directory (/tmp/ray)
 import ray  # noqa: E402
+from helpers import write_wav  # noqa: E402
 from musrec import distributed  # noqa: E402
-from test_audio import write_wav  # noqa: E402
 
 SETTINGS = {"factors": 6, "iterations": 5, "regularization": 0.05, "alpha": 2.0, "random_state": 3}
 
