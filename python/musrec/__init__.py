@@ -1,4 +1,4 @@
-"""musrec: music recommendation from listening logs and raw audio.
+"""The musrec package: music recommendation from listening logs and raw audio.
 
 Stage 1 of the two-stage recommender: :class:`WMF` (implicit-feedback ALS) turns a users x
 songs play-count matrix into user and song vectors; :mod:`musrec.metrics` evaluates Top-N

@@ -1,5 +1,8 @@
-"""Progress: bars in a terminal and in Jupyter (tqdm.auto), plain lines in a log (stderr
-not a terminal, e.g. a CI job or ``> run.log 2>&1``), or silence."""
+"""Progress reporting of long-running work.
+
+Progress: bars in a terminal and in Jupyter (tqdm.auto), plain lines in a log (stderr
+not a terminal, e.g. a CI job or ``> run.log 2>&1``), or silence.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +23,11 @@ class _Silent:
 
 
 class _Lines:
-    """A stand-in for a bar that writes a plain line to stderr at each tenth of the work
-    (and at least every ``every`` seconds), then one when it closes: a log stays readable."""
+    """A stand-in for a progress bar that writes plain lines to stderr.
+
+    It writes a line at each tenth of the work (and at least every ``every`` seconds), then
+    one when it closes: a log stays readable.
+    """
 
     def __init__(self, total: int, desc: str, every: float = 30.0):
         self.total, self.desc, self.every = total, desc, every
@@ -58,7 +64,7 @@ class _Lines:
 
 
 def _interactive() -> bool:
-    """A terminal or a Jupyter kernel: where a redrawn bar reads well."""
+    """Tell whether stderr is a terminal or this is a Jupyter kernel: where a redrawn bar reads well."""
     stream = sys.stderr
     if stream is not None and getattr(stream, "isatty", lambda: False)():
         return True
@@ -71,8 +77,25 @@ def _interactive() -> bool:
 
 
 def bar(total: int, desc: str, show: bool) -> Any:
-    """A tqdm bar (notebook widget where available), plain log lines when stderr is not a
-    terminal, or a silent stand-in."""
+    """Return a progress bar for ``total`` units of work named ``desc``.
+
+    A tqdm bar (notebook widget where available), plain log lines when stderr is not a
+    terminal, or a silent stand-in when ``show`` is false.
+
+    Parameters
+    ----------
+    total : int
+        The units of work.
+    desc : str
+        The bar's label.
+    show : bool
+        Whether to report progress at all.
+
+    Returns
+    -------
+    Any
+        An object with tqdm's ``update``, ``set_postfix`` and ``close``.
+    """
     if not show:
         return _Silent()
     if not _interactive():
@@ -88,8 +111,20 @@ def bar(total: int, desc: str, show: bool) -> Any:
 
 
 def callback(progress: Any, user_callback: Any | None = None) -> Any:
-    """Adapter for the core's ``(done, total, loss)`` reports."""
+    """Adapt the core's ``(done, total, loss)`` reports to a progress bar.
 
+    Parameters
+    ----------
+    progress : Any
+        A bar from :func:`bar`: it advances by the units each report adds and shows the loss.
+    user_callback : callable or None, optional
+        Called with every report's ``(done, total, loss)`` as well.
+
+    Returns
+    -------
+    callable
+        The ``report(done, total, loss)`` function to hand to the core.
+    """
     reported = [0]
 
     def report(done: int, total: int, loss: float | None) -> None:
@@ -104,8 +139,23 @@ def callback(progress: Any, user_callback: Any | None = None) -> Any:
 
 
 def callback_with_total(progress: Any, user_callback: Any | None = None) -> Any:
-    """:func:`callback` for work whose total only the core knows (bytes of a file, the
-    songs that get audio): the bar adopts the total of each report."""
+    """Adapt the core's reports like :func:`callback`, for work whose total only the core knows.
+
+    For the bytes of a file or the songs that get audio: the bar adopts the total of each
+    report.
+
+    Parameters
+    ----------
+    progress : Any
+        A bar from :func:`bar`.
+    user_callback : callable or None, optional
+        Called with every report's ``(done, total, loss)`` as well.
+
+    Returns
+    -------
+    callable
+        The ``report(done, total, loss)`` function to hand to the core.
+    """
     inner = callback(progress, user_callback)
 
     def report(done: int, total: int, loss: float | None) -> None:

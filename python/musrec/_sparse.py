@@ -20,6 +20,25 @@ def to_csr(matrix: Any, name: str = "user_items") -> sp.csr_matrix:
 
     Dense arrays are refused: an implicit-feedback matrix is sparse, and a dense one is
     usually a mistake (for example item factors passed where counts were meant).
+
+    Parameters
+    ----------
+    matrix : scipy.sparse matrix
+        Any 2-D scipy.sparse matrix or array of real numbers.
+    name : str, default "user_items"
+        The argument's name in error messages.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Float32, with sorted indices and no duplicates (duplicates are summed).
+
+    Raises
+    ------
+    TypeError
+        For a dense array, anything not scipy.sparse, or a dtype that is not real numbers.
+    ValueError
+        For a matrix that is not 2-dimensional, or with more columns than int32 holds.
     """
     if isinstance(matrix, np.ndarray) or (hasattr(matrix, "__array__") and not sp.issparse(matrix)):
         raise TypeError(
@@ -44,7 +63,18 @@ def to_csr(matrix: Any, name: str = "user_items") -> sp.csr_matrix:
 
 
 def csr_tuple(csr: sp.csr_matrix) -> CsrTuple:
-    """The arrays of a matrix from :func:`to_csr`, typed as the core expects."""
+    """Return the arrays of a matrix from :func:`to_csr`, typed as the core expects.
+
+    Parameters
+    ----------
+    csr : scipy.sparse.csr_matrix
+        A matrix from :func:`to_csr`.
+
+    Returns
+    -------
+    tuple
+        ``(indptr int64, indices int32, data float32, n_rows, n_cols)``, the arrays contiguous.
+    """
     return (
         np.ascontiguousarray(csr.indptr, dtype=np.int64),
         np.ascontiguousarray(csr.indices, dtype=np.int32),
@@ -55,7 +85,29 @@ def csr_tuple(csr: sp.csr_matrix) -> CsrTuple:
 
 
 def ids(values: Any, upper: int, name: str) -> np.ndarray:
-    """Validate integer ids in ``[0, upper)``; returns an int32 array (1-D)."""
+    """Validate integer ids in ``[0, upper)``; returns an int32 array (1-D).
+
+    Parameters
+    ----------
+    values : array_like of int
+        The ids, of any shape (flattened); an empty sequence of any dtype is allowed.
+    upper : int
+        One more than the largest valid id.
+    name : str
+        The argument's name in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ids as a 1-D int32 array.
+
+    Raises
+    ------
+    TypeError
+        For non-integer (or boolean) ids.
+    IndexError
+        For an id outside ``[0, upper)``.
+    """
     arr = np.asarray(values)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         if arr.size == 0:
@@ -70,4 +122,5 @@ def ids(values: Any, upper: int, name: str) -> np.ndarray:
 
 
 def sorted_ids(values: Any, upper: int, name: str) -> np.ndarray:
+    """Validate ids as :func:`ids` does; return them sorted, without duplicates."""
     return np.unique(ids(values, upper, name))

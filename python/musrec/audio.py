@@ -88,10 +88,59 @@ def load(
     offset: float | None = None,
     duration: float | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Decode an audio file to mono float32, like ``librosa.load``; returns ``(y, sr)``.
+    """Decode an audio file to mono float32, like ``librosa.load``.
 
-    ``sr=None`` keeps the file's native rate. ``offset`` and ``duration`` (seconds) select
-    a span without decoding the rest where the format allows seeking.
+    The format (WAV, MP3, FLAC or Ogg Vorbis) is detected from the file's content and decoded
+    in pure Rust, without system codecs; the channels are averaged to mono and the result is
+    resampled with a band-limited (windowed-sinc) filter.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The audio file.
+    sr : int or None, default 22050
+        Sample rate to resample to, in Hz. ``None`` keeps the file's native rate.
+    mono : bool, default True
+        Must be True: the function returns mono audio only.
+    offset : float or None, optional
+        Start of the span to read, in seconds (None: the start of the file).
+    duration : float or None, optional
+        Length of the span to read, in seconds (None: to the end of the file). ``offset`` and
+        ``duration`` select a span without decoding the rest where the format allows seeking.
+
+    Returns
+    -------
+    y : numpy.ndarray of shape (n_samples,)
+        The mono samples, float32.
+    sr : int
+        Their sample rate: ``sr``, or the file's native rate when ``sr`` is None.
+
+    Raises
+    ------
+    ValueError
+        If ``mono`` is False, ``sr`` is 0, ``offset`` is negative or not finite or lies at or
+        beyond the end of the audio, or ``duration`` is not a positive finite number.
+    FileNotFoundError
+        If ``path`` does not exist.
+    musrec.FormatError
+        If the file is not a recognised audio file (or is a directory), has no audio track or
+        an unsupported codec, or holds no decodable audio.
+
+    See Also
+    --------
+    melspectrogram : Mel power spectrogram of the decoded signal.
+    extract : Features of many files at once.
+
+    Notes
+    -----
+    Corrupt packets are skipped (up to a bound); a stream that ends early after some audio
+    gives what could be decoded.
+
+    Examples
+    --------
+    >>> from musrec import audio
+    >>> y, sr = audio.load("song.mp3")  # doctest: +SKIP
+    >>> y, sr = audio.load("song.mp3", sr=8000, offset=10.0, duration=3.0)  # doctest: +SKIP
     """
     if not mono:
         raise ValueError("musrec.audio.load returns mono audio only (mono=True)")
@@ -109,7 +158,59 @@ def stft_power(
     pad_mode: str = "constant",
     power: float = 2.0,
 ) -> np.ndarray:
-    """``np.abs(librosa.stft(y, ...)) ** power``: (1 + n_fft // 2, frames) float32."""
+    """Compute the power spectrogram ``np.abs(librosa.stft(y, ...)) ** power``.
+
+    The parameters and defaults are librosa's, and the result agrees with librosa 0.11 to
+    float32 precision.
+
+    Parameters
+    ----------
+    y : array_like of shape (n_samples,)
+        The mono signal, of floating-point samples (converted to float32).
+    n_fft : int, default 2048
+        Length of the FFT, at least 2.
+    hop_length : int or None, optional
+        Samples between successive frames (None: ``n_fft // 4``).
+    win_length : int or None, optional
+        Length of the window, between 1 and ``n_fft`` (None: ``n_fft``); a shorter window is
+        zero-padded to ``n_fft``, centred.
+    window : {"hann", "hamming"}, default "hann"
+        The window function (periodic, as librosa's).
+    center : bool, default True
+        Pad the signal by ``n_fft // 2`` on both sides so that frame ``t`` is centred on
+        sample ``t * hop_length``.
+    pad_mode : {"constant", "reflect"}, default "constant"
+        The padding of ``center=True``: zeros, or numpy's ``reflect``.
+    power : {2.0, 1.0}, default 2.0
+        Exponent of the magnitude: 2.0 for power, 1.0 for magnitude.
+
+    Returns
+    -------
+    numpy.ndarray of shape (1 + n_fft // 2, n_frames)
+        The spectrogram, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not 1-D or holds NaN or infinities, a setting is out of range or unknown,
+        or the signal is shorter than ``n_fft`` with ``center=False``.
+    TypeError
+        If ``y`` does not hold floating-point samples, or a setting has the wrong type.
+
+    See Also
+    --------
+    melspectrogram : The same spectrogram on the Mel scale.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from musrec import audio
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(22050) / 22050).astype(np.float32)
+    >>> audio.stft_power(y).shape
+    (1025, 44)
+    >>> audio.stft_power(y, n_fft=512, hop_length=256).shape
+    (257, 87)
+    """
     return _musrec.stft_power(_signal(y), _stft(n_fft, hop_length, win_length, window, center, pad_mode, power))
 
 
@@ -129,7 +230,75 @@ def melspectrogram(
     htk: bool = False,
     norm: str | None = "slaney",
 ) -> np.ndarray:
-    """Mel power spectrogram (n_mels, frames), as ``librosa.feature.melspectrogram``."""
+    """Compute a Mel power spectrogram, as ``librosa.feature.melspectrogram``.
+
+    The parameters and defaults are librosa's (Slaney Mel scale and area normalisation,
+    periodic windows, zero padding for ``center=True``), and the result agrees with librosa
+    0.11 to float32 precision. For torchaudio's defaults, pass ``htk=True, norm=None,
+    pad_mode="reflect"``. The FFT plan and the filterbank are built once per configuration
+    and reused by later calls.
+
+    Parameters
+    ----------
+    y : array_like of shape (n_samples,)
+        The mono signal, of floating-point samples (converted to float32).
+    sr : int, default 22050
+        Sample rate of ``y``, in Hz.
+    n_fft : int, default 2048
+        Length of the FFT, at least 2.
+    hop_length : int, default 512
+        Samples between successive frames.
+    win_length : int or None, optional
+        Length of the window, between 1 and ``n_fft`` (None: ``n_fft``).
+    window : {"hann", "hamming"}, default "hann"
+        The window function (periodic, as librosa's).
+    center : bool, default True
+        Pad the signal by ``n_fft // 2`` on both sides so that frames are centred.
+    pad_mode : {"constant", "reflect"}, default "constant"
+        The padding of ``center=True``: zeros, or numpy's ``reflect``.
+    power : {2.0, 1.0}, default 2.0
+        Exponent of the magnitude: 2.0 for power, 1.0 for magnitude.
+    n_mels : int, default 128
+        Number of Mel bands.
+    fmin : float, default 0.0
+        Lowest frequency, in Hz.
+    fmax : float or None, optional
+        Highest frequency, in Hz, at most the Nyquist frequency ``sr / 2`` (None: ``sr / 2``).
+    htk : bool, default False
+        Use the HTK Mel scale instead of Slaney's.
+    norm : {"slaney", None}, default "slaney"
+        Slaney's area normalisation of the filters, or None for none.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_mels, n_frames)
+        The Mel spectrogram, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not 1-D or holds NaN or infinities, ``norm`` is neither "slaney" nor None,
+        or a setting is out of range or unknown (``fmax`` above ``sr / 2``, ``fmin`` not below
+        ``fmax``, ...).
+    TypeError
+        If ``y`` does not hold floating-point samples, or a setting has the wrong type.
+
+    See Also
+    --------
+    power_to_db : Convert the result to decibels.
+    mel_filters : The filterbank applied to the power spectrogram.
+    log_mel : The whole feature of a :class:`FeatureConfig`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from musrec import audio
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(22050) / 22050).astype(np.float32)
+    >>> audio.melspectrogram(y, sr=22050).shape
+    (128, 44)
+    >>> audio.melspectrogram(y, sr=22050, n_mels=64, htk=True, norm=None, pad_mode="reflect").shape
+    (64, 44)
+    """
     stft = _stft(n_fft, hop_length, win_length, window, center, pad_mode, power)
     mel = _mel(sr, n_fft, n_mels, fmin, fmax, htk, norm)
     return _plan(tuple(stft.items()), tuple(mel.items())).compute(_signal(y))
@@ -137,7 +306,7 @@ def melspectrogram(
 
 @lru_cache(maxsize=32)
 def _plan(stft: tuple, mel: tuple) -> _musrec.LogMelPlan:
-    """FFT plan and filterbank, built once per configuration (librosa rebuilds them per call)."""
+    """Build the FFT plan and filterbank once per configuration (librosa rebuilds them per call)."""
     return _musrec.LogMelPlan(dict(stft), dict(mel), {"kind": "none"})
 
 
@@ -150,9 +319,51 @@ def _reference(ref: Any) -> dict:
 
 
 def power_to_db(S: Any, ref: Any = 1.0, amin: float = 1e-10, top_db: float | None = 80.0) -> np.ndarray:
-    """``librosa.power_to_db``: 10 log10(max(amin, S) / ref), floored at max - top_db.
+    """Convert a power spectrogram to decibels, as ``librosa.power_to_db``.
 
-    ``ref`` is a number or ``np.max``. Returns a new float32 array of S's shape.
+    Computes ``10 log10(max(amin, S) / ref)`` (precisely ``10 log10(max(amin, S)) - 10
+    log10(max(amin, |ref|))``), floored at ``max - top_db``, where ``max`` is the largest value
+    of the whole array: pass one clip at a time for a per-clip floor.
+
+    Parameters
+    ----------
+    S : array_like
+        Power values, of any shape (converted to float32).
+    ref : float or numpy.max or "max", default 1.0
+        The reference level: a number, or ``np.max`` (or ``"max"``) for the largest value of
+        ``S``, which then reads 0 dB.
+    amin : float, default 1e-10
+        Floor of ``S`` and of ``ref`` before the logarithm; must be positive.
+    top_db : float or None, default 80.0
+        Dynamic range kept below the maximum, non-negative (None: no floor).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new float32 array of ``S``'s shape, in dB.
+
+    Raises
+    ------
+    ValueError
+        If ``amin`` is not positive, ``top_db`` is negative, ``ref`` is a callable other than
+        ``np.max`` or is not a finite number, or ``S`` holds NaN.
+
+    See Also
+    --------
+    melspectrogram : The power spectrogram usually converted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from musrec import audio
+    >>> audio.power_to_db(np.array([1.0, 10.0, 100.0]))
+    array([ 0., 10., 20.], dtype=float32)
+    >>> audio.power_to_db(np.array([1.0, 10.0, 100.0]), ref=np.max).round(2)
+    array([-20., -10.,   0.], dtype=float32)
+    >>> audio.power_to_db(np.array([1.0, 1e-3, 1e-12]), top_db=60.0)
+    array([  0., -30., -60.], dtype=float32)
+    >>> audio.power_to_db(np.array([1.0, 1e-12]), top_db=None)
+    array([   0., -100.], dtype=float32)
     """
     if amin <= 0:
         raise ValueError(f"amin must be positive, got {amin}")
@@ -171,7 +382,51 @@ def mel_filters(
     htk: bool = False,
     norm: str | None = "slaney",
 ) -> np.ndarray:
-    """``librosa.filters.mel``: (n_mels, 1 + n_fft // 2) float32 weights."""
+    """Compute the Mel filterbank, as ``librosa.filters.mel``.
+
+    The parameters and defaults are librosa's, and the weights agree with librosa 0.11 to
+    float32 precision.
+
+    Parameters
+    ----------
+    sr : int
+        Sample rate, in Hz.
+    n_fft : int
+        Length of the FFT, at least 2.
+    n_mels : int, default 128
+        Number of Mel bands.
+    fmin : float, default 0.0
+        Lowest frequency, in Hz.
+    fmax : float or None, optional
+        Highest frequency, in Hz, at most the Nyquist frequency ``sr / 2`` (None: ``sr / 2``).
+    htk : bool, default False
+        Use the HTK Mel scale instead of Slaney's.
+    norm : {"slaney", None}, default "slaney"
+        Slaney's area normalisation of the filters, or None for none.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_mels, 1 + n_fft // 2)
+        The filter weights, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``norm`` is neither "slaney" nor None, or a setting is out of range (``sr`` not
+        positive, ``fmin`` negative or not below ``fmax``, ``fmax`` above ``sr / 2``, ...).
+
+    See Also
+    --------
+    melspectrogram : Applies these filters to a power spectrogram.
+
+    Examples
+    --------
+    >>> from musrec import audio
+    >>> audio.mel_filters(sr=22050, n_fft=2048).shape
+    (128, 1025)
+    >>> audio.mel_filters(sr=8000, n_fft=512, n_mels=40).shape
+    (40, 257)
+    """
     weights, _empty = _musrec.mel_filters(_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm))
     return weights
 
@@ -181,9 +436,50 @@ FeatureConfig.__module__ = __name__
 
 
 def log_mel(y: Any, config: FeatureConfig | None = None, num_threads: int = 0) -> np.ndarray:
-    """Features of a signal already at ``config``'s sample rate (no clipping): (n_mels, frames)
-    for a 1-D signal, (clips, n_mels, frames) for a 2-D batch of equal-length signals, which
-    are transformed in parallel on ``num_threads`` threads (0 = one per core)."""
+    """Compute the log-Mel features of signals already at ``config``'s sample rate.
+
+    The signal is transformed as it is, without clipping. A 2-D batch of equal-length
+    signals is transformed in parallel. The transform of a configuration is planned once and
+    reused by later calls.
+
+    Parameters
+    ----------
+    y : array_like of shape (n_samples,) or (n_clips, n_samples)
+        One signal, or a batch of equal-length signals, of floating-point samples (converted
+        to float32).
+    config : FeatureConfig or None, optional
+        The feature configuration (None: ``FeatureConfig.paper()``); its clip settings are
+        not used.
+    num_threads : int, default 0
+        Threads for a 2-D batch (0: one per core).
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_mels, n_frames) or (n_clips, n_mels, n_frames)
+        The features, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is neither 1-D nor 2-D, or holds NaN or infinities.
+    TypeError
+        If ``y`` does not hold floating-point samples.
+
+    See Also
+    --------
+    extract : Decode, clip and transform audio files.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from musrec import audio
+    >>> config = audio.FeatureConfig.paper()
+    >>> y = np.random.default_rng(0).standard_normal(3 * config.sample_rate).astype(np.float32)
+    >>> audio.log_mel(y, config).shape
+    (128, 47)
+    >>> audio.log_mel(np.stack([y, y, y]), config, num_threads=2).shape
+    (3, 128, 47)
+    """
     plan = _config_plan(config if config is not None else FeatureConfig.paper())
     y = np.asarray(y)
     if y.ndim == 2:
@@ -195,13 +491,45 @@ def log_mel(y: Any, config: FeatureConfig | None = None, num_threads: int = 0) -
 
 @lru_cache(maxsize=32)
 def _config_plan(config: FeatureConfig) -> _musrec.LogMelPlan:
-    """The transform of a configuration, planned once: repeated calls pay only a dict lookup."""
+    """Plan the transform of a configuration once: repeated calls pay only a dict lookup."""
     return _musrec.LogMelPlan.from_config(config)
 
 
 @dataclass
 class ExtractResult:
-    """Features of a batch of files; row i belongs to the i-th path."""
+    """Features of a batch of files, as :func:`extract` returns them; row i belongs to the i-th path.
+
+    Attributes
+    ----------
+    features : numpy.ndarray of shape (n_files, n_mels, n_frames) or (n_files, excerpts, n_mels, n_frames)
+        The features, float32; rows of failed files are zero.
+    ok : numpy.ndarray of shape (n_files,)
+        Per file, bool: features were extracted.
+    padded : numpy.ndarray of shape (n_files,)
+        Per file, bool: shorter than the clip, zero-padded.
+    truncated : numpy.ndarray of shape (n_files,)
+        Per file, bool: the stream ended early; the decodable part was used.
+    failures : list of dict
+        One dict per failed file, with keys ``index``, ``path``, ``reason`` (``"missing"``,
+        ``"unreadable"``, ``"corrupt"``, ``"silent"`` or ``"too_short"``) and ``message``.
+    cached : numpy.ndarray of shape (n_files,)
+        Per file, bool: read from the on-disk cache (``cache_dir``) instead of extracted
+        (empty by default).
+
+    See Also
+    --------
+    extract : Makes these results.
+    CachedFeatures : The same for features kept on disk.
+
+    Examples
+    --------
+    >>> from musrec import audio
+    >>> result = audio.extract(["a.wav", "missing.wav"], show_progress=False)  # doctest: +SKIP
+    >>> result.features.shape  # doctest: +SKIP
+    (2, 128, 47)
+    >>> [f["reason"] for f in result.failures]  # doctest: +SKIP
+    ['missing']
+    """
 
     #: (files, n_mels, frames) float32, or (files, excerpts, n_mels, frames); rows of failed files are zero.
     features: np.ndarray
@@ -234,18 +562,66 @@ def extract(
 ) -> ExtractResult:
     """Decode, clip, resample and transform many files in parallel (GIL released).
 
-    With ``excerpts`` > 1, each file gives that many excerpts spread evenly from its start
-    to its end (:meth:`FeatureConfig.excerpts`; ``config``'s position is then not used) and
-    ``features`` is (files, excerpts, n_mels, frames); a file fails if any excerpt does.
-
     A file that cannot be used never stops the batch: it is listed in ``failures`` with
     the reason, and its row is zero. Only the excerpt's span of each file is decoded when
     the file's header states its length (WAV, FLAC, Ogg, MP3 with a Xing/LAME header).
-    With ``cache_dir``, features are kept in a :class:`FeatureCache` there: files already
-    extracted with this configuration (same path, size and modification time) are read
-    back instead (``result.cached``). For more files than fit in memory, use
-    :class:`FeatureCache` directly. Ctrl-C stops after the current chunk of files and raises
-    KeyboardInterrupt (with a cache, the finished chunks are kept).
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        The audio files (a list of paths, not a single path).
+    config : FeatureConfig or None, optional
+        The feature configuration (None: ``FeatureConfig.paper()``).
+    num_threads : int, default 0
+        Threads to decode and transform on (0: one per core).
+    show_progress : bool, default True
+        Show a progress bar (plain log lines when stderr is not a terminal).
+    callback : callable or None, optional
+        Called as ``callback(done, total, loss)`` as files complete (``loss`` is None); an
+        exception it raises stops the extraction and propagates.
+    cache_dir : str or os.PathLike or None, optional
+        Keep the features in a :class:`FeatureCache` there: files already extracted with
+        this configuration (same path, size and modification time) are read back instead
+        (``result.cached``).
+    excerpts : int, default 1
+        With ``excerpts`` > 1, each file gives that many excerpts spread evenly from its start
+        to its end (:meth:`FeatureConfig.excerpts`; ``config``'s position is then not used) and
+        ``features`` is (files, excerpts, n_mels, frames); a file fails if any excerpt does.
+
+    Returns
+    -------
+    ExtractResult
+        The features of every file, with per-file flags and the failures.
+
+    Raises
+    ------
+    TypeError
+        If ``paths`` is a single path rather than a list of paths.
+    ValueError
+        If ``excerpts`` is not a positive integer.
+    KeyboardInterrupt
+        On Ctrl-C, after the current chunk of files (with a cache, the finished chunks are
+        kept).
+
+    See Also
+    --------
+    FeatureCache : For more files than fit in memory.
+    log_mel : Features of signals already in memory.
+
+    Notes
+    -----
+    With ``excerpts`` > 1 the files are read once per excerpt, each pass with its own
+    progress bar; the failure kept for a file is that of its first failing excerpt.
+
+    Examples
+    --------
+    >>> from musrec import audio
+    >>> result = audio.extract(["a.mp3", "b.mp3"])  # doctest: +SKIP
+    >>> result.features.shape  # doctest: +SKIP
+    (2, 128, 47)
+    >>> result = audio.extract(["a.mp3", "b.mp3"], excerpts=3, cache_dir="features")  # doctest: +SKIP
+    >>> result.features.shape  # doctest: +SKIP
+    (2, 3, 128, 47)
     """
     paths = _path_list(paths)
     config = config or FeatureConfig.paper()
@@ -289,19 +665,62 @@ def extract(
 
 
 class FeatureCache:
-    """Log-Mel features of audio files kept on disk, so a second pass over the same files
-    only reads them back, and a directory of any size streams through bounded memory.
+    """Log-Mel features of audio files kept on disk.
+
+    A second pass over the same files only reads them back, and a directory of any size
+    streams through bounded memory.
 
     ``FeatureCache(directory, config)`` uses ``directory/<fingerprint of config>/``:
     ``config.json`` and safetensors shards of up to 64 clips (tensor ``features``, metadata
-    ``entries`` naming each row's file). A file is found again when its canonical path, size
-    and modification time match (a random excerpt is seeded by the file's name, so it does not
-    depend on where the files live); otherwise it is extracted and a new shard written, atomically under a
-    unique name, so several processes can fill one cache at once. Failed files are not
-    stored. Shards found damaged on opening are deleted (listed in ``removed``) and their
-    files extracted again. One ``extract`` at a time per object: a second call from another
-    thread, or ``len(cache)`` from the progress callback, raises RuntimeError (open one
-    FeatureCache per thread; they can share the directory).
+    ``entries`` naming each row's file), in its ``shards/`` folder. A file is found again when
+    its canonical path, size and modification time match (a random excerpt is seeded by the
+    file's name, so it does not depend on where the files live); otherwise it is extracted
+    and a new shard written, atomically under a unique name, so several processes can fill
+    one cache at once. Failed files are not stored. Shards found damaged on opening are
+    deleted (listed in ``removed``) and their files extracted again.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The cache's root directory (created if needed); each configuration has its own folder
+        in it.
+    config : FeatureConfig or None, optional
+        The feature configuration (None: ``FeatureConfig.paper()``).
+
+    Attributes
+    ----------
+    config : FeatureConfig
+        The feature configuration.
+    path : str
+        This configuration's directory, ``directory/<fingerprint>``.
+    removed : list of (str, str)
+        Damaged shards deleted on opening, as (path, reason).
+
+    Raises
+    ------
+    musrec.FormatError
+        If the configuration's folder holds a different configuration with the same
+        fingerprint (use another directory).
+    OSError
+        If the directory cannot be created or read.
+
+    See Also
+    --------
+    extract : Extraction in memory, optionally through a cache (``cache_dir``).
+
+    Notes
+    -----
+    One ``extract`` at a time per object: a second call from another thread, or
+    ``len(cache)`` from the progress callback, raises RuntimeError (open one FeatureCache per
+    thread; they can share the directory).
+
+    Examples
+    --------
+    >>> from musrec import audio
+    >>> cache = audio.FeatureCache("features", audio.FeatureConfig.paper())  # doctest: +SKIP
+    >>> features = cache.extract(["a.mp3", "b.mp3"])  # doctest: +SKIP
+    >>> len(cache)  # doctest: +SKIP
+    2
     """
 
     def __init__(self, directory: str | os.PathLike, config: FeatureConfig | None = None) -> None:
@@ -310,12 +729,35 @@ class FeatureCache:
 
     @property
     def path(self) -> str:
-        """This configuration's directory, ``directory/<fingerprint>``."""
+        """Directory of this configuration, ``directory/<fingerprint>``.
+
+        Returns
+        -------
+        str
+            The path of the configuration's folder.
+
+        Examples
+        --------
+        >>> from musrec import audio
+        >>> audio.FeatureCache("features").path  # doctest: +SKIP
+        """
         return os.fspath(self._inner.path)
 
     @property
     def removed(self) -> list[tuple[str, str]]:
-        """Damaged shards deleted on opening, as (path, reason)."""
+        """Damaged shards deleted on opening, as (path, reason).
+
+        Returns
+        -------
+        list of (str, str)
+            The path of each deleted shard and why it was deleted.
+
+        Examples
+        --------
+        >>> from musrec import audio
+        >>> audio.FeatureCache("features").removed  # doctest: +SKIP
+        []
+        """
         return [(os.fspath(p), why) for p, why in self._inner.removed]
 
     def __len__(self) -> int:
@@ -329,10 +771,48 @@ class FeatureCache:
         show_progress: bool = True,
         callback: Callable[[int, int, Any], None] | None = None,
     ) -> CachedFeatures:
-        """Features of ``paths``: cached files are found, the others extracted (as
-        :func:`extract`) 64 at a time, each chunk written to the cache before the next, so
-        memory does not grow with the number of files. Returns a :class:`CachedFeatures`
-        that reads rows on demand."""
+        """Get the features of ``paths``, extracting only the files not in the cache.
+
+        Cached files are found, the others extracted (as :func:`extract`) 64 at a time, each
+        chunk written to the cache before the next, so memory does not grow with the number
+        of files.
+
+        Parameters
+        ----------
+        paths : sequence of str or os.PathLike
+            The audio files (a list of paths, not a single path).
+        num_threads : int, default 0
+            Threads to decode and transform on (0: one per core).
+        show_progress : bool, default True
+            Show a progress bar (plain log lines when stderr is not a terminal).
+        callback : callable or None, optional
+            Called as ``callback(done, total, loss)`` as files complete (``loss`` is None);
+            an exception it raises stops the extraction and propagates.
+
+        Returns
+        -------
+        CachedFeatures
+            The features of ``paths``, whose rows are read from the cache on demand.
+
+        Raises
+        ------
+        TypeError
+            If ``paths`` is a single path rather than a list of paths.
+        RuntimeError
+            If another ``extract`` call on this object is running (from another thread or
+            from the progress callback).
+        KeyboardInterrupt
+            On Ctrl-C, after the current chunk of files; the finished chunks stay in the
+            cache.
+
+        Examples
+        --------
+        >>> from musrec import audio
+        >>> cache = audio.FeatureCache("features")  # doctest: +SKIP
+        >>> features = cache.extract(["a.mp3", "b.mp3"], show_progress=False)  # doctest: +SKIP
+        >>> features.shape  # doctest: +SKIP
+        (2, 128, 47)
+        """
         paths = _path_list(paths)
         bar = _progress.bar(len(paths), "log-Mel (cached)", show_progress)
         try:
@@ -347,12 +827,55 @@ class FeatureCache:
 class CachedFeatures:
     """The features of a batch, read from the cache's shards when asked for.
 
-    ``features[i]`` is file i's (n_mels, frames) array; ``features[a:b]``, ``features[[i, j]]``
-    or a boolean mask give a (k, n_mels, frames) stack; ``iter_batches(n)`` walks the batch
-    ``n`` files at a time; ``to_array()`` reads everything at once. Rows of failed files are
-    zeros. ``ok``, ``padded``, ``truncated`` and ``failures`` are as in :class:`ExtractResult`;
-    ``cached`` marks the files read back rather than extracted, ``extracted`` counts the
-    others.
+    Returned by :meth:`FeatureCache.extract`. ``features[i]`` is file i's (n_mels, frames)
+    array (negative indices count from the end); ``features[a:b]``, ``features[[i, j]]`` or a
+    boolean mask give a (k, n_mels, frames) stack; ``iter_batches(n)`` walks the batch ``n``
+    files at a time; ``to_array()`` reads everything at once. Rows of failed files are zeros.
+
+    Parameters
+    ----------
+    inner : object
+        The core's batch, as ``musrec._musrec.FeatureCache.extract`` returns it.
+    failures : list of dict
+        One dict per failed file, as in :class:`ExtractResult`.
+
+    Attributes
+    ----------
+    ok : numpy.ndarray of shape (n_files,)
+        Per file, bool: features were extracted or read back (as in :class:`ExtractResult`).
+    padded : numpy.ndarray of shape (n_files,)
+        Per file, bool: shorter than the clip, zero-padded.
+    truncated : numpy.ndarray of shape (n_files,)
+        Per file, bool: the stream ended early; the decodable part was used.
+    cached : numpy.ndarray of shape (n_files,)
+        Per file, bool: read back from the cache rather than extracted.
+    failures : list of dict
+        One dict per failed file: ``index``, ``path``, ``reason`` and ``message``.
+    extracted : int
+        The number of files not read back from the cache.
+    shape : tuple of int
+        (files, n_mels, frames).
+
+    Raises
+    ------
+    IndexError
+        When indexed out of range, with a boolean mask of the wrong shape, or with anything
+        but an int, a slice, a 1-D array of ints or a boolean mask.
+
+    See Also
+    --------
+    FeatureCache.extract : Makes these batches.
+
+    Examples
+    --------
+    >>> from musrec import audio
+    >>> features = audio.FeatureCache("features").extract(["a.mp3", "b.mp3", "c.mp3"])  # doctest: +SKIP
+    >>> features[0].shape  # doctest: +SKIP
+    (128, 47)
+    >>> features[1:].shape  # doctest: +SKIP
+    (2, 128, 47)
+    >>> features[features.ok].shape[1:]  # doctest: +SKIP
+    (128, 47)
     """
 
     def __init__(self, inner: Any, failures: list) -> None:
@@ -367,7 +890,19 @@ class CachedFeatures:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """(files, n_mels, frames)."""
+        """Shape of the whole batch, (files, n_mels, frames).
+
+        Returns
+        -------
+        tuple of int
+            The number of files, of Mel bands and of frames.
+
+        Examples
+        --------
+        >>> from musrec import audio
+        >>> audio.FeatureCache("features").extract(["a.mp3", "b.mp3"]).shape  # doctest: +SKIP
+        (2, 128, 47)
+        """
         return (len(self), *self._inner.shape)
 
     def __len__(self) -> int:
@@ -395,12 +930,49 @@ class CachedFeatures:
         return self._inner.read(index.tolist())
 
     def iter_batches(self, batch_size: int = 256) -> Iterator[tuple[int, np.ndarray]]:
-        """(first index, features) for consecutive batches of ``batch_size`` files."""
+        """Walk the batch ``batch_size`` files at a time.
+
+        Parameters
+        ----------
+        batch_size : int, default 256
+            Files per batch, at least 1 (the last batch may be smaller).
+
+        Yields
+        ------
+        start : int
+            Index of the batch's first file.
+        features : numpy.ndarray of shape (k, n_mels, n_frames)
+            The features of files ``start`` to ``start + k - 1``, float32.
+
+        Raises
+        ------
+        ValueError
+            If ``batch_size`` is less than 1 (when the iteration starts).
+
+        Examples
+        --------
+        >>> from musrec import audio
+        >>> features = audio.FeatureCache("features").extract(["a.mp3", "b.mp3", "c.mp3"])  # doctest: +SKIP
+        >>> [(start, batch.shape) for start, batch in features.iter_batches(2)]  # doctest: +SKIP
+        [(0, (2, 128, 47)), (2, (1, 128, 47))]
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         for start in range(0, len(self), batch_size):
             yield start, self[start : start + batch_size]
 
     def to_array(self) -> np.ndarray:
-        """All the features, (files, n_mels, frames) float32."""
+        """Read all the features at once.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_files, n_mels, n_frames)
+            Every file's features, float32; rows of failed files are zeros.
+
+        Examples
+        --------
+        >>> from musrec import audio
+        >>> audio.FeatureCache("features").extract(["a.mp3", "b.mp3"]).to_array().shape  # doctest: +SKIP
+        (2, 128, 47)
+        """
         return self[:]

@@ -29,6 +29,52 @@ def _rates(text: str) -> tuple[float, ...]:
 
 
 def reproduce(args: argparse.Namespace) -> int:
+    """Run ``musrec reproduce``: the paper's experiment end to end, and print its results.
+
+    Runs :func:`musrec.reproduce` on the preset (default: ``"small"`` on the embedded
+    synthetic world, ``"paper"`` with ``--data``), then prints the data's sizes, Table 1 next
+    to the paper's numbers, Figure 2 at N=10 (or the first N measured), the paper's claims
+    checked on these results, each network's verdict against its linear counterpart, the
+    time and peak memory, and the files written to ``--out``. ``--kinds``,
+    ``--learning-rates``, ``--epochs`` (the model's ``max_epochs``) and ``--factors`` override
+    the preset's settings; ``--ray`` (with or without an address) sets ``executor="ray"``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``reproduce`` arguments: ``data``, ``preset``, ``out``, ``work``, ``ray``,
+        ``kinds``, ``learning_rates``, ``epochs``, ``factors``, ``threads``, ``seed`` and
+        ``quiet``, as :func:`main` parses them.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``--data`` is given but is not a directory, or a required dataset file is missing.
+    ValueError
+        For an unknown preset or settings that cannot work (see :class:`musrec.Pipeline`).
+    KeyboardInterrupt
+        On Ctrl-C; the finished stages stay cached.
+
+    See Also
+    --------
+    musrec.reproduce : The same experiment from Python.
+    main : The command line that parses ``args``.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from musrec import cli
+    >>> args = argparse.Namespace(
+    ...     data=None, preset="tiny", out="musrec-results", work=None, ray=None, kinds=None, learning_rates=None,
+    ...     epochs=None, factors=None, threads=0, seed=0, quiet=True,
+    ... )
+    >>> cli.reproduce(args)  # doctest: +SKIP
+    """
     from .experiment import reproduce as run
 
     preset = args.preset or ("paper" if args.data else "small")
@@ -85,6 +131,46 @@ def reproduce(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
+    """Run ``musrec export``: write a trained pipeline as a model bundle for the edge service.
+
+    Builds the preset's :class:`musrec.Pipeline` (default: ``"small"`` on the synthetic world,
+    ``"paper"`` with ``--data``) on the work directory, which trains what its caches lack,
+    writes the ``--kind`` model's bundle to ``--out`` with
+    :meth:`musrec.Pipeline.export_bundle` and prints a line on what was written.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``export`` arguments: ``work``, ``out``, ``data``, ``preset``, ``kind``,
+        ``encoding``, ``model_version``, ``threads``, ``seed`` and ``quiet``, as :func:`main`
+        parses them.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``--data`` is given but is not a directory, or a required dataset file is missing.
+    ValueError
+        For an unknown preset or kind, or when ``--out`` already exists.
+
+    See Also
+    --------
+    musrec.Pipeline.export_bundle : The same from Python.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from musrec import cli
+    >>> args = argparse.Namespace(
+    ...     work="musrec-results/work", out="bundle", data=None, preset="tiny", kind="fusion", encoding="f32",
+    ...     model_version=None, threads=0, seed=0, quiet=True,
+    ... )
+    >>> cli.export(args)  # doctest: +SKIP
+    """
     from .experiment import pipeline
 
     preset = args.preset or ("paper" if args.data else "small")
@@ -110,6 +196,43 @@ def export(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    """Run ``musrec serve``: the edge service on a model bundle, until it stops or Ctrl-C.
+
+    Starts :func:`musrec.edge.serve` (``--max-upload-mb`` becomes ``max_upload_bytes``),
+    prints the address it listens on, the model version and, with ``--events``, how many
+    logged events were folded in, then waits. Ctrl-C stops it (and returns 0).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``serve`` arguments: ``bundle``, ``host``, ``port``, ``events``,
+        ``edge_id``, ``durability``, ``token_file``, ``max_upload_mb`` and ``workers``, as
+        :func:`main` parses them.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the bundle directory does not exist.
+
+    See Also
+    --------
+    musrec.edge.serve : The same from Python.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from musrec import cli
+    >>> args = argparse.Namespace(
+    ...     bundle="bundle", host="127.0.0.1", port=8080, events=None, edge_id="edge", durability="buffered",
+    ...     token_file=None, max_upload_mb=32.0, workers=2,
+    ... )
+    >>> cli.serve(args)  # doctest: +SKIP
+    """
     from . import edge
 
     server = edge.serve(
@@ -133,6 +256,45 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def cloud_update(args: argparse.Namespace) -> int:
+    """Run ``musrec cloud update``: merge the edges' new events into a new bundle.
+
+    Calls :func:`musrec.cloud.update`, prints every song that could not be embedded again to
+    stderr, and one line on what was merged, skipped and added, how the users were updated
+    (fold-in, or a warm-started WMF refit with ``--refit``) and where the new bundle went.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``cloud update`` arguments: ``bundle``, ``events`` (a list of event-log
+        directories), ``out``, ``refit``, ``iterations``, ``encoding``, ``model_version``
+        and ``threads``, as :func:`main` parses them.
+
+    Returns
+    -------
+    int
+        The exit status, 0.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the bundle does not exist.
+    ValueError
+        When ``--out`` already exists.
+
+    See Also
+    --------
+    musrec.cloud.update : The same from Python.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from musrec import cli
+    >>> args = argparse.Namespace(
+    ...     bundle="bundle", events=["events"], out="bundle-2", refit=False, iterations=5, encoding=None,
+    ...     model_version=None, threads=0,
+    ... )
+    >>> cli.cloud_update(args)  # doctest: +SKIP
+    """
     from . import cloud
 
     report = cloud.update(
@@ -164,6 +326,36 @@ def cloud_update(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``musrec`` command line: ``reproduce``, ``export``, ``serve`` or ``cloud update``.
+
+    Parses ``argv`` and runs the command (:func:`reproduce`, :func:`export`, :func:`serve`
+    or :func:`cloud_update`). An error a user can fix (a :class:`musrec.MusrecError`,
+    ``ValueError``, ``TypeError``, ``KeyError`` or ``OSError``) is printed to stderr as one
+    ``musrec: error: ...`` line instead of a traceback; Ctrl-C prints that the finished
+    stages are cached and that running the same command again continues.
+
+    Parameters
+    ----------
+    argv : list of str or None, optional
+        The arguments after the program name; None reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 after an error, 130 after Ctrl-C.
+
+    Raises
+    ------
+    SystemExit
+        From argparse, for ``--help`` (status 0) or arguments it cannot parse (status 2).
+
+    Examples
+    --------
+    >>> from musrec import cli
+    >>> cli.main(["reproduce", "--preset", "tiny", "--out", "musrec-results", "--quiet"])  # doctest: +SKIP
+    >>> cli.main(["reproduce", "--data", "no-such-directory"])
+    2
+    """
     parser = argparse.ArgumentParser(prog="musrec", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser(

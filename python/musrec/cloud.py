@@ -40,12 +40,74 @@ def update(
 ) -> dict[str, Any]:
     """Merge the new events of the edge logs in ``events`` into ``bundle`` and write ``out``.
 
-    Returns a report: ``merged`` (events merged per edge), ``songs_added`` (songs an edge
-    added from content that join the bundle, per edge), ``songs_failed`` (those that could
-    not be embedded again, each with the reason), ``skipped`` (events naming a song the
-    bundle does not have, per edge),
-    ``offsets`` (the new per-edge offsets, as written to the manifest), ``users_changed``,
-    ``refit`` and the new bundle's ``manifest``. ``encoding`` defaults to the old bundle's.
+    Each edge's events after the offset that ``bundle``'s manifest records for it are merged,
+    so every event is merged exactly once however often a round runs. The songs the edges
+    added from content join first, embedded again by the bundle's content model; the new
+    plays are added to the users' histories (an unknown user id adds the user), and the
+    changed users are folded in again against the fixed song vectors, or WMF is refitted
+    on all plays (``refit=True``). The new bundle records the advanced offsets; an edge
+    hot-swaps to it with ``POST /admin/reload``.
+
+    Parameters
+    ----------
+    bundle : str or os.PathLike
+        The old bundle's directory.
+    events : list of str or os.PathLike
+        The directories of the edges' event logs (one path is taken as a list of one). An
+        edge's records must all be in one of them; one directory may hold several edges'.
+    out : str or os.PathLike
+        The new bundle's directory; it must not exist.
+    refit : bool, default False
+        Refit WMF on all plays, warm-started from the old vectors, instead of folding in
+        the changed users. The songs added from content and the content model are carried
+        into the new space by the linear map that best takes the known songs' old vectors
+        onto their new ones.
+    iterations : int, default 5
+        The refit's iterations (a positive integer); read only with ``refit=True``.
+    encoding : {"f32", "f16", "int8"} or None, optional
+        How the new bundle stores the song vectors. Default: the old bundle's encoding.
+    model_version : str or None, optional
+        The new bundle's model version. Default: a digest of its files.
+    num_threads : int, default 0
+        Threads of the fold-ins and the refit (0 = one per core).
+
+    Returns
+    -------
+    dict
+        A report: ``merged`` (events merged per edge, the skipped ones included),
+        ``songs_added`` (songs an edge added from content that join the bundle, per edge),
+        ``songs_failed`` (those that could not be embedded again, each a dict of
+        ``edge_id``, ``song_id`` and ``error``, the reason), ``skipped`` (events naming a
+        song the bundle does not have, per edge), ``offsets`` (the new per-edge offsets, as
+        written to the manifest), ``users_changed`` (how many users got new plays),
+        ``refit`` and the new bundle's ``manifest``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no directory at ``bundle`` or at one of ``events``, or the directory that
+        is to hold ``out`` does not exist.
+    musrec.FormatError
+        If ``bundle`` is not a valid musrec bundle, or a log record holds neither an event
+        nor a song.
+    ValueError
+        If an edge has logs in two of the directories, ``out`` already exists, ``encoding``
+        is unknown, ``iterations`` is not a positive integer (with ``refit=True``), or an
+        event to merge has an empty or too long user id or a play count that is not a
+        positive number.
+
+    See Also
+    --------
+    musrec.edge.read_events : Read an edge's events.
+    musrec.edge.read_songs : Read the songs an edge added from content.
+    musrec.edge.Client.reload : Hot-swap an edge to the new bundle.
+
+    Examples
+    --------
+    >>> from musrec import cloud
+    >>> logs = ["logs/edge-a", "logs/edge-b"]
+    >>> report = cloud.update("bundles/v1", logs, "bundles/v2", model_version="v2")  # doctest: +SKIP
+    >>> report["merged"], report["offsets"]  # doctest: +SKIP
     """
     core, manifest = _musrec.ServingCore.open(os.fspath(bundle), num_threads=num_threads)
     offsets: dict[str, int] = dict(manifest["edge_offsets"])
@@ -119,7 +181,8 @@ def _refit(core: _musrec.ServingCore, iterations: int, num_threads: int) -> _mus
     A refit moves every vector. The songs added from content keep content vectors, carried
     into the new space by the linear map that best takes the known songs' old vectors onto
     their new ones (:func:`musrec._musrec.output_alignment`), and the content model's
-    predictions are carried by the same map, so later uploads land in the new space too."""
+    predictions are carried by the same map, so later uploads land in the new space too.
+    """
     if isinstance(iterations, bool) or int(iterations) < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
     params = core.params.replace(iterations=iterations)

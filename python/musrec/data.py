@@ -1,10 +1,10 @@
-"""Real datasets, read as they come (the reading runs in the Rust core).
+r"""Real datasets, read as they come (the reading runs in the Rust core).
 
 The formats are those of the Million Song Dataset family; the synthetic world
 (:func:`musrec.synthetic.write_world`) writes the same ones, in the same layout::
 
     DIR/
-      train_triplets.txt   Echo Nest Taste Profile: user_id \\t song_id \\t play_count (required)
+      train_triplets.txt   Echo Nest Taste Profile: user_id \t song_id \t play_count (required)
       track_metadata.db    MSD SQLite: songs(track_id, title, song_id, release, artist_id,
                            artist_mbid, artist_name, duration, artist_familiarity,
                            artist_hotttnesss, year); year 0 = unknown
@@ -62,7 +62,33 @@ def _bytes_bar(desc: str, show: bool) -> Any:
 
 @dataclass
 class Triplets:
-    """A Taste Profile file as a users x songs matrix (float32 play counts)."""
+    """A Taste Profile file as a users x songs matrix (float32 play counts).
+
+    Returned by :func:`read_triplets`.
+
+    Attributes
+    ----------
+    plays : scipy.sparse.csr_matrix of shape (n_users, n_songs)
+        The play counts, float32.
+    user_ids : list of str
+        The user id of each row, in order of first appearance in the file.
+    song_ids : list of str
+        The song id of each column, in order of first appearance in the file.
+    report : dict
+        What was read besides the plays: ``lines``, ``records``, ``blank_lines``,
+        ``malformed`` (``{count, first}``) and ``duplicates`` (summed pairs).
+
+    See Also
+    --------
+    read_triplets : Reads a Taste Profile file.
+
+    Examples
+    --------
+    >>> from musrec import data
+    >>> triplets = data.read_triplets("train_triplets.txt")  # doctest: +SKIP
+    >>> triplets.plays.shape == (len(triplets.user_ids), len(triplets.song_ids))  # doctest: +SKIP
+    True
+    """
 
     plays: sp.csr_matrix
     user_ids: list[str]
@@ -77,12 +103,56 @@ def read_triplets(
     show_progress: bool = True,
     callback: Callback | None = None,
 ) -> Triplets:
-    """Stream ``train_triplets.txt`` (``user \\t song \\t count`` lines) into a sparse matrix.
+    r"""Stream ``train_triplets.txt`` (``user \t song \t count`` lines) into a sparse matrix.
 
     Ids are numbered in order of first appearance. Malformed lines (wrong field count, empty
-    id, count not a positive integer) are skipped and counted, or raise ``musrec.FormatError``
-    with the line number when ``strict``. A repeated (user, song) pair has its counts summed.
+    id, count not a positive integer, not UTF-8) are skipped and counted, or raise
+    ``musrec.FormatError`` with the line number when ``strict``. A repeated (user, song) pair
+    has its counts summed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The Taste Profile file.
+    strict : bool, default False
+        Raise on the first malformed line instead of counting it.
+    show_progress : bool, default True
+        Show a progress bar over the file's bytes (plain log lines when stderr is not a
+        terminal).
+    callback : callable or None, optional
+        Called as ``callback(done, total, loss)`` with the bytes read and the file's size
+        (``loss`` is None); an exception it raises stops the reading and propagates.
+
+    Returns
+    -------
+    Triplets
+        The users x songs play counts, the ids of the rows and columns, and a report of the
+        lines read (``lines``, ``records``, ``blank_lines``, ``malformed`` with the first few
+        quoted with their line numbers, ``duplicates``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    musrec.FormatError
+        If ``strict`` and a line is malformed, or if the file has no well-formed line at all.
+    KeyboardInterrupt
+        On Ctrl-C.
+
+    See Also
+    --------
+    load : Reads a whole dataset directory.
+
+    Notes
+    -----
     The full 48M-line file needs about 1.5 GB of memory at peak.
+
+    Examples
+    --------
+    >>> from musrec import data
+    >>> triplets = data.read_triplets("train_triplets.txt")  # doctest: +SKIP
+    >>> triplets.report["malformed"]["count"]  # doctest: +SKIP
+    0
     """
     bar = _bytes_bar("triplets", show_progress)
     try:
@@ -95,32 +165,162 @@ def read_triplets(
 
 
 def read_track_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Every track of an MSD ``track_metadata.db``, as columns (lists / numpy arrays).
+    """Read every track of an MSD ``track_metadata.db``, as columns (lists / numpy arrays).
 
-    Keys: the ``songs`` table's columns, sorted by ``track_id``; ``year`` is 0 when unknown;
-    ``report`` counts rows skipped for an empty track or song id.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The SQLite file.
+
+    Returns
+    -------
+    dict
+        The ``songs`` table's columns, sorted by ``track_id``: ``track_id``, ``title``,
+        ``song_id``, ``release``, ``artist_id``, ``artist_mbid`` and ``artist_name`` (lists
+        of str; NULL reads as ``""``), ``duration``, ``artist_familiarity`` and
+        ``artist_hotttnesss`` (float32 arrays) and ``year`` (int32 array, 0 when unknown);
+        ``report`` counts rows skipped for an empty track or song id (``{count, first}``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If ``path`` is a directory.
+    musrec.FormatError
+        If the file is not a readable SQLite database, or has no ``songs`` table with the
+        MSD's columns.
+
+    See Also
+    --------
+    read_unique_tracks : The song to track map without SQLite.
+
+    Examples
+    --------
+    >>> from musrec import data
+    >>> tracks = data.read_track_metadata("track_metadata.db")  # doctest: +SKIP
+    >>> tracks["track_id"][:2], tracks["year"][:2]  # doctest: +SKIP
     """
     return _musrec.read_track_metadata(os.fspath(path))
 
 
 def read_tags(path: str | os.PathLike) -> dict[str, Any]:
-    """A Last.fm ``lastfm_tags.db``: ``track_id``, ``tag_names`` and ``matrix``, a tracks x
-    tags CSR matrix of tag strengths (0-100); ``report`` counts rows, dangling rowids,
-    duplicates and tracks without tags."""
+    """Read a Last.fm ``lastfm_tags.db`` as a tracks x tags matrix of tag strengths.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The SQLite file (tables ``tids(tid)``, ``tags(tag)`` and ``tid_tag(tid, tag, val)``).
+
+    Returns
+    -------
+    dict
+        ``track_id`` (list of str), ``tag_names`` (list of str) and ``matrix``, a tracks x
+        tags ``scipy.sparse.csr_matrix`` of tag strengths (0-100, float32); ``report``
+        counts ``rows``, ``dangling`` rowids (``{count, first}``), ``duplicates`` and
+        ``tracks_without_tags``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If ``path`` is a directory.
+    musrec.FormatError
+        If the file is not a readable SQLite database, or lacks one of the Last.fm tables or
+        columns.
+
+    Notes
+    -----
+    Rows of ``tid_tag`` pointing at a rowid that does not exist are counted and skipped; a
+    (track, tag) pair given twice keeps its larger strength.
+
+    Examples
+    --------
+    >>> from musrec import data
+    >>> tags = data.read_tags("lastfm_tags.db")  # doctest: +SKIP
+    >>> tags["matrix"].shape == (len(tags["track_id"]), len(tags["tag_names"]))  # doctest: +SKIP
+    True
+    """
     out = _musrec.read_tags(os.fspath(path))
     out["matrix"] = _csr(out["matrix"])
     return out
 
 
 def read_unique_tracks(path: str | os.PathLike) -> dict[str, Any]:
-    """The MSD ``unique_tracks.txt`` (``track_id<SEP>song_id<SEP>artist_name<SEP>title``)."""
+    """Read the MSD ``unique_tracks.txt`` (``track_id<SEP>song_id<SEP>artist_name<SEP>title``).
+
+    A line is split at its first three separators only (titles may contain ``<SEP>``);
+    bytes that are not UTF-8 are replaced.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The text file.
+
+    Returns
+    -------
+    dict
+        ``track_id``, ``song_id``, ``artist_name`` and ``title`` (lists of str, one entry
+        per line), and ``report``, the malformed lines skipped (without four fields or with
+        an empty track or song id) as ``{count, first}``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+
+    See Also
+    --------
+    read_track_metadata : The same map with the rest of the MSD metadata.
+
+    Examples
+    --------
+    >>> from musrec import data
+    >>> tracks = data.read_unique_tracks("unique_tracks.txt")  # doctest: +SKIP
+    >>> tracks["report"]["count"]  # doctest: +SKIP
+    0
+    """
     return _musrec.read_unique_tracks(os.fspath(path))
 
 
 def index_audio(path: str | os.PathLike) -> tuple[list[str], list[str], dict]:
-    """Audio files under ``path`` (recursively) named by track id: ``(track_ids, paths, report)``,
-    sorted by track id. Nothing is decoded; empty files, duplicates (mp3 preferred, then wav,
-    flac, ogg) and other files are counted in the report."""
+    """Find the audio files under ``path`` (recursively) named by track id.
+
+    Files are ``<track_id>.mp3``, ``.wav``, ``.flac`` or ``.ogg``, flat or in nested folders
+    (only the file's stem matters). Nothing is decoded; empty files, duplicates (mp3
+    preferred, then wav, flac, ogg) and other files are counted in the report.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The audio directory.
+
+    Returns
+    -------
+    track_ids : list of str
+        The track ids, sorted.
+    paths : list of str
+        The audio file of each track.
+    report : dict
+        ``files`` (audio files found), ``duplicates``, ``empty`` (``{count, first}``),
+        ``ignored`` (other files, and hidden ones) and ``unreadable`` folders
+        (``{count, first}``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If ``path`` is not a directory.
+
+    Examples
+    --------
+    >>> from musrec import data
+    >>> track_ids, paths, report = data.index_audio("audio")  # doctest: +SKIP
+    >>> len(track_ids) == len(paths)  # doctest: +SKIP
+    True
+    """
     tracks, paths, report = _musrec.index_audio(os.fspath(path))
     return tracks, [os.fspath(p) for p in paths], report
 
@@ -128,14 +328,58 @@ def index_audio(path: str | os.PathLike) -> tuple[list[str], list[str], dict]:
 def desparsify(
     plays: Any, eligible: Any, n_users: int, n_songs: int, rounds: int = 1
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, dict]:
-    """The paper's de-sparsification of a users x songs matrix.
+    """Apply the paper's de-sparsification to a users x songs matrix.
 
     Songs: among those with ``eligible`` true (e.g. with audio) and at least one play, the
     ``n_songs`` with the most plays (ties: more listeners, then lower index). Users: among
     those who played a kept song, the ``n_users`` with the most distinct kept songs (ties:
     more plays of them, then lower index). With ``rounds > 1`` the songs are re-ranked over
-    the users kept by the previous round. Returns the sub-matrix (rows and columns in
-    ascending original order), the kept user and song indices, and a report.
+    the users kept by the previous round.
+
+    Parameters
+    ----------
+    plays : scipy.sparse matrix of shape (n_users_before, n_songs_before)
+        The play counts.
+    eligible : array_like of bool of shape (n_songs_before,)
+        Whether each song may be kept.
+    n_users : int
+        Users to keep at most, at least 1.
+    n_songs : int
+        Songs to keep at most, at least 1.
+    rounds : int, default 1
+        Rounds of song and user ranking, at least 1.
+
+    Returns
+    -------
+    plays : scipy.sparse.csr_matrix of shape (users_kept, songs_kept)
+        The sub-matrix, float32, rows and columns in ascending original order.
+    users : numpy.ndarray of shape (users_kept,)
+        The original row index of each kept user, int64.
+    songs : numpy.ndarray of shape (songs_kept,)
+        The original column index of each kept song, int64.
+    report : dict
+        ``users_before``, ``songs_before``, ``eligible_songs``, ``users_kept``,
+        ``songs_kept``, ``plays_kept`` and ``songs_without_plays`` (kept songs that no kept
+        user played).
+
+    Raises
+    ------
+    TypeError
+        If ``plays`` is not a scipy.sparse matrix (a dense array is refused too).
+    ValueError
+        If ``eligible`` does not have one entry per song, or ``n_users``, ``n_songs`` or
+        ``rounds`` is less than 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from musrec import data, synthetic
+    >>> plays = synthetic.listening(n_users=100, n_songs=200, mean_songs_per_user=10).plays
+    >>> sub, users, songs, report = data.desparsify(plays, np.ones(200, bool), n_users=50, n_songs=80)
+    >>> sub.shape
+    (50, 80)
+    >>> report["users_kept"], report["songs_kept"]
+    (50, 80)
     """
     m = to_csr(plays, "plays")
     flags = np.ascontiguousarray(eligible, dtype=bool).reshape(-1)
@@ -148,6 +392,38 @@ class SongTable:
     """What is known of each kept song (one entry per column of ``Dataset.plays``).
 
     Unknown text is ``""``, an unknown year 0, a missing audio file ``None``.
+
+    Attributes
+    ----------
+    song_id : list of str
+        The Taste Profile song id.
+    track_id : list of str
+        The track chosen for the song.
+    audio_path : list of str or None
+        The track's audio file.
+    artist_id : list of str
+        The MSD artist id.
+    artist_name : list of str
+        The artist's name.
+    title : list of str
+        The title.
+    release : list of str
+        The release (album).
+    year : numpy.ndarray of shape (n_songs,)
+        The year, int32.
+    duration : numpy.ndarray of shape (n_songs,)
+        The duration in seconds from the metadata, float32.
+    tag_names : list of str
+        The names of the columns of ``tags``.
+    tags : scipy.sparse.csr_matrix of shape (n_songs, n_tags)
+        Last.fm strengths (0-100).
+
+    Examples
+    --------
+    >>> from musrec import data
+    >>> songs = data.load("msd").songs  # doctest: +SKIP
+    >>> len(songs) == len(songs.song_id)  # doctest: +SKIP
+    True
     """
 
     song_id: list[str]
@@ -169,7 +445,30 @@ class SongTable:
 
 @dataclass
 class Dataset:
-    """A loaded dataset: kept users x kept songs play counts and their song table."""
+    """A loaded dataset: kept users x kept songs play counts and their song table.
+
+    Returned by :func:`load`.
+
+    Attributes
+    ----------
+    plays : scipy.sparse.csr_matrix of shape (n_users, n_songs)
+        The play counts of the kept users and songs, float32.
+    user_ids : list of str
+        The user id of each row.
+    songs : SongTable
+        What is known of each column's song.
+    report : dict
+        Every count of what was skipped or missing: ``triplets``, ``metadata_rows_skipped``,
+        ``unique_tracks_malformed``, ``tags``, ``audio``, ``join``, ``desparsify``,
+        ``notes``.
+
+    Examples
+    --------
+    >>> from musrec import data
+    >>> ds = data.load("msd")  # doctest: +SKIP
+    >>> ds.plays.shape == (len(ds.user_ids), len(ds.songs))  # doctest: +SKIP
+    True
+    """
 
     plays: sp.csr_matrix
     user_ids: list[str]
@@ -179,7 +478,19 @@ class Dataset:
     report: dict = field(default_factory=dict)
 
     def summary(self) -> str:
-        """A few lines on what was loaded and what was missing."""
+        """Describe in a few lines what was loaded and what was missing.
+
+        Returns
+        -------
+        str
+            The sizes kept and before de-sparsification, the triplets' counts, and the songs
+            without a track, audio, tags or year, one topic per line, then the report's notes.
+
+        Examples
+        --------
+        >>> from musrec import data
+        >>> print(data.load("msd").summary())  # doctest: +SKIP
+        """
         r = self.report
         j, d, t = r["join"], r["desparsify"], r["triplets"]
         lines = [
@@ -210,10 +521,59 @@ def load(
 ) -> Dataset:
     """Load a dataset directory (layout in this module's docstring) and de-sparsify it.
 
-    The paper's size is ``n_users=10_000, n_songs=50_000``; ``None`` keeps everything (with
-    ``require_audio``, every song that has audio). Songs without audio are dropped when
-    ``require_audio``. Tags weaker than ``min_tag_value`` (0-100) are dropped.
-    Progress follows the triplets file in bytes; Ctrl-C raises KeyboardInterrupt.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The dataset directory.
+    n_users : int or None, optional
+        Users to keep at most (None: all). The paper's size is ``n_users=10_000,
+        n_songs=50_000``.
+    n_songs : int or None, optional
+        Songs to keep at most (None: all; with ``require_audio``, every song that has audio).
+    rounds : int, default 1
+        De-sparsification rounds (see :func:`desparsify`).
+    require_audio : bool, default True
+        Drop the songs without audio.
+    strict : bool, default False
+        A malformed triplet line raises instead of being counted.
+    min_tag_value : float, default 0.0
+        Tags weaker than this (0-100) are dropped.
+    show_progress : bool, default True
+        Show a progress bar, which follows the triplets file in bytes.
+    callback : callable or None, optional
+        Called as ``callback(done, total, loss)`` with the bytes of the triplets file read
+        and its size (``loss`` is None); an exception it raises stops the loading and
+        propagates.
+
+    Returns
+    -------
+    Dataset
+        The kept users x kept songs play counts, their ids, the song table and the report.
+
+    Raises
+    ------
+    ValueError
+        If ``n_users`` or ``n_songs`` is not a positive integer or None, ``rounds`` is less
+        than 1, ``path`` is not a directory, or no song is left (with audio).
+    FileNotFoundError
+        If ``path``, ``train_triplets.txt``, both ``track_metadata.db`` and
+        ``unique_tracks.txt``, or ``audio/`` is missing (the message names it).
+    musrec.FormatError
+        If an SQLite file is corrupt (the message names the file), the triplets file has no
+        well-formed line, or ``strict`` and a triplet line is malformed.
+    KeyboardInterrupt
+        On Ctrl-C.
+
+    See Also
+    --------
+    desparsify : The de-sparsification applied.
+    musrec.synthetic.write_world : Writes a synthetic dataset directory.
+
+    Examples
+    --------
+    >>> from musrec import data
+    >>> ds = data.load("msd", n_users=10_000, n_songs=50_000)  # doctest: +SKIP
+    >>> print(ds.summary())  # doctest: +SKIP
     """
     for name, value in (("n_users", n_users), ("n_songs", n_songs)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):

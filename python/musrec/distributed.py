@@ -1,4 +1,6 @@
-"""musrec on a Ray cluster: WMF fitting, recommend-all, feature extraction and cold-start
+"""Run musrec's stages on a Ray cluster.
+
+musrec on a Ray cluster: WMF fitting, recommend-all, feature extraction and cold-start
 inference spread over Ray actors, each running musrec's Rust core on its share.
 
 Ray is the engine because it installs from pip alone (``pip install "musrec[ray]"``), runs
@@ -43,7 +45,7 @@ def _ray() -> Any:
 
 
 def _assigned_cpus() -> int:
-    """The CPUs Ray reserved for the calling actor (at least 1): the size of its thread pool."""
+    """Return the CPUs Ray reserved for the calling actor (at least 1): the size of its thread pool."""
     import ray
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
@@ -51,8 +53,33 @@ def _assigned_cpus() -> int:
 
 
 def balanced_bounds(indptr: np.ndarray, parts: int) -> np.ndarray:
-    """Row bounds (parts + 1 of them) cutting a CSR matrix into contiguous ranges of about
-    equal plays (stored entries); a range may be empty when rows are fewer than parts."""
+    """Cut a CSR matrix's rows into contiguous ranges of about equal plays (stored entries).
+
+    Used by :func:`fit_wmf` to give each actor a shard of users and one of songs. A range
+    may be empty when rows are fewer than parts.
+
+    Parameters
+    ----------
+    indptr : numpy.ndarray
+        The CSR matrix's ``indptr`` (n_rows + 1 entries).
+    parts : int
+        How many ranges.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``parts + 1`` row bounds (int64): range j is rows ``bounds[j]:bounds[j + 1]``,
+        from 0 to n_rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from musrec.distributed import balanced_bounds
+    >>> balanced_bounds(np.array([0, 3, 5, 9, 10]), 2)
+    array([0, 2, 4])
+    >>> balanced_bounds(np.array([0, 3, 5, 9, 10]), 6)
+    array([0, 1, 2, 2, 3, 3, 4])
+    """
     nnz = int(indptr[-1])
     targets = np.arange(1, parts) * nnz / parts
     cuts = np.searchsorted(indptr, targets, side="left")
@@ -60,8 +87,11 @@ def balanced_bounds(indptr: np.ndarray, parts: int) -> np.ndarray:
 
 
 class _WmfWorker:
-    """A Ray actor's share of a WMF fit: its users and its songs, and their current factors
-    (the conjugate-gradient warm start of the next half-sweep)."""
+    """A Ray actor's share of a WMF fit.
+
+    Its users and its songs, and their current factors (the conjugate-gradient warm start of
+    the next half-sweep).
+    """
 
     def __init__(self, params: Any, user_rows: tuple, item_rows: tuple) -> None:
         self._threads = _assigned_cpus()
@@ -69,20 +99,68 @@ class _WmfWorker:
         self._factors: dict[str, np.ndarray] = {}
 
     def threads(self) -> int:
+        """Return the size of this actor's thread pool (also a liveness probe for restarts).
+
+        Returns
+        -------
+        int
+            The CPUs Ray reserved for this actor, at least 1.
+
+        Examples
+        --------
+        >>> worker = ray.remote(num_cpus=1)(_WmfWorker).remote(params, user_rows, item_rows)  # doctest: +SKIP
+        >>> ray.get(worker.threads.remote())  # doctest: +SKIP
+        """
         return self._threads
 
     def set_factors(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Set the current factors of this actor's users and songs (copies are kept).
+
+        Parameters
+        ----------
+        users : numpy.ndarray
+            The factors of this actor's users, (shard users, factors).
+        items : numpy.ndarray
+            The factors of this actor's songs, (shard songs, factors).
+
+        Examples
+        --------
+        >>> ray.get(worker.set_factors.remote(x[:n_users], y[:n_songs]))  # doctest: +SKIP
+        """
         self._factors = {"users": np.array(users), "items": np.array(items)}
 
     def solve(self, side: str, fixed: np.ndarray, gram: np.ndarray) -> np.ndarray:
+        """Solve one half-step for this actor's shard of ``side``, warm-started from its factors.
+
+        Parameters
+        ----------
+        side : {"users", "items"}
+            Which shard to solve.
+        fixed : numpy.ndarray
+            The other side's factors, all rows.
+        gram : numpy.ndarray
+            The Gram matrix of ``fixed`` (``Y^T Y + regularization I``).
+
+        Returns
+        -------
+        numpy.ndarray
+            The shard's new factors, kept as the next warm start.
+
+        Examples
+        --------
+        >>> new_x = ray.get(worker.solve.remote("users", y_ref, gram_ref))  # doctest: +SKIP
+        """
         solved = self._shards[side].solve(self._factors[side], fixed, gram, num_threads=self._threads)
         self._factors[side] = solved
         return solved
 
 
 class _Checkpoint:
-    """The factors after a completed iteration: in memory always, and in ``directory``
-    (written to a temporary file, then renamed over the previous one) when given."""
+    """The factors after a completed iteration.
+
+    Kept in memory always, and in ``directory`` (written to a temporary file, then renamed
+    over the previous one) when given.
+    """
 
     def __init__(self, directory: str | os.PathLike | None, fingerprint: str) -> None:
         self.path = None if directory is None else os.path.join(os.fspath(directory), CHECKPOINT)
@@ -90,7 +168,20 @@ class _Checkpoint:
         self.state: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def load(self) -> tuple[int, np.ndarray, np.ndarray] | None:
-        """The checkpoint on disk if it belongs to this fit (same data, settings and seed)."""
+        """Read the checkpoint on disk if it belongs to this fit (same data, settings and seed).
+
+        Returns
+        -------
+        tuple or None
+            ``(iteration, user_factors, item_factors)``, also kept as ``state``; None without
+            a directory, without a file, or for another fit's file.
+
+        Examples
+        --------
+        >>> from musrec.distributed import _Checkpoint
+        >>> _Checkpoint(None, "fingerprint").load() is None
+        True
+        """
         if self.path is None or not os.path.exists(self.path):
             return None
         with np.load(self.path) as f:
@@ -100,6 +191,26 @@ class _Checkpoint:
         return self.state
 
     def save(self, iteration: int, x: np.ndarray, y: np.ndarray) -> None:
+        """Keep the factors after ``iteration`` in memory, and write them when there is a directory.
+
+        Parameters
+        ----------
+        iteration : int
+            The completed iterations.
+        x : numpy.ndarray
+            The user factors.
+        y : numpy.ndarray
+            The song factors.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec.distributed import _Checkpoint
+        >>> checkpoint = _Checkpoint(None, "fingerprint")
+        >>> checkpoint.save(5, np.zeros((3, 2), np.float32), np.zeros((4, 2), np.float32))
+        >>> checkpoint.state[0]
+        5
+        """
         self.state = (iteration, x, y)
         if self.path is None:
             return
@@ -140,14 +251,67 @@ def fit_wmf(
 ) -> WMF:
     """Fit WMF on a Ray cluster; returns a fitted :class:`musrec.WMF` like ``WMF(...).fit(plays)``.
 
-    ``params`` is a :class:`musrec.WMFParams`, or give :class:`musrec.WMF`'s keywords
-    (``factors``, ``iterations``, ``regularization``, ``alpha``, ``solver``,
-    ``random_state``, ...). ``n_actors`` actors each own a contiguous shard of users and
-    one of songs, balanced by plays, and run musrec's half-step solver on it with
-    ``num_cpus_per_actor`` threads. Once per half-sweep the coordinator computes the Gram
-    matrix ``Y^T Y + regularization I`` of the fixed side and puts it and the fixed factors
-    in Ray's object store once for every actor; each actor returns its shard's new factors.
+    ``n_actors`` actors each own a contiguous shard of users and one of songs, balanced by
+    plays (:func:`balanced_bounds`), and run musrec's half-step solver on it with
+    ``num_cpus_per_actor`` threads (scheduled with Ray's ``"SPREAD"`` strategy, one per node
+    where it can). Once per half-sweep the coordinator computes the Gram matrix
+    ``Y^T Y + regularization I`` of the fixed side and puts it and the fixed factors in Ray's
+    object store once for every actor; each actor returns its shard's new factors.
 
+    Parameters
+    ----------
+    plays : scipy.sparse matrix of shape (n_users, n_songs)
+        The play counts.
+    params : musrec.WMFParams or None, optional
+        The hyperparameters; None: give :class:`musrec.WMF`'s keywords in ``settings``.
+    n_actors : int, default 2
+        How many actors (and shards of users and of songs).
+    num_cpus_per_actor : int, default 1
+        The CPUs Ray reserves for each actor: the size of its thread pool.
+    checkpoint_dir : str or os.PathLike or None, optional
+        Where the checkpoint file ``wmf-checkpoint.npz`` is kept (written atomically); None:
+        checkpoints in memory only.
+    checkpoint_every : int, default 5
+        Checkpoint the factors every this many iterations (and after the last).
+    max_restarts : int, default 3
+        How many actor failures are recovered from before the error propagates.
+    callback : callable or None, optional
+        Called as ``callback(iteration, total, loss)`` after each iteration (``loss`` is
+        None unless ``calculate_training_loss``).
+    _after_iteration : callable or None, optional
+        A test hook, called as ``_after_iteration(iteration, actors)`` after each iteration
+        (e.g. to kill an actor); not for general use.
+    **settings : Any
+        :class:`musrec.WMF`'s keywords (``factors``, ``iterations``, ``regularization``,
+        ``alpha``, ``solver``, ``random_state``, ...); with ``params`` only ``num_threads``
+        (the coordinator's threads, for the Gram matrix and the loss).
+
+    Returns
+    -------
+    musrec.WMF
+        The fitted model (``user_factors``, ``item_factors``, ``loss_history``), with
+        ``model.distributed_`` reporting the shards, restarts and bytes moved:
+        ``n_actors``, ``users_per_actor``, ``songs_per_actor``, ``plays_per_actor``,
+        ``restarts``, ``resumed_from_iteration`` and ``bytes_per_actor_per_iteration``.
+
+    Raises
+    ------
+    ImportError
+        When Ray is not installed.
+    TypeError
+        When both ``params`` and WMF's keywords are given, for an unknown keyword, a count
+        that is not an integer, or ``plays`` that is not a scipy.sparse matrix.
+    ValueError
+        For a count below 1, an empty ``plays`` or an invalid hyperparameter.
+    ray.exceptions.RayActorError
+        When actors died more than ``max_restarts`` times.
+
+    See Also
+    --------
+    musrec.WMF.fit : The local fit, with the same factors.
+
+    Notes
+    -----
     The factors equal those of the local fit with the same ``random_state``, bit for bit:
     a row's solution depends only on its own plays, the fixed factors, the Gram matrix and
     its warm start (never on the threads, nor on the rows it shares a block with), and the
@@ -155,11 +319,19 @@ def fit_wmf(
 
     Every ``checkpoint_every`` iterations the factors are checkpointed: in memory, and with
     ``checkpoint_dir`` in ``checkpoint_dir/wmf-checkpoint.npz`` (written atomically). A fit
-    started with a checkpoint of the same data, settings and seed there resumes from it. When
-    an actor dies (``ray.exceptions.RayActorError``) it is restarted and the fit resumes from
-    the last checkpoint, giving the same model; after ``max_restarts`` such failures the
-    error propagates. ``callback(iteration, total, loss)`` is called after each iteration.
-    ``model.distributed_`` reports the shards, restarts and bytes moved.
+    started with a checkpoint of the same data, settings and seed there resumes from it
+    (with ``random_state=None`` every fit draws a new seed, so none resumes). When an actor
+    dies (``ray.exceptions.RayActorError``) it is restarted and the fit resumes from the last
+    checkpoint, giving the same model; after ``max_restarts`` such failures the error
+    propagates. The actors are killed when the fit ends.
+
+    Examples
+    --------
+    >>> import musrec
+    >>> from musrec import distributed
+    >>> plays = musrec.synthetic.listening(n_users=500, n_songs=1000).plays
+    >>> model = distributed.fit_wmf(plays, factors=32, iterations=10, random_state=0, n_actors=2)  # doctest: +SKIP
+    >>> report = model.distributed_  # doctest: +SKIP
     """
     ray = _ray()
     from ray.exceptions import RayActorError
@@ -196,9 +368,40 @@ def fit_wmf(
     worker_class = ray.remote(num_cpus=num_cpus_per_actor, scheduling_strategy="SPREAD")(_WmfWorker)
 
     def start(j: int) -> Any:
+        """Start the actor of shard ``j``.
+
+        Parameters
+        ----------
+        j : int
+            The shard.
+
+        Returns
+        -------
+        ray.actor.ActorHandle
+            The new actor, holding the shard's plays.
+
+        Examples
+        --------
+        >>> workers = [start(j) for j in range(n_actors)]  # doctest: +SKIP
+        """
         return worker_class.remote(params, *shard_refs[j])
 
     def load(workers: list, x: np.ndarray, y: np.ndarray) -> None:
+        """Give every actor its rows of the factors ``x`` and ``y``, and wait until they have them.
+
+        Parameters
+        ----------
+        workers : list
+            The actors, one per shard.
+        x : numpy.ndarray
+            All user factors.
+        y : numpy.ndarray
+            All song factors.
+
+        Examples
+        --------
+        >>> load(workers, x, y)  # doctest: +SKIP
+        """
         ray.get(
             [
                 w.set_factors.remote(
@@ -209,6 +412,26 @@ def fit_wmf(
         )
 
     def half_sweep(workers: list, side: str, fixed: np.ndarray) -> np.ndarray:
+        """Solve every row of ``side`` on the actors, the other side ``fixed``.
+
+        Parameters
+        ----------
+        workers : list
+            The actors, one per shard.
+        side : {"users", "items"}
+            The side to solve.
+        fixed : numpy.ndarray
+            The other side's factors.
+
+        Returns
+        -------
+        numpy.ndarray
+            The new factors of ``side``, all rows in order.
+
+        Examples
+        --------
+        >>> x = half_sweep(workers, "users", y)  # doctest: +SKIP
+        """
         gram = _musrec.wmf_gram(params, fixed, num_threads=model.num_threads)
         fixed_ref, gram_ref = ray.put(fixed), ray.put(gram)
         return np.concatenate(ray.get([w.solve.remote(side, fixed_ref, gram_ref) for w in workers]))
@@ -310,14 +533,57 @@ def recommend_all(
     num_cpus_per_actor: int = 1,
     batch_users: int = 4096,
 ) -> Any:
-    """Top-N songs for every user of a fitted WMF, as a Ray Dataset of rows ``user`` (int64),
-    ``items`` (N int32 song ids) and ``scores`` (N float32), equal to
-    ``model.recommend(users, exclude, N, filter_already_liked=exclude is not None)``.
+    """Rank the Top-N songs for every user of a fitted WMF on a Ray cluster.
 
-    ``exclude`` is a users x songs matrix (the plays) whose stored entries are never
-    recommended, or None. Blocks of ``batch_users`` users are ranked by musrec's top-N on
+    The result equals ``model.recommend(users, exclude, N, filter_already_liked=exclude is
+    not None)``. Blocks of ``batch_users`` users are ranked by musrec's top-N on
     ``n_actors`` actors, which get the factors (and ``exclude``) once through the object
     store. The rows come in no particular order; sort by ``user`` where order matters.
+
+    Parameters
+    ----------
+    model : musrec.WMF
+        A fitted model.
+    N : int, default 10
+        How many songs per user.
+    exclude : scipy.sparse matrix of shape (n_users, n_songs) or None, optional
+        A users x songs matrix (the plays) whose stored entries are never recommended, or None.
+    n_actors : int, default 2
+        How many actors rank (at most one per block).
+    num_cpus_per_actor : int, default 1
+        The CPUs Ray reserves for each actor: the size of its thread pool.
+    batch_users : int, default 4096
+        Users per block.
+
+    Returns
+    -------
+    ray.data.Dataset
+        Rows ``user`` (int64), ``items`` (N int32 song ids) and ``scores`` (N float32), best
+        first.
+
+    Raises
+    ------
+    ImportError
+        When Ray is not installed.
+    musrec.NotFittedError
+        When ``model`` is not fitted.
+    TypeError
+        For a count that is not an integer, or ``exclude`` that is not a scipy.sparse matrix.
+    ValueError
+        For a count below 1, or ``exclude`` of the wrong shape.
+
+    See Also
+    --------
+    musrec.WMF.recommend_all : The same, locally.
+
+    Examples
+    --------
+    >>> import musrec
+    >>> from musrec import distributed
+    >>> plays = musrec.synthetic.listening(n_users=500, n_songs=1000).plays
+    >>> model = musrec.WMF(factors=32, random_state=0).fit(plays, show_progress=False)
+    >>> ranked = distributed.recommend_all(model, N=10, exclude=plays)  # doctest: +SKIP
+    >>> rows = sorted(ranked.take_all(), key=lambda row: row["user"])  # doctest: +SKIP
     """
     ray = _ray()
     model._require_fitted()
@@ -379,17 +645,61 @@ def extract_features(
     n_actors: int = 2,
     num_cpus_per_actor: int = 1,
 ) -> Any:
-    """Log-Mel features of audio files as a Ray Data pipeline: a Ray Dataset of rows ``path``,
-    ``features`` ((n_mels, frames), or (excerpts, n_mels, frames)), ``ok``, ``padded``,
-    ``truncated``, ``cached`` and ``error``, streamed in batches of ``batch_size`` files
-    through ``n_actors`` actors running :func:`musrec.audio.extract`.
+    """Extract log-Mel features of audio files as a Ray Data pipeline.
 
-    A file that cannot be used is a row with ``ok`` False, zero features and ``error``
-    ``"reason: message"``; it never raises. The features are bit for bit those of
-    :func:`musrec.audio.extract`. With ``cache_dir`` each batch is written to (and read from)
-    the same on-disk :class:`musrec.audio.FeatureCache` a local extraction uses, so either
-    finds what the other extracted; with ``batch_size`` 64 (the local chunk) each shard holds
-    the same files as a local extraction's. The rows come in no particular order.
+    The files are streamed in batches of ``batch_size`` through ``n_actors`` actors running
+    :func:`musrec.audio.extract`. A file that cannot be used is a row with ``ok`` False, zero
+    features and ``error`` ``"reason: message"``; it never raises. The features are bit for
+    bit those of :func:`musrec.audio.extract`. With ``cache_dir`` each batch is written to
+    (and read from) the same on-disk :class:`musrec.audio.FeatureCache` a local extraction
+    uses, so either finds what the other extracted; with ``batch_size`` 64 (the local chunk)
+    each shard holds the same files as a local extraction's. The rows come in no particular
+    order.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        The audio files (a list, not a single path).
+    config : musrec.audio.FeatureConfig or None, optional
+        The log-Mel configuration; None: the paper's (:meth:`musrec.audio.FeatureConfig.paper`).
+    excerpts : int, default 1
+        Excerpts per file, spread evenly over it (see :func:`musrec.audio.extract`).
+    batch_size : int, default 64
+        Files per batch.
+    cache_dir : str or os.PathLike or None, optional
+        The directory of a :class:`musrec.audio.FeatureCache`; None: no cache.
+    n_actors : int, default 2
+        How many actors extract (at most one per batch).
+    num_cpus_per_actor : int, default 1
+        The CPUs Ray reserves for each actor: the size of its thread pool.
+
+    Returns
+    -------
+    ray.data.Dataset
+        Rows ``path``, ``features`` (float32 (n_mels, frames), or (excerpts, n_mels, frames)),
+        ``ok``, ``padded``, ``truncated``, ``cached`` and ``error`` (None, or
+        ``"reason: message"``).
+
+    Raises
+    ------
+    ImportError
+        When Ray is not installed.
+    TypeError
+        When ``paths`` is a single path, or a count is not an integer.
+    ValueError
+        For a count below 1.
+
+    See Also
+    --------
+    extract : The same, gathered into a :class:`musrec.audio.ExtractResult` in order.
+
+    Examples
+    --------
+    >>> import glob
+    >>> from musrec import distributed
+    >>> paths = sorted(glob.glob("world/audio/*.wav"))
+    >>> songs = distributed.extract_features(paths, excerpts=3, cache_dir="features")  # doctest: +SKIP
+    >>> failed = [row["error"] for row in songs.take_all() if not row["ok"]]  # doctest: +SKIP
     """
     ray = _ray()
     paths = [os.fspath(p) for p in paths] if not isinstance(paths, (str, os.PathLike)) else None
@@ -413,9 +723,48 @@ def extract_features(
 
 
 def extract(paths: Any, config: FeatureConfig | None = None, **options: Any) -> ExtractResult:
-    """:func:`musrec.audio.extract`'s result (rows in the order of ``paths``), computed on the
-    cluster by :func:`extract_features` with ``options`` (``excerpts``, ``batch_size``,
-    ``cache_dir``, ...); the features are bit for bit the local ones."""
+    """Extract log-Mel features on a Ray cluster into :func:`musrec.audio.extract`'s result.
+
+    Computed on the cluster by :func:`extract_features`, then gathered with rows in the
+    order of ``paths``; the features are bit for bit the local ones.
+
+    Parameters
+    ----------
+    paths : sequence of str or os.PathLike
+        The audio files (a list, not a single path).
+    config : musrec.audio.FeatureConfig or None, optional
+        The log-Mel configuration; None: the paper's.
+    **options : Any
+        :func:`extract_features`'s keywords (``excerpts``, ``batch_size``, ``cache_dir``,
+        ``n_actors``, ``num_cpus_per_actor``).
+
+    Returns
+    -------
+    musrec.audio.ExtractResult
+        ``features``, ``ok``, ``padded``, ``truncated``, ``failures`` (index, path, reason and
+        message of each file that could not be used) and ``cached``, row i for ``paths[i]``.
+
+    Raises
+    ------
+    ImportError
+        When Ray is not installed.
+    TypeError
+        When ``paths`` is a single path, or a count is not an integer.
+    ValueError
+        For a count below 1.
+
+    See Also
+    --------
+    musrec.audio.extract : The same, locally.
+
+    Examples
+    --------
+    >>> import glob
+    >>> from musrec import distributed
+    >>> paths = sorted(glob.glob("world/audio/*.wav"))
+    >>> result = distributed.extract(paths, excerpts=3, cache_dir="features")  # doctest: +SKIP
+    >>> usable = result.ok  # doctest: +SKIP
+    """
     paths = audio._path_list(paths)
     rows = extract_features(paths, config, **options).take_all()
     by_path = {r["path"]: r for r in rows}
@@ -456,11 +805,62 @@ def predict_songs(
     num_cpus_per_actor: int = 1,
     batch_size: int = 256,
 ) -> Any:
-    """Cold-start song vectors for a catalogue: ``dataset`` (a Ray Dataset, e.g. from
-    :func:`extract_features`) with a ``column`` of spectrograms and/or metadata columns
-    ``tags``, ``artist``, ``year``, as the model's kind needs; returns it with a column
-    ``vector`` equal to ``fusion_model.predict`` on those rows. The model goes to the
-    ``n_actors`` actors once through the object store."""
+    """Predict cold-start song vectors for a catalogue on a Ray cluster.
+
+    The model goes to the ``n_actors`` actors once through the object store; each predicts
+    its batches with ``fusion_model.predict``.
+
+    Parameters
+    ----------
+    fusion_model : musrec.FusionModel
+        A fitted model.
+    dataset : ray.data.Dataset
+        The songs (e.g. from :func:`extract_features`): a ``column`` of spectrograms and/or
+        metadata columns ``tags``, ``artist``, ``year``, as the model's kind needs.
+    column : str, default "features"
+        The column of spectrograms.
+    n_actors : int, default 2
+        How many actors predict.
+    num_cpus_per_actor : int, default 1
+        The CPUs Ray reserves for each actor: the size of its thread pool.
+    batch_size : int, default 256
+        Rows per batch (and the model's prediction batch size).
+
+    Returns
+    -------
+    ray.data.Dataset
+        ``dataset`` with a column ``vector`` equal to ``fusion_model.predict`` on those rows.
+
+    Raises
+    ------
+    ImportError
+        When Ray is not installed.
+    musrec.NotFittedError
+        When ``fusion_model`` is not fitted (before any work is scheduled).
+    TypeError
+        For a count that is not an integer.
+    ValueError
+        For a count below 1.
+
+    See Also
+    --------
+    musrec.FusionModel.predict : The same, locally.
+
+    Notes
+    -----
+    Rows of files :func:`extract_features` could not use (``ok`` False, zero features) are
+    predicted too; filter them out first where that matters.
+
+    Examples
+    --------
+    >>> import glob
+    >>> import musrec
+    >>> from musrec import distributed
+    >>> model = musrec.FusionModel.load("fusion.safetensors")  # doctest: +SKIP
+    >>> songs = distributed.extract_features(sorted(glob.glob("new-songs/*.mp3")), excerpts=3)  # doctest: +SKIP
+    >>> songs = songs.filter(lambda row: row["ok"])  # doctest: +SKIP
+    >>> rows = distributed.predict_songs(model, songs, column="features").take_all()  # doctest: +SKIP
+    """
     ray = _ray()
     fusion_model._state()  # NotFittedError before any work is scheduled
     shared = ray.put(fusion_model)

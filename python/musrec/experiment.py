@@ -1,4 +1,6 @@
-"""``musrec reproduce``: the paper's experiment in one call, on the embedded synthetic world
+"""Reproduce the paper's experiment from a preset, as ``musrec reproduce`` does.
+
+``musrec reproduce``: the paper's experiment in one call, on the embedded synthetic world
 (written to disk in the real formats first) or on a real dataset directory.
 
 A preset fixes the size of the world (or of the de-sparsified real data), the number of
@@ -47,6 +49,32 @@ PRESETS: Mapping[str, ExperimentPreset] = MappingProxyType(
 
 
 def world_dir(work_dir: str | os.PathLike, preset: str, seed: int) -> str:
+    """Return the directory of a preset's synthetic world under ``work_dir``.
+
+    Parameters
+    ----------
+    work_dir : str or os.PathLike
+        The working directory.
+    preset : str
+        The preset's name.
+    seed : int
+        The world's seed.
+
+    Returns
+    -------
+    str
+        ``work_dir/world-<preset>-seed<seed>``.
+
+    See Also
+    --------
+    prepare_world : Writes the world there.
+
+    Examples
+    --------
+    >>> from musrec import experiment
+    >>> experiment.world_dir("musrec-work", "tiny", 0)
+    'musrec-work/world-tiny-seed0'
+    """
     return os.path.join(os.fspath(work_dir), f"world-{preset}-seed{seed}")
 
 
@@ -58,9 +86,49 @@ def prepare_world(
     show_progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> str:
-    """The preset's synthetic world under ``work_dir``, written unless an identical one is
-    there. It is written into a temporary directory renamed into place when complete, so an
-    interrupted write is never mistaken for a world."""
+    """Write the preset's synthetic world under ``work_dir``, unless an identical one is there.
+
+    It is written into a temporary directory renamed into place when complete, so an
+    interrupted write is never mistaken for a world. A world is identical when its
+    ``world.json`` records the same configuration (the preset's world with ``seed``); a
+    different world at the same place is written again.
+
+    Parameters
+    ----------
+    work_dir : str or os.PathLike
+        The working directory; the world goes to :func:`world_dir`.
+    preset : {"tiny", "small", "paper"}, default "small"
+        The preset's name.
+    seed : int, default 0
+        The world's seed.
+    num_threads : int, default 0
+        Threads to render the audio on (0: one per core).
+    show_progress : bool, default True
+        Show a progress bar while the audio renders.
+    log : callable, default print
+        Receives one line on what is done (reused or written).
+
+    Returns
+    -------
+    str
+        The world's directory.
+
+    Raises
+    ------
+    ValueError
+        If ``preset`` is not a preset's name.
+    KeyboardInterrupt
+        On Ctrl-C while the world is written.
+
+    See Also
+    --------
+    musrec.synthetic.write_world : Writes a world of any configuration.
+
+    Examples
+    --------
+    >>> from musrec import experiment
+    >>> path = experiment.prepare_world("musrec-work", "tiny", seed=0)  # doctest: +SKIP
+    """
     config = ExperimentPreset(preset).world.replace(seed=seed)
     path = world_dir(work_dir, preset, seed)
     truth = os.path.join(path, "world.json")
@@ -91,10 +159,72 @@ def pipeline(
     seed: int | None = None,
     **overrides: Any,
 ) -> Pipeline:
-    """The :class:`musrec.Pipeline` of a preset: on ``data_dir`` (a real dataset,
-    de-sparsified to the preset's size) or on the preset's synthetic world, written under
-    ``work_dir`` first. ``overrides`` replace Pipeline settings (``model`` dicts merge).
-    ``random_state`` seeds the world and the pipeline (``seed`` is its deprecated old name)."""
+    """Build the :class:`musrec.Pipeline` of a preset.
+
+    It runs on ``data_dir`` (a real dataset, de-sparsified to the preset's size) or on the
+    preset's synthetic world, written under ``work_dir`` first. The settings are checked
+    before any world is written.
+
+    Parameters
+    ----------
+    preset : {"tiny", "small", "paper"}, default "small"
+        The preset's name.
+    data_dir : str or os.PathLike or None, optional
+        A real dataset directory (layout: :mod:`musrec.data`); None: the preset's synthetic
+        world.
+    work_dir : str or os.PathLike, default "musrec-work"
+        Where the world and the stages' caches (``work_dir/stages``) are kept.
+    random_state : int or None, optional
+        Seeds the world and the pipeline (None: 0).
+    num_threads : int, default 0
+        Threads to compute on (0: one per core).
+    show_progress : bool, default True
+        Show progress bars.
+    log : callable or None, optional
+        Receives one line per stage (None: print when ``show_progress``, else nothing).
+    seed : int or None, optional
+        The deprecated old name of ``random_state``.
+    **overrides
+        Replace Pipeline settings (``model`` dicts merge); see :class:`musrec.Pipeline`.
+
+    Returns
+    -------
+    musrec.Pipeline
+        The pipeline, ready to :meth:`~musrec.Pipeline.run`.
+
+    Raises
+    ------
+    ValueError
+        If ``preset`` is not a preset's name, or the settings cannot work (unknown model
+        kinds, ``test_fraction`` outside (0, 1), learning rates or ``N`` not positive).
+    TypeError
+        If both ``random_state`` and ``seed`` are given, or an override is not a Pipeline
+        setting (found only once the world is written).
+    FileNotFoundError
+        If ``data_dir`` is not a directory.
+
+    Warns
+    -----
+    DeprecationWarning
+        When ``seed`` is given.
+
+    See Also
+    --------
+    reproduce : Runs the pipeline and writes its tables and figures.
+
+    Notes
+    -----
+    The Figure 3 learning-rate study uses ``musrec.pipeline.PAPER_LEARNING_RATES`` unless
+    ``learning_rates`` is given. With ``data_dir``, ``n_users`` and ``n_songs`` default to the
+    size of the preset's world.
+
+    Examples
+    --------
+    >>> from musrec import experiment
+    >>> pipe = experiment.pipeline("tiny", work_dir="musrec-work", random_state=0)  # doctest: +SKIP
+    >>> result = pipe.run()  # doctest: +SKIP
+    >>> pipe = experiment.pipeline("small", data_dir="msd", model={"max_epochs": 10})  # doctest: +SKIP
+    """
     seed = _compat.random_state(random_state, seed, "musrec.experiment.pipeline")
     spec = ExperimentPreset(preset)  # a ValueError names the presets
     say = log if log is not None else (print if show_progress else lambda line: None)
@@ -127,9 +257,50 @@ def reproduce(
     work_dir: str | os.PathLike | None = None,
     **kwargs: Any,
 ) -> PipelineResult:
-    """Run the whole experiment of a preset (see :func:`pipeline`) and write its tables and
-    figures to ``out_dir`` (None: write nothing). ``work_dir`` (default ``out_dir/work``)
-    keeps the world and every stage's cache, so a second run only redoes what changed."""
+    """Run the whole experiment of a preset and write its tables and figures.
+
+    Parameters
+    ----------
+    preset : {"tiny", "small", "paper"}, default "small"
+        The preset's name (see :func:`pipeline`).
+    data_dir : str or os.PathLike or None, optional
+        A real dataset directory; None: the preset's synthetic world.
+    out_dir : str or os.PathLike or None, default "musrec-results"
+        Where the tables and figures are written (None: write nothing).
+    work_dir : str or os.PathLike or None, optional
+        Keeps the world and every stage's cache, so a second run only redoes what changed
+        (None: ``out_dir/work``, or ``musrec-results/work`` when ``out_dir`` is None).
+    **kwargs
+        Passed to :func:`pipeline`: ``random_state``, ``num_threads``, ``show_progress``,
+        ``log`` and Pipeline settings.
+
+    Returns
+    -------
+    musrec.report.PipelineResult
+        Table 1 and Figures 2 and 3; its ``summary`` also records the ``preset``, the
+        ``data`` (``"synthetic world"`` or ``data_dir``) and, with ``out_dir``, the
+        ``files`` written.
+
+    Raises
+    ------
+    ValueError
+        If ``preset`` is not a preset's name, or the settings cannot work.
+    TypeError
+        If both ``random_state`` and ``seed`` are given, or a keyword is not a Pipeline
+        setting.
+    FileNotFoundError
+        If ``data_dir`` is not a directory.
+
+    See Also
+    --------
+    pipeline : The pipeline that is run.
+
+    Examples
+    --------
+    >>> import musrec
+    >>> result = musrec.reproduce("tiny", out_dir="musrec-results")  # doctest: +SKIP
+    >>> print(result.table1_markdown())  # doctest: +SKIP
+    """
     if work_dir is None:
         work_dir = os.path.join(os.fspath(out_dir or "musrec-results"), "work")
     result = pipeline(preset, data_dir, work_dir, **kwargs).run()

@@ -66,7 +66,43 @@ def _year(value: Any, song: int) -> int | None:
 
 
 def metadata_columns(metadata: MetadataLike) -> tuple[list, list, list]:
-    """Normalise metadata to (tags with weights, artists, years) lists, one entry per song."""
+    """Normalise metadata to (tags with weights, artists, years) lists, one entry per song.
+
+    Parameters
+    ----------
+    metadata : pandas.DataFrame, mapping of str to sequence, or sequence of mapping
+        A DataFrame or a mapping of columns ``tags``, ``artist``, ``year``, or a sequence of
+        per-song mappings with those keys; any of them may be left out. ``tags`` is a list of
+        tag names (weight 1 each) or of ``(tag, weight)`` pairs, or a ``{tag: weight}``
+        mapping (e.g. Last.fm strengths). Missing values (None/NaN, year 0) are allowed
+        everywhere. A DataFrame's other columns are ignored.
+
+    Returns
+    -------
+    tags : list of list of (str, float)
+        Each song's ``(tag, weight)`` pairs (empty when missing).
+    artists : list of str or None
+        Each song's artist (None when missing).
+    years : list of int or None
+        Each song's release year (None when missing or 0).
+
+    Raises
+    ------
+    TypeError
+        If ``metadata`` is none of the types above, a per-song entry is not a mapping, a
+        song's ``tags`` is a string, or a year is not an integer (or an integral number).
+    ValueError
+        If a mapping of columns has columns other than ``tags``, ``artist`` and ``year``, or
+        its columns differ in length.
+
+    Examples
+    --------
+    >>> from musrec.fusion import metadata_columns
+    >>> metadata_columns([{"tags": {"rock": 80, "pop": 20}, "artist": "Queen", "year": 1975}, {}])
+    ([[('rock', 80.0), ('pop', 20.0)], []], ['Queen', None], [1975, None])
+    >>> metadata_columns({"tags": [["jazz"]], "artist": ["Miles Davis"], "year": [0]})
+    ([[('jazz', 1.0)]], ['Miles Davis'], [None])
+    """
     if hasattr(metadata, "to_dict") and hasattr(metadata, "columns"):  # pandas DataFrame
         metadata = {c: list(metadata[c]) for c in metadata.columns if c in ("tags", "artist", "year")}
     if isinstance(metadata, Mapping):
@@ -135,27 +171,194 @@ class FusionModel:
       counterpart of the audio networks, ``"ridge_metadata"`` of ``"embedding"``, ``"ridge"``
       of ``"fusion"`` (:data:`LINEAR_COUNTERPART`).
 
-    Settings left as None take musrec's defaults. Layers: convolutions of 256 channels, width
-    3 ("same" padding), pooling 4, 2, 2 (a 3 s clip at 22,050 Hz is 130 frames, 8 LSTM
-    steps); LSTM 256 with forget-gate bias ``forget_bias`` 1; tag and artist embeddings 64,
-    year 16; MLP 512; dropout 0.2 on the hidden fully connected layers. Where musrec departs
-    from the paper (measured on real sound, see the README): ``wide=True`` fits the kind's
-    linear counterpart first, freezes it and adds it to the output, so the deep branches
-    learn only its residual and training starts from its predictions (wide & deep);
-    ``branch_relu=False`` leaves the branches' ``d``-unit outputs linear (a ReLU there can
-    silence a whole branch); ``deep_metadata=False``: fusion's metadata goes through the
-    linear part only, and its deep part is the audio branch (with a deep metadata branch the
-    artist embeddings overfit within a few epochs and early stopping ends training before
-    the audio branch has learned: on real sound with new artists recall@10 was 0.187 with
-    it and 0.212 without); ``stacked=True`` (fusion): late fusion by stacking, where the
-    audio network (ridge on the audio statistics plus the deep audio branch learning its
-    residual, trained as ``"cnn_lstm"`` is) and ridge on the metadata are fitted apart and
-    combined as ``a * audio + m * metadata + c``, the two weights and the per-dimension
-    intercept fitted by least squares on the validation songs (:attr:`stacking_`; jointly
-    trained, the audio branch learns only what ridge on everything misses and stops within a
-    few epochs); gradients are clipped to a global norm of ``clip_norm`` 5.
-    ``architecture="paper"`` gives the paper's network as it describes it instead (no linear
-    part, ReLU on every fully connected layer, no forget bias, no clipping unless given).
+    Settings left as None take musrec's defaults (given below; with ``architecture="paper"``
+    the paper's where they differ). Training and inference run in the Rust core (candle) with
+    the GIL released.
+
+    Parameters
+    ----------
+    kind : str, default "fusion"
+        The model, one of :data:`KINDS` (see above).
+    architecture : {"musrec", "paper"}, default "musrec"
+        ``"paper"`` gives the paper's network as it describes it instead (no linear part,
+        ReLU on every fully connected layer, no forget bias, no clipping unless given). This
+        and every later parameter are keyword-only.
+    conv_channels : sequence of int or None, optional
+        Output channels of each 1-D convolution over time (positive); None: three of 256.
+    kernel_size : int or None, optional
+        Width of the convolutions in frames, odd ("same" padding); None: 3.
+    pool_sizes : sequence of int or None, optional
+        Non-overlapping max-pooling after each convolution, one (positive) per convolution;
+        None: 4, 2, 2.
+    lstm_hidden : int or None, optional
+        Units of the LSTM; None: 256.
+    tag_dim : int or None, optional
+        Size of the tag embeddings; None: 64.
+    artist_dim : int or None, optional
+        Size of the artist embeddings; None: 64.
+    year_dim : int or None, optional
+        Size of the year embeddings; None: 16.
+    mlp_hidden : int or None, optional
+        Hidden units of the metadata branch's MLP; None: 512.
+    dropout : float or None, optional
+        Dropout on the hidden fully connected layers while training, in [0, 1); None: 0.2.
+    reconstruction_weight : float or None, optional
+        ``"autoencoder"``: weight of the reconstruction loss next to the regression loss
+        (>= 0); None: 1.
+    reconstruction_segments : int or None, optional
+        ``"autoencoder"``: how many stretches of time the decoder reconstructs the
+        spectrogram averaged over (1 to the number of frames); None: 8.
+    wide : bool or None, optional
+        Wide & deep: fit the kind's linear counterpart first, freeze it and add it to the
+        output (see Notes). None: True (``architecture="paper"``: False). Always on for the
+        linear kinds.
+    branch_relu : bool or None, optional
+        ReLU on the branches' ``d``-unit outputs; None: False (``architecture="paper"``:
+        True).
+    forget_bias : float or None, optional
+        Initial bias of the LSTM's forget gate (finite); None: 1 (``architecture="paper"``:
+        0).
+    pool_max : bool or None, optional
+        Summarise the last convolution by its maximum over time as well as its mean; None:
+        False.
+    audio_hidden : int or None, optional
+        Units of a hidden ReLU layer after the audio summary (0: none); None: 0.
+    deep_metadata : bool or None, optional
+        Give fusion its deep metadata branch (embeddings and MLP); None: False
+        (``architecture="paper"``: True). Without it fusion needs ``wide=True``.
+    wide_audio : bool or None, optional
+        Whether a network's linear part reads the audio statistics (each Mel band's mean and
+        standard deviation) as well as the metadata. With False, fusion's linear part is
+        ridge on the metadata alone and the deep audio branch carries all of the sound; the
+        linear kinds always read what their kind says. None: True.
+    stacked : bool or None, optional
+        Fusion only: late fusion by stacking (see Notes). None: True for ``"fusion"`` (False
+        for the other kinds and with ``architecture="paper"``). It applies to a fusion model
+        whose linear part reads audio and metadata and which has no deep metadata branch
+        (the defaults), and is ignored otherwise; ``stacked=True`` for another kind is a
+        ValueError in :meth:`fit`.
+    learning_rate : float or None, optional
+        Adam's learning rate (> 0); None: 1e-3.
+    weight_decay : float or None, optional
+        AdamW's weight decay (>= 0); None: 0, which is Adam.
+    batch_size : int or None, optional
+        Songs per mini-batch (positive); None: 64.
+    max_epochs : int or None, optional
+        The maximum number of epochs (positive); None: 100.
+    patience : int or None, optional
+        Stop after this many epochs without a better validation error (0: never stop early);
+        None: 10.
+    clip_norm : float or None, optional
+        Global norm gradients are clipped to (0: no clipping); None: 5
+        (``architecture="paper"``: 0).
+    stop_metric : {"mse", "recall"} or None, optional
+        The validation error of early stopping: the MSE of the predicted vectors, or one
+        minus their recall@``recall_k`` (see Notes); None: ``"mse"``.
+    recall_k : int or None, optional
+        The k of the validation recall (positive); None: 10.
+    freq_mask : int or None, optional
+        SpecAugment-style masking: each training excerpt gets one stretch of at most this
+        many Mel bands set to the bands' mean (0: off); None: 0.
+    time_mask : int or None, optional
+        SpecAugment-style masking: each training excerpt gets one stretch of at most this
+        many frames set to the bands' mean (0: off); None: 0.
+    objective : {"mse", "wpe"} or None, optional
+        What training minimises: the mean squared error to the WMF vectors, or WMF's own
+        loss around them (see Notes); None: ``"mse"``.
+    lr_patience : int or None, optional
+        Epochs without a better validation error before the learning rate decays (0: off);
+        None: 0.
+    lr_decay : float or None, optional
+        Factor of each learning-rate decay, in (0, 1] (1: off); None: 1.
+    min_count : int or None, optional
+        Tags and artists seen fewer times in training map to the out-of-vocabulary value;
+        None: 2.
+    max_tags : int or None, optional
+        Cap on the tag vocabulary; None: 5,000.
+    max_artists : int or None, optional
+        Cap on the artist vocabulary; None: 100,000.
+    year_bucket : int or None, optional
+        Width in years of the release-year buckets; None: 5.
+    tag_weighting : {"strength", "share"} or None, optional
+        What a song's tag weights become (see Notes); None: ``"strength"``.
+    random_state : int or None, optional
+        Seed of training (validation split, initial weights, shuffling, dropout); None: 0.
+    num_threads : int, default 0
+        Threads of the Rust core (0 = one per core).
+    checkpoint : str or os.PathLike or None, optional
+        File the full training state is written to, atomically, after every epoch;
+        ``fit(..., resume=True)`` continues from it.
+    seed : int or None, optional
+        Deprecated old name of ``random_state``.
+
+    Attributes
+    ----------
+    kind : str
+        The model kind.
+    num_threads : int
+        Threads of the Rust core (0 = one per core).
+    checkpoint : str or None
+        The checkpoint path.
+    history_ : dict of str to list of float
+        Per-epoch training history (see the property).
+    best_epoch_ : int or None
+        0-based epoch whose weights the model holds.
+    stopped_early_ : bool
+        Whether early stopping ended training.
+    ridge_ : dict or None
+        How the linear part's penalties were chosen.
+    stacking_ : dict or None
+        The stacked fusion model's combination.
+    n_parameters_ : int
+        Number of parameters of the fitted model.
+    config_ : dict
+        Network, training and metadata settings.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` or ``architecture`` is unknown, or a setting has an unknown value or is
+        out of range (the network's settings, such as the layer sizes, are checked by
+        :meth:`fit`).
+    TypeError
+        If a setting has the wrong type, or both ``random_state`` and ``seed`` are given.
+
+    Warns
+    -----
+    DeprecationWarning
+        If ``seed`` is given.
+
+    See Also
+    --------
+    musrec.WMF : The model whose song vectors are the targets.
+    metadata_columns : How the metadata is read.
+
+    Notes
+    -----
+    Layers: convolutions of 256 channels, width 3 ("same" padding), pooling 4, 2, 2 (a 3 s
+    clip at 22,050 Hz is 130 frames, 8 LSTM steps); LSTM 256 with forget-gate bias
+    ``forget_bias`` 1; tag and artist embeddings 64, year 16; MLP 512; dropout 0.2 on the
+    hidden fully connected layers.
+
+    Where musrec departs from the paper (measured on real sound, see the README):
+    ``wide=True`` fits the kind's linear counterpart first, freezes it and adds it to the
+    output, so the deep branches learn only its residual and training starts from its
+    predictions (wide & deep); ``branch_relu=False`` leaves the branches' ``d``-unit outputs
+    linear (a ReLU there can silence a whole branch); ``deep_metadata=False``: fusion's
+    metadata goes through the linear part only, and its deep part is the audio branch (with a
+    deep metadata branch the artist embeddings overfit within a few epochs and early stopping
+    ends training before the audio branch has learned: on real sound with new artists
+    recall@10 was 0.187 with it and 0.212 without); ``stacked=True`` (fusion): late fusion by
+    stacking, where the audio network (ridge on the audio statistics plus the deep audio
+    branch learning its residual, trained as ``"cnn_lstm"`` is) and ridge on the metadata are
+    fitted apart and combined as ``a * audio + m * metadata + c``, the two weights and the
+    per-dimension intercept fitted by least squares on the validation songs
+    (:attr:`stacking_`; jointly trained, the audio branch learns only what ridge on
+    everything misses and stops within a few epochs); gradients are clipped to a global norm
+    of ``clip_norm`` 5. ``architecture="paper"`` gives the paper's network as it describes it
+    instead (no linear part, ReLU on every fully connected layer, no forget bias, no clipping
+    unless given).
+
     Two more options, off by default because they measured within noise on real sound:
     ``pool_max=True`` summarises the last convolution by its maximum over time as well as its
     mean (beside the LSTM's state for the LSTM kinds), and ``audio_hidden`` > 0 puts a hidden
@@ -182,22 +385,37 @@ class FusionModel:
     listeners pin down count more; :meth:`fit` then needs ``plays`` and ``users``), Adam (AdamW
     with ``weight_decay`` 0) at ``learning_rate`` 1e-3, mini-batches of ``batch_size`` 64
     shuffled by ``random_state`` (0; ``seed`` is its deprecated old name), early stopping
-    when the validation error has not improved for
-    ``patience`` (10) epochs (the best weights are kept), at most ``max_epochs`` (100);
-    with ``lr_patience`` > 0 and ``lr_decay`` < 1 the learning rate is multiplied by
-    ``lr_decay`` after every ``lr_patience`` epochs without a better validation error
-    (ReduceLROnPlateau; off by default, ``history_["learning_rate"]`` has each epoch's). The
-    validation error is the MSE of the predicted vectors, or with ``stop_metric="recall"``
-    one minus their recall@``recall_k`` (10): for each user (the WMF user vectors given to
-    :meth:`fit` as ``users``), the share of their top-k validation songs by true vector that
-    are also their top-k by predicted vector, the ranking a cold-start model is judged by.
-    Spectrograms are standardised per Mel band with statistics of the training songs. With
-    ``checkpoint`` set, the full training state is written there atomically after every
-    epoch and ``fit(..., resume=True)`` continues from it.
+    when the validation error has not improved for ``patience`` (10) epochs (the best weights
+    are kept), at most ``max_epochs`` (100); with ``lr_patience`` > 0 and ``lr_decay`` < 1
+    the learning rate is multiplied by ``lr_decay`` after every ``lr_patience`` epochs
+    without a better validation error (ReduceLROnPlateau; off by default,
+    ``history_["learning_rate"]`` has each epoch's). The validation error is the MSE of the
+    predicted vectors, or with ``stop_metric="recall"`` one minus their recall@``recall_k``
+    (10): for each user (the WMF user vectors given to :meth:`fit` as ``users``), the share
+    of their top-k validation songs by true vector that are also their top-k by predicted
+    vector, the ranking a cold-start model is judged by. Spectrograms are standardised per
+    Mel band with statistics of the training songs. With ``checkpoint`` set, the full
+    training state is written there atomically after every epoch and
+    ``fit(..., resume=True)`` continues from it.
 
     Deterministic for a fixed ``random_state`` and ``num_threads`` (0 = one per core).
     Fitted attributes end in ``_`` and raise :class:`musrec.NotFittedError` before
     :meth:`fit`; a model pickles (a fitted one as the bytes of its safetensors file).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from musrec import FusionModel
+    >>> rng = np.random.default_rng(0)
+    >>> metadata = [{"tags": {"rock": 80.0}, "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+    >>> targets = rng.normal(size=(60, 4)).astype(np.float32)  # the songs' WMF vectors
+    >>> model = FusionModel("ridge_metadata", random_state=0)
+    >>> model
+    FusionModel(kind='ridge_metadata', not fitted)
+    >>> model.fit(None, metadata, targets, show_progress=False)
+    FusionModel(kind='ridge_metadata', fitted)
+    >>> model.predict(metadata=metadata).shape
+    (60, 4)
     """
 
     def __init__(
@@ -288,23 +506,102 @@ class FusionModel:
     ) -> FusionModel:
         """Train on songs' spectrograms, metadata and WMF vectors.
 
-        ``spectrograms`` is (songs, n_mels, frames), one excerpt of each song, or (songs,
-        excerpts, n_mels, frames): then every epoch shows the network a fresh random excerpt of
-        each song, the linear part reads statistics over all of them, and validation and
-        :meth:`predict` average the predictions over them.
+        Parameters
+        ----------
+        spectrograms : array_like of float32 or None
+            Log-Mel spectrograms, (songs, n_mels, frames), one excerpt of each song, or (songs,
+            excerpts, n_mels, frames): then every epoch shows the network a fresh random excerpt
+            of each song, the linear part reads statistics over all of them, and validation and
+            :meth:`predict` average the predictions over them. Needed by the kinds that read
+            audio, ignored by the others (pass None).
+        metadata : MetadataLike or None
+            The songs' tags, artists and years, as :func:`metadata_columns` reads them. Needed by
+            the kinds that read metadata, ignored by the others (pass None).
+        targets : array_like of shape (songs, n_factors)
+            The songs' WMF vectors.
+        validation : float or tuple or None, default 0.1
+            A fraction of the songs held out at random (seeded by ``random_state``), strictly
+            between 0 and 1; a tuple ``(spectrograms, metadata, targets)`` of separate songs; or
+            None (no early stopping).
+        users : numpy.ndarray of shape (users, n_factors), musrec.WMF or None, optional
+            The WMF user vectors the targets came from: adds the validation songs' recall to
+            :attr:`history_` and is required by ``stop_metric="recall"`` and ``objective="wpe"``.
+            A fitted :class:`musrec.WMF` gives its user vectors and its settings
+            (``wmf_params``) at once.
+        plays : scipy.sparse matrix of shape (users, songs) or None, optional
+            The training songs' play counts (columns in the order of ``targets``), what
+            ``objective="wpe"`` trains by: each song's error is weighted by WMF's own
+            confidences. Needs ``users``.
+        wmf_params : musrec.WMFParams or None, optional
+            Turns the counts of ``plays`` into confidences (the defaults if None); used only with
+            ``plays``.
+        resume : bool, default False
+            Continue from the checkpoint file (``FusionModel(checkpoint=...)``) if it exists;
+            without the file, training starts afresh.
+        show_progress : bool, default True
+            Show a progress bar of the mini-batches (not for the linear kinds, which are one
+            closed-form solve).
+        callback : callable or None, optional
+            ``callback(batches_done, total, running_loss)`` is called after every mini-batch.
 
-        ``validation`` is a fraction of the songs held out at random (seeded), a tuple
-        ``(spectrograms, metadata, targets)`` of separate songs, or None (no early stopping).
-        ``users`` (users, n_factors), the WMF user vectors the targets came from, adds the
-        validation songs' recall to :attr:`history_` and is required by
-        ``stop_metric="recall"``; a fitted :class:`musrec.WMF` gives its user vectors and
-        its settings (``wmf_params``) at once.
-        ``plays`` (users, songs), a scipy.sparse matrix of the training songs' play counts
-        (columns in the order of ``targets``), is what ``objective="wpe"`` trains by: each
-        song's error is weighted by WMF's own confidences, with ``wmf_params`` (a
-        :class:`musrec.WMFParams`, the defaults if None) turning counts into confidences.
-        ``callback(batches_done, total, running_loss)`` is called after every mini-batch.
-        Ctrl-C stops training with the best weights so far, then re-raises KeyboardInterrupt.
+        Returns
+        -------
+        FusionModel
+            The model itself, fitted.
+
+        Raises
+        ------
+        ValueError
+            If the kind's spectrograms or metadata are missing; the inputs disagree on the number
+            of songs or have the wrong shape (spectrograms neither 3-D nor 4-D, targets not 2-D,
+            ``users`` of another width than ``targets``); ``validation`` is a fraction outside
+            (0, 1) or a tuple not of three; ``plays`` come without ``users`` or with another
+            number of songs than ``targets``; ``stop_metric="recall"`` has no ``users`` to
+            validate with, or ``objective="wpe"`` no ``plays`` and ``users``; ``resume=True``
+            has no checkpoint path, or the checkpoint was written by a different model or with
+            other settings; a setting is out of range; or training diverged (try a smaller
+            ``learning_rate``).
+        TypeError
+            If ``validation`` is of another type, ``wmf_params`` is not a
+            :class:`musrec.WMFParams`, ``plays`` is not a scipy.sparse matrix, or the metadata
+            is malformed (see :func:`metadata_columns`).
+        KeyboardInterrupt
+            On Ctrl-C, which stops training with the best weights so far before it is re-raised.
+
+        See Also
+        --------
+        predict : Predict song vectors.
+        score : Mean squared error on other songs.
+
+        Notes
+        -----
+        An exception raised by ``callback`` stops training the same way as Ctrl-C: the model
+        keeps the best weights so far, and the exception propagates.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import WMF, FusionModel
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=100, n_songs=80, mean_songs_per_user=10, seed=0).plays
+        >>> wmf = WMF(factors=4, iterations=3, random_state=0).fit(plays, show_progress=False)
+        >>> metadata = {
+        ...     "tags": [["rock"] if i % 2 else ["jazz"] for i in range(80)],
+        ...     "artist": [f"artist{i % 5}" for i in range(80)],
+        ...     "year": [1990 + i % 7 for i in range(80)],
+        ... }
+        >>> model = FusionModel("embedding", max_epochs=3, random_state=0)
+        >>> model.fit(None, metadata, wmf.item_factors, users=wmf, show_progress=False)
+        FusionModel(kind='embedding', fitted)
+        >>> sorted(model.history_)
+        ['learning_rate', 'train_loss', 'validation_loss', 'validation_recall']
+
+        An audio model, on (songs, n_mels, frames) spectrograms:
+
+        >>> spectrograms = np.random.default_rng(0).normal(size=(80, 16, 24)).astype(np.float32)
+        >>> audio = FusionModel("cnn_lstm", conv_channels=(8, 8, 8), pool_sizes=(2, 2, 2), lstm_hidden=8, max_epochs=2)
+        >>> audio.fit(spectrograms, None, wmf.item_factors, show_progress=False)
+        FusionModel(kind='cnn_lstm', fitted)
         """
         spec, meta = self._inputs(spectrograms, metadata)
         y = _targets(targets)
@@ -360,13 +657,105 @@ class FusionModel:
     def predict(
         self, spectrograms: Any = None, metadata: MetadataLike | None = None, batch_size: int = 256
     ) -> np.ndarray:
-        """Predicted song vectors, (songs, n_factors) float32; with several excerpts per song
-        ((songs, excerpts, n_mels, frames)) the average over them."""
+        """Predict song vectors from spectrograms and/or metadata.
+
+        With several excerpts per song ((songs, excerpts, n_mels, frames)) the prediction is the
+        average over them.
+
+        Parameters
+        ----------
+        spectrograms : array_like of float32 or None, optional
+            Log-Mel spectrograms, (songs, n_mels, frames) or (songs, excerpts, n_mels, frames),
+            with the n_mels and frames of training. Needed by the kinds that read audio, ignored
+            by the others.
+        metadata : MetadataLike or None, optional
+            The songs' tags, artists and years (see :func:`metadata_columns`). Needed by the kinds
+            that read metadata, ignored by the others.
+        batch_size : int, default 256
+            Songs per inference batch.
+
+        Returns
+        -------
+        numpy.ndarray of float32, shape (songs, n_factors)
+            The predicted song vectors.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        ValueError
+            If the kind's spectrograms or metadata are missing, the spectrograms have another
+            shape than in training, or the inputs disagree on the number of songs.
+        TypeError
+            If the metadata is malformed (see :func:`metadata_columns`).
+
+        See Also
+        --------
+        fit : Train the model.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import FusionModel
+        >>> rng = np.random.default_rng(0)
+        >>> metadata = [{"tags": ["rock"], "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+        >>> targets = rng.normal(size=(60, 4)).astype(np.float32)
+        >>> model = FusionModel("ridge_metadata").fit(None, metadata, targets, show_progress=False)
+        >>> new_songs = [{"tags": ["rock"], "artist": "someone new"}, {}]
+        >>> vectors = model.predict(metadata=new_songs)
+        >>> vectors.shape, vectors.dtype
+        ((2, 4), dtype('float32'))
+        """
         spec, meta = self._inputs(spectrograms, metadata)
         return self._core.predict(spec, meta, batch_size=int(batch_size), num_threads=self.num_threads)
 
     def score(self, spectrograms: Any, metadata: MetadataLike | None, targets: Any, batch_size: int = 256) -> float:
-        """Mean squared error of the predicted vectors against ``targets``."""
+        """Compute the mean squared error of the predicted vectors against ``targets``.
+
+        Parameters
+        ----------
+        spectrograms : array_like of float32 or None
+            Log-Mel spectrograms, as :meth:`predict` takes them (None for the kinds that read
+            no audio).
+        metadata : MetadataLike or None
+            The songs' tags, artists and years, as :meth:`predict` takes them (None for the
+            kinds that read no metadata).
+        targets : array_like of shape (songs, n_factors)
+            The songs' true (WMF) vectors.
+        batch_size : int, default 256
+            Songs per inference batch.
+
+        Returns
+        -------
+        float
+            The mean squared error, in the units of ``targets``.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        ValueError
+            If the kind's spectrograms or metadata are missing, ``targets`` is not 2-D, or the
+            inputs do not match the model or each other in shape.
+        TypeError
+            If the metadata is malformed (see :func:`metadata_columns`).
+
+        See Also
+        --------
+        musrec.metrics.vector_errors : MSE, RMSE, MAE and MSLE of predicted vectors.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import FusionModel
+        >>> rng = np.random.default_rng(0)
+        >>> metadata = [{"tags": ["rock"], "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+        >>> targets = rng.normal(size=(60, 4)).astype(np.float32)
+        >>> model = FusionModel("ridge_metadata").fit(None, metadata[:40], targets[:40], show_progress=False)
+        >>> mse = model.score(None, metadata[40:], targets[40:])
+        >>> bool(mse > 0)
+        True
+        """
         spec, meta = self._inputs(spectrograms, metadata)
         return self._core.score(spec, meta, _targets(targets), batch_size=int(batch_size), num_threads=self.num_threads)
 
@@ -378,8 +767,32 @@ class FusionModel:
 
     @property
     def history_(self) -> dict[str, list[float]]:
-        """Per-epoch mean training loss, validation MSE, learning rate and (when ``fit`` had
-        the users' vectors) validation recall."""
+        """Per-epoch training history.
+
+        Returns
+        -------
+        dict of str to list of float
+            ``train_loss``, the mean training loss of each epoch, and ``validation_loss``, the
+            validation MSE (in units of the targets divided by their spread); with epochs run
+            (the networks), ``learning_rate``; and when :meth:`fit` had the users' vectors,
+            ``validation_recall``. The lists are empty for the linear kinds (no epochs).
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import FusionModel
+        >>> metadata = [{"tags": ["rock"], "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+        >>> targets = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+        >>> model = FusionModel("embedding", max_epochs=3).fit(None, metadata, targets, show_progress=False)
+        >>> history = model.history_
+        >>> sorted(history), len(history["train_loss"])
+        (['learning_rate', 'train_loss', 'validation_loss'], 3)
+        """
         train, val, *_, recall, rates = self._state()
         history = {"train_loss": list(train), "validation_loss": list(val)}
         if recall:
@@ -390,49 +803,239 @@ class FusionModel:
 
     @property
     def best_epoch_(self) -> int | None:
-        """0-based epoch whose weights the model holds (by the validation criterion), if
-        validated; None when the wide & deep model's linear start was never beaten."""
+        """0-based epoch whose weights the model holds (by the validation criterion).
+
+        Returns
+        -------
+        int or None
+            The epoch, if validated; None without validation, for the linear kinds, and when the
+            wide & deep model's linear start was never beaten.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import FusionModel
+        >>> metadata = [{"tags": ["rock"], "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+        >>> targets = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+        >>> model = FusionModel("embedding", max_epochs=3).fit(None, metadata, targets, show_progress=False)
+        >>> model.best_epoch_ in (None, 0, 1, 2)
+        True
+        """
         return self._state()[3]
 
     @property
     def stopped_early_(self) -> bool:
+        """Whether early stopping ended training.
+
+        Returns
+        -------
+        bool
+            True when ``patience`` epochs passed without a better validation error before
+            ``max_epochs`` was reached.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import FusionModel
+        >>> metadata = [{"tags": ["rock"], "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+        >>> targets = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+        >>> model = FusionModel("embedding", max_epochs=2, patience=5).fit(None, metadata, targets, show_progress=False)
+        >>> model.stopped_early_
+        False
+        """
         return self._state()[4]
 
     @property
     def ridge_(self) -> dict[str, Any] | None:
-        """For a model with a linear part: the chosen penalties ``lambda_audio`` and
-        ``lambda_metadata``, their ``validation_mse`` and the ``path`` of every pair tried."""
+        """How the linear part's penalties were chosen.
+
+        Returns
+        -------
+        dict or None
+            For a model with a linear part: the chosen penalties ``lambda_audio`` and
+            ``lambda_metadata``, their ``validation_mse`` (None without validation songs) and the
+            ``path`` of every pair tried, as ``(lambda_audio, lambda_metadata, validation MSE)``;
+            also the artists' own penalty ``lambda_artist`` and its ``artist_path``. None for a
+            model without a linear part.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import FusionModel
+        >>> metadata = [{"tags": ["rock"], "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+        >>> targets = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+        >>> model = FusionModel("ridge_metadata").fit(None, metadata, targets, show_progress=False)
+        >>> sorted(model.ridge_)
+        ['artist_path', 'lambda_artist', 'lambda_audio', 'lambda_metadata', 'path', 'validation_mse']
+        """
         self._state()
         return self.config_.get("ridge")
 
     @property
     def stacking_(self) -> dict[str, Any] | None:
-        """For a stacked fusion model: the ``audio_weight`` and ``metadata_weight`` of the
-        combination, its per-dimension ``intercept`` (in units of the targets divided by their
-        spread), the metadata ridge's ``lambda_metadata``, and the validation MSE of the audio
-        network, of the metadata ridge and of the combination (``validation_mse_audio``,
-        ``validation_mse_metadata``, ``validation_mse``; None without validation songs, when
-        the two are averaged). None for other models."""
+        """The stacked fusion model's combination of audio network and metadata ridge.
+
+        Returns
+        -------
+        dict or None
+            For a stacked fusion model: the ``audio_weight`` and ``metadata_weight`` of the
+            combination, its per-dimension ``intercept`` (in units of the targets divided by
+            their spread), the metadata ridge's ``lambda_metadata``, and the validation MSE of
+            the audio network, of the metadata ridge and of the combination
+            (``validation_mse_audio``, ``validation_mse_metadata``, ``validation_mse``; None
+            without validation songs, when the two are averaged). None for other models.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import FusionModel
+        >>> rng = np.random.default_rng(0)
+        >>> spectrograms = rng.normal(size=(60, 16, 24)).astype(np.float32)
+        >>> metadata = [{"tags": ["rock"], "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+        >>> targets = rng.normal(size=(60, 4)).astype(np.float32)
+        >>> model = FusionModel("fusion", conv_channels=(8, 8, 8), pool_sizes=(2, 2, 2), lstm_hidden=8, max_epochs=2)
+        >>> model = model.fit(spectrograms, metadata, targets, show_progress=False)
+        >>> sorted(model.stacking_)  # doctest: +NORMALIZE_WHITESPACE
+        ['audio_weight', 'intercept', 'lambda_metadata', 'metadata_weight', 'validation_mse',
+         'validation_mse_audio', 'validation_mse_metadata']
+        """
         self._state()
         return self.config_.get("stacking")
 
     @property
     def n_parameters_(self) -> int:
+        """Number of parameters of the fitted model.
+
+        Returns
+        -------
+        int
+            How many parameters (weights) the fitted network holds.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import FusionModel
+        >>> metadata = [{"tags": ["rock"], "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+        >>> targets = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+        >>> model = FusionModel("embedding", max_epochs=2).fit(None, metadata, targets, show_progress=False)
+        >>> model.n_parameters_ > 0
+        True
+        """
         self._state()
         return self._core.n_parameters()
 
     @property
     def config_(self) -> dict[str, Any]:
-        """Network, training and metadata settings (with the fitted vocabularies)."""
+        """Network, training and metadata settings (with the fitted vocabularies).
+
+        Returns
+        -------
+        dict
+            ``net``, ``train`` and ``metadata_options``; once fitted also the vocabularies
+            (``encoder``), the input statistics (``standardizer``), ``ridge`` and ``stacking``.
+            Unlike the other attributes ending in ``_`` it is available before :meth:`fit` (the
+            sizes taken from the data, such as ``net["n_factors"]``, are then placeholders).
+
+        Examples
+        --------
+        >>> from musrec import FusionModel
+        >>> config = FusionModel("cnn_lstm", learning_rate=3e-4).config_
+        >>> sorted(config)
+        ['metadata_options', 'net', 'train']
+        >>> config["train"]["learning_rate"], config["net"]["conv_channels"]
+        (0.0003, [256, 256, 256])
+        """
         return self._core.config
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model (weights, settings, vocabularies) as one safetensors file, atomically."""
+        """Write the model (weights, settings, vocabularies) as one safetensors file, atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        OSError
+            If the file cannot be written (FileNotFoundError for a missing directory).
+
+        See Also
+        --------
+        load : Read the file back.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import FusionModel
+        >>> metadata = [{"tags": ["rock"], "artist": f"artist{i % 5}", "year": 1990 + i % 7} for i in range(60)]
+        >>> targets = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+        >>> model = FusionModel("ridge_metadata").fit(None, metadata, targets, show_progress=False)
+        >>> model.save("content.safetensors")  # doctest: +SKIP
+        """
         self._core.save(os.fspath(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike, num_threads: int = 0) -> FusionModel:
-        """Read a model written by :meth:`save`, or a training checkpoint (its best weights)."""
+        """Read a model written by :meth:`save`, or a training checkpoint (its best weights).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The safetensors file.
+        num_threads : int, default 0
+            Threads of the Rust core (0 = one per core).
+
+        Returns
+        -------
+        FusionModel
+            The fitted model, of the saved kind and settings, without a ``checkpoint`` path.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        musrec.FormatError
+            If the file is not a valid model file.
+
+        See Also
+        --------
+        save : Write a model.
+
+        Examples
+        --------
+        >>> from musrec import FusionModel
+        >>> model = FusionModel.load("content.safetensors")  # doctest: +SKIP
+        >>> model.kind  # doctest: +SKIP
+        'ridge_metadata'
+        """
         model = cls.__new__(cls)
         model._core = _musrec.FusionCore.load(os.fspath(path))
         model.kind = model._core.config["net"]["kind"]

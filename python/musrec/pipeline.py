@@ -65,7 +65,39 @@ def check_settings(
     N: tuple[int, ...] = (10,),
     **_: Any,
 ) -> None:
-    """Raise ValueError for Pipeline settings that cannot work (before any long stage runs)."""
+    """Raise ValueError for Pipeline settings that cannot work (before any long stage runs).
+
+    :class:`Pipeline` and :func:`musrec.experiment.pipeline` call it first, so a mistake is
+    reported before a world is written or a stage runs.
+
+    Parameters
+    ----------
+    kinds : tuple of str, default musrec.fusion.KINDS
+        The model kinds; each must be one of :data:`musrec.fusion.KINDS`.
+    test_fraction : float, default 0.2
+        The share of the songs held out as cold-start test songs; must be in (0, 1).
+    learning_rates : tuple of float, default ()
+        Figure 3's learning rates; each must be a positive number.
+    N : tuple of int, default (10,)
+        Figure 2's list lengths; must be non-empty, each at least 1.
+    **_ : Any
+        Any other Pipeline setting, not checked here.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind, ``test_fraction`` outside (0, 1), a learning rate that is not a
+        positive number, or an empty ``N`` or one below 1.
+
+    Examples
+    --------
+    >>> from musrec.pipeline import check_settings
+    >>> check_settings(kinds=("fusion", "ridge"), test_fraction=0.2, N=(5, 10))
+    >>> check_settings(test_fraction=1.5)
+    Traceback (most recent call last):
+        ...
+    ValueError: test_fraction must be in (0, 1), got 1.5
+    """
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown model kinds {sorted(unknown)}; expected some of {KINDS}")
@@ -80,25 +112,159 @@ def check_settings(
 class Pipeline:
     """The two-stage experiment on the dataset directory ``data_dir`` (layout: ``musrec.data``).
 
-    ``wmf`` and ``model`` are keyword arguments for :class:`musrec.WMF` and
-    :class:`musrec.FusionModel`; ``features`` is the :class:`musrec.audio.FeatureConfig`
-    (default: the paper's, 8 kHz, 3 s excerpts). ``excerpts`` (3) of each song are taken,
-    spread evenly over it; the networks train on a random one of them each epoch and predict
-    from their average, the linear models read statistics over all of them (see
-    :meth:`musrec.FusionModel.fit`). On real sound three beat the paper's one random excerpt
-    for every audio model (README); ``excerpts=1`` is the paper's front end. ``test_fraction``
-    of the songs (seeded by ``random_state``, which also seeds WMF and the networks; ``seed``
-    is its deprecated old name) are the cold-start test songs (the paper: 10,000 of 50,000);
-    ``split="artists"`` holds out whole artists instead, so no test song's artist was seen
-    in training (see :meth:`split`). ``n_users``/``n_songs``
-    de-sparsify the data first (the paper: 10,000 x 50,000). ``learning_rates`` are the
-    Figure 3 study of the fusion model (empty: skip it). ``log`` receives one line per stage
-    (default: print when ``show_progress``). ``executor="ray"`` runs WMF and the audio
-    features on a Ray cluster (:mod:`musrec.distributed`; ``ray_address`` for ``ray.init``,
-    None: the running or a new local cluster), with the same results as locally.
-
     :meth:`run` does everything and returns a :class:`musrec.report.PipelineResult`;
-    :meth:`recommender` serves cold-start recommendations from the trained stages.
+    :meth:`recommender` serves cold-start recommendations from the trained stages, and
+    :meth:`export_bundle` writes them as a model bundle. Each stage can also be run on its
+    own (:meth:`dataset`, :meth:`song_vectors`, :meth:`spectrograms`, :meth:`metadata`,
+    :meth:`split`, :meth:`train`); every stage's output is cached under ``work_dir``, keyed by
+    the settings and data it depends on, so a re-run after a change redoes only what changed.
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike
+        The dataset directory, in the layout of :mod:`musrec.data` (for example a world
+        written by :func:`musrec.synthetic.write_world`).
+    work_dir : str or os.PathLike
+        Where the stages' caches go; created when missing.
+    n_users : int or None, optional
+        De-sparsify the data to this many users first (the paper: 10,000); None keeps every user.
+    n_songs : int or None, optional
+        De-sparsify the data to this many songs first (the paper: 50,000); None keeps every
+        song that has audio.
+    n_factors : int, default 100
+        WMF's number of factors (a ``factors`` entry of ``wmf`` takes precedence).
+    wmf : dict or None, optional
+        Keyword arguments for :class:`musrec.WMF`, over the defaults ``factors=n_factors``,
+        ``iterations=15`` and ``random_state`` the pipeline's seed.
+    features : musrec.audio.FeatureConfig or None, optional
+        The log-Mel configuration; None: the paper's
+        (:meth:`musrec.audio.FeatureConfig.paper`: 8 kHz, 3 s excerpts).
+    excerpts : int, default 3
+        How many excerpts of each song are taken, spread evenly over it. The networks train
+        on a random one of them each epoch and predict from their average, the linear models
+        read statistics over all of them (see :meth:`musrec.FusionModel.fit`). On real sound
+        three beat the paper's one random excerpt for every audio model (README);
+        ``excerpts=1`` is the paper's front end.
+    model : dict or None, optional
+        Keyword arguments for :class:`musrec.FusionModel`, every kind's (``random_state``
+        defaults to the pipeline's seed).
+    kinds : tuple of str, default musrec.fusion.KINDS
+        The model kinds :meth:`run` trains and evaluates: all five networks and the three
+        linear baselines by default.
+    learning_rates : tuple of float, default PAPER_LEARNING_RATES
+        The Figure 3 study of the fusion model, (0.1, 0.01, 0.001, 0.0001) by default; empty:
+        skip it.
+    test_fraction : float, default 0.2
+        The share of the (usable) songs held out as cold-start test songs (the paper: 10,000
+        of 50,000).
+    split : {"songs", "artists"}, default "songs"
+        ``"songs"`` holds out random songs; ``"artists"`` holds out whole artists instead, so
+        no test song's artist was seen in training (see :meth:`split`).
+    N : tuple of int, default (5, 10, 20, 50)
+        The list lengths of Figure 2's Top-N metrics.
+    random_state : int or None, optional
+        Seeds the split, WMF and the networks; None is seed 0.
+    num_threads : int, default 0
+        Threads of every stage; 0 = one per core.
+    show_progress : bool, default True
+        Show progress bars (and, without ``log``, print the stage lines).
+    log : callable or None, optional
+        Receives one line per stage (with its time and peak memory) and the stages' notes;
+        None: ``print`` when ``show_progress``, else nothing.
+    seed : int or None, optional
+        The deprecated old name of ``random_state``.
+    executor : {"local", "ray"}, default "local"
+        ``"ray"`` runs WMF and the audio features on a Ray cluster (:mod:`musrec.distributed`),
+        with the same results as locally.
+    ray_address : str or None, optional
+        The address for ``ray.init`` with ``executor="ray"``; None: the running or a new local
+        cluster.
+
+    Attributes
+    ----------
+    data_dir : str
+        The dataset directory.
+    work_dir : str
+        The cache directory.
+    n_users : int or None
+        The de-sparsified number of users, as given.
+    n_songs : int or None
+        The de-sparsified number of songs, as given.
+    wmf_args : dict
+        The keyword arguments WMF is built with (defaults and ``wmf`` merged).
+    features_config : musrec.audio.FeatureConfig
+        The log-Mel configuration.
+    excerpts : int
+        Excerpts per song.
+    model_args : dict
+        The keyword arguments every FusionModel is built with.
+    kinds : tuple of str
+        The model kinds :meth:`run` trains.
+    learning_rates : tuple of float
+        Figure 3's learning rates.
+    test_fraction : float
+        The share of test songs.
+    split_by : str
+        ``"songs"`` or ``"artists"`` (the ``split`` argument).
+    N : tuple of int
+        Figure 2's list lengths.
+    random_state : int
+        The seed in use (0 when none was given).
+    num_threads : int
+        Threads of every stage.
+    show_progress : bool
+        Whether progress bars are shown.
+    log : callable
+        The function receiving the stage lines.
+    executor : str
+        ``"local"`` or ``"ray"``.
+    ray_address : str or None
+        The Ray cluster's address.
+
+    Raises
+    ------
+    ValueError
+        For settings that cannot work (see :func:`check_settings`), ``excerpts`` that is not
+        a positive integer, or an unknown ``split`` or ``executor``.
+    FileNotFoundError
+        When ``data_dir`` is not a directory.
+    TypeError
+        When both ``random_state`` and ``seed`` are given.
+
+    Warns
+    -----
+    DeprecationWarning
+        When ``seed`` is given.
+
+    See Also
+    --------
+    musrec.experiment.pipeline : The Pipeline of a preset.
+    musrec.reproduce : Runs a preset's Pipeline and writes its tables and figures.
+
+    Notes
+    -----
+    The stages: WMF on all listening of all songs, a seeded split of the songs into training
+    and cold-start test songs, log-Mel features of every song (an on-disk
+    :class:`musrec.audio.FeatureCache` in ``work_dir/features``), each network kind trained
+    on the training songs' WMF vectors, the test songs' predicted vectors, then Table 1,
+    Figure 2 and Figure 3 (see :meth:`run`). The WMF model is cached as
+    ``work_dir/wmf-<key>.safetensors``, the trained models as
+    ``work_dir/models/<kind>-<key>.safetensors``.
+
+    Examples
+    --------
+    >>> import musrec
+    >>> musrec.synthetic.write_world("world", "tiny", show_progress=False)  # doctest: +SKIP
+    >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+    >>> result = pipe.run()  # doctest: +SKIP
+    >>> print(result.table1_markdown(paper=True))  # doctest: +SKIP
+
+    The dataset directory must exist:
+
+    >>> musrec.Pipeline("no-such-directory", "musrec-work")
+    Traceback (most recent call last):
+        ...
+    FileNotFoundError: no dataset directory at 'no-such-directory'
     """
 
     def __init__(
@@ -182,7 +348,32 @@ class Pipeline:
 
     # ---- stages -------------------------------------------------------------------------
     def dataset(self) -> data.Dataset:
-        """The de-sparsified dataset (read once per Pipeline)."""
+        """Load the de-sparsified dataset (read once per Pipeline, then kept in memory).
+
+        Reads ``data_dir`` with :func:`musrec.data.load` (``n_users``, ``n_songs``; songs
+        without audio are dropped) and logs its summary.
+
+        Returns
+        -------
+        musrec.data.Dataset
+            The plays (users x songs), the user ids and the song table.
+
+        Raises
+        ------
+        FileNotFoundError
+            When a required file of the dataset is missing.
+        musrec.FormatError
+            When a SQLite file of the dataset is corrupt.
+        ValueError
+            When fewer than two usable songs remain.
+
+        Examples
+        --------
+        >>> import musrec
+        >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+        >>> ds = pipe.dataset()  # doctest: +SKIP
+        >>> n_users, n_songs = ds.plays.shape  # doctest: +SKIP
+        """
         if self._dataset is None:
             with self._stage("load data"):
                 self._dataset = data.load(
@@ -200,7 +391,35 @@ class Pipeline:
         return _key(plays.shape, int(plays.nnz), float(plays.data.sum()), ds.songs.song_id, ds.user_ids[:100])
 
     def song_vectors(self) -> WMF:
-        """WMF on all listening of all songs (cached)."""
+        """Fit WMF on all listening of all songs (cached).
+
+        The model is cached as ``work_dir/wmf-<key>.safetensors``, keyed by the data and the
+        WMF settings, and read back when there. With ``executor="ray"`` it is fitted on the
+        Ray cluster by :func:`musrec.distributed.fit_wmf` (checkpoints in
+        ``work_dir/wmf-checkpoint``), with the same factors.
+
+        Returns
+        -------
+        musrec.WMF
+            The fitted model: ``user_factors`` (users x factors) and ``item_factors`` (songs x
+            factors, the songs' WMF vectors).
+
+        Raises
+        ------
+        TypeError
+            For an unknown WMF keyword in ``wmf``.
+        ValueError
+            For an invalid WMF setting, or a dataset that cannot be loaded (see :meth:`dataset`).
+        ImportError
+            With ``executor="ray"`` when Ray is not installed.
+
+        Examples
+        --------
+        >>> import musrec
+        >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+        >>> wmf = pipe.song_vectors()  # doctest: +SKIP
+        >>> vectors = wmf.item_factors  # doctest: +SKIP
+        """
         path = os.path.join(self.work_dir, f"wmf-{_key(self._data_key(), self.wmf_args)}.safetensors")
         with self._stage("WMF") as record:
             if os.path.exists(path):
@@ -220,8 +439,33 @@ class Pipeline:
             return model
 
     def spectrograms(self) -> tuple[np.ndarray, np.ndarray]:
-        """(log-Mel features of every song, which songs' audio could be used); the features
-        live in an on-disk cache, so a re-run only reads them."""
+        """Compute the log-Mel features of every song, and which songs' audio could be used.
+
+        The features live in an on-disk cache (:class:`musrec.audio.FeatureCache` in
+        ``work_dir/features``), so a re-run only reads them. With ``executor="ray"`` they are
+        extracted on the Ray cluster (:func:`musrec.distributed.extract`), bit for bit the
+        same. Songs without usable audio are logged (how many, by reason, and the first one),
+        as are clips shorter than the excerpt (zero-padded).
+
+        Returns
+        -------
+        features : numpy.ndarray
+            The features, float32 of shape (n_songs, excerpts, n_mels, frames), or (n_songs,
+            n_mels, frames) with ``excerpts=1``; rows of unusable songs are zero.
+        usable : numpy.ndarray
+            Bool of shape (n_songs,): the songs whose features were extracted.
+
+        Raises
+        ------
+        ImportError
+            With ``executor="ray"`` when Ray is not installed.
+
+        Examples
+        --------
+        >>> import musrec
+        >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+        >>> spec, usable = pipe.spectrograms()  # doctest: +SKIP
+        """
         paths = self.dataset().songs.audio_path
         with self._stage("audio features") as record:
             cache_dir = os.path.join(self.work_dir, "features")
@@ -254,7 +498,22 @@ class Pipeline:
         return result.features, ok
 
     def metadata(self) -> list[dict]:
-        """Each song's tags (with Last.fm strengths), artist and year, for FusionModel."""
+        """List each song's tags (with Last.fm strengths), artist and year, for FusionModel.
+
+        Returns
+        -------
+        list of dict
+            One dict per song (column of the plays): ``"tags"`` (``{tag: strength}``, empty
+            without tags), ``"artist"`` (the artist id, None when unknown) and ``"year"`` (None
+            when unknown).
+
+        Examples
+        --------
+        >>> import musrec
+        >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+        >>> meta = pipe.metadata()  # doctest: +SKIP
+        >>> sorted(meta[0])  # doctest: +SKIP
+        """
         songs = self.dataset().songs
         tags = songs.tags
         out = []
@@ -265,32 +524,123 @@ class Pipeline:
         return out
 
     def split(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Seeded (training songs, cold-start test songs) among the usable ones, sorted.
+        """Split the usable songs into training and cold-start test songs, seeded.
 
         ``split="songs"``: a random ``test_fraction`` of the songs. ``split="artists"``: whole
         artists, drawn at random until their songs make ``test_fraction`` of all, so every
         test song is by an artist that training never saw (a song without an artist is its
-        own group). The core draws the split (``src/eval/songs.rs``) from numpy's generator,
-        so a seed gives the split numpy gave."""
+        own group). The number held out is ``test_fraction`` of the usable songs, rounded
+        half to even, at least one. The core draws the split (``src/eval/songs.rs``) from
+        numpy's generator, so a seed gives the split numpy gave.
+
+        Parameters
+        ----------
+        usable : numpy.ndarray
+            Bool of shape (n_songs,): which songs may be used (the second value of
+            :meth:`spectrograms`).
+
+        Returns
+        -------
+        train : numpy.ndarray
+            The training songs' indices (int64), sorted.
+        test : numpy.ndarray
+            The cold-start test songs' indices (int64), sorted.
+
+        Raises
+        ------
+        ValueError
+            When the usable songs (or, with ``split="artists"``, their artists) are too few to
+            hold out ``test_fraction`` and keep some for training.
+
+        Examples
+        --------
+        >>> import musrec
+        >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+        >>> spec, usable = pipe.spectrograms()  # doctest: +SKIP
+        >>> train_idx, test_idx = pipe.split(usable)  # doctest: +SKIP
+        """
         artists = self.dataset().songs.artist_id
         return _musrec.split_songs(
             np.ascontiguousarray(usable, dtype=bool), artists, self.test_fraction, self.split_by, self.random_state
         )
 
     def _validation(self, train_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(songs to fit on, validation songs or None for FusionModel's own random tenth).
+        """Return (songs to fit on, validation songs or None for FusionModel's own random tenth).
+
         With ``split="artists"`` the validation songs are whole artists too, so early
         stopping and the ridge penalties are chosen for artists the model has not seen,
-        as the test songs are."""
+        as the test songs are.
+        """
         artists = self.dataset().songs.artist_id
         return _musrec.validation_songs(
             np.ascontiguousarray(train_idx, dtype=np.int64), artists, self.split_by, self.random_state
         )
 
     def train(self, kind: str, spec, meta, targets, train_idx, *, users=None, **overrides: Any) -> FusionModel:
-        """One network kind on the training songs (cached). ``overrides`` change model settings;
-        ``users``, the fitted WMF (or its user vectors), let validation rank the songs (see
-        ``stop_metric``), and give ``objective="wpe"`` its metric with the songs' plays."""
+        """Train one model kind on the training songs (cached).
+
+        The model is cached as ``work_dir/models/<kind>-<key>.safetensors``, keyed by the
+        data, the WMF and feature settings, ``excerpts``, ``split``, ``test_fraction``, every
+        resolved model setting, the seed and the core's training revision, and read back
+        when there. Validation: with ``split="songs"`` the model holds out its own random
+        tenth of the songs it is given; with ``split="artists"`` a tenth of them as whole
+        artists, so early stopping and the ridge penalties are chosen for artists the model
+        has not seen, as the test songs are. The linear part's penalties, the stacking weights
+        and the epochs trained are logged.
+
+        Parameters
+        ----------
+        kind : str
+            The model kind, one of :data:`musrec.fusion.KINDS`.
+        spec : numpy.ndarray
+            Every song's log-Mel features (the first value of :meth:`spectrograms`).
+        meta : list of dict
+            Every song's metadata (:meth:`metadata`).
+        targets : numpy.ndarray
+            Every song's WMF vector, (n_songs, factors) (``song_vectors().item_factors``).
+        train_idx : numpy.ndarray
+            The training songs' indices (the first value of :meth:`split`).
+        users : musrec.WMF or numpy.ndarray or None, optional
+            The fitted WMF (or its user vectors): lets validation rank the songs (see the
+            model's ``stop_metric``), and gives ``objective="wpe"`` its metric with the songs'
+            plays.
+        **overrides : Any
+            :class:`musrec.FusionModel` settings that replace the pipeline's ``model`` ones
+            (e.g. ``learning_rate=0.01``).
+
+        Returns
+        -------
+        musrec.FusionModel
+            The fitted model.
+
+        Raises
+        ------
+        ValueError
+            For an unknown kind or an invalid setting, or when training diverged (try a
+            smaller ``learning_rate``).
+        TypeError
+            For an unknown setting in ``overrides``.
+
+        See Also
+        --------
+        musrec.FusionModel.fit : The training itself.
+
+        Notes
+        -----
+        The cache key does not include ``spec``, ``meta``, ``targets`` or ``train_idx``: it
+        assumes they are this pipeline's own (as :meth:`run` passes them).
+
+        Examples
+        --------
+        >>> import musrec
+        >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+        >>> wmf = pipe.song_vectors()  # doctest: +SKIP
+        >>> spec, usable = pipe.spectrograms()  # doctest: +SKIP
+        >>> train_idx, test_idx = pipe.split(usable)  # doctest: +SKIP
+        >>> model = pipe.train(  # doctest: +SKIP
+        ...     "fusion", spec, pipe.metadata(), wmf.item_factors, train_idx, users=wmf, learning_rate=0.01
+        ... )
+        """
         args = {**self.model_args, **overrides}
         settings = FusionModel(kind, **args).config_  # every setting resolved, defaults included
         key = _key(
@@ -357,7 +707,46 @@ class Pipeline:
 
     # ---- the whole experiment -----------------------------------------------------------
     def run(self) -> PipelineResult:
-        """Every stage; cached stages are read back. Returns Table 1 and Figures 2 and 3."""
+        """Run every stage; cached stages are read back. Returns Table 1 and Figures 2 and 3.
+
+        Each of ``kinds`` is trained and predicts the test songs' vectors. Table 1 compares
+        them with the test songs' WMF vectors (MSE, RMSE, MAE, MSLE), with a "training mean"
+        row (every test song given the training songs' mean vector). Figure 2 ranks the test
+        songs for every user who played one, at each of ``N``, by each model's vectors and by
+        three references: "popularity" (the popularity of the song's artist among the
+        training songs; ties, such as songs of new or unknown artists, broken at random,
+        seeded), "WMF oracle" (the test songs' true vectors: the ceiling) and "random". Figure
+        3 trains the fusion model at each of ``learning_rates``; a learning rate at which
+        training diverges is logged and left out (that is one of the study's findings).
+
+        Returns
+        -------
+        musrec.report.PipelineResult
+            Table 1, Figures 2 and 3, each kind's training history, and a summary: users,
+            songs, plays, songs without usable audio, without tags and with unknown year,
+            the split, training and test songs, test users (who played a test song) and
+            every stage's seconds, cache use and peak memory.
+
+        Raises
+        ------
+        FileNotFoundError
+            When a required file of the dataset is missing.
+        musrec.FormatError
+            When a SQLite file of the dataset is corrupt.
+        ValueError
+            For a dataset or settings a stage cannot work with (see the stages).
+
+        See Also
+        --------
+        musrec.reproduce : Runs a preset's Pipeline and writes the result.
+
+        Examples
+        --------
+        >>> import musrec
+        >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+        >>> result = pipe.run()  # doctest: +SKIP
+        >>> print(result.figure2_markdown(10))  # doctest: +SKIP
+        """
         self._stages = []
         ds, wmf, spec, usable, meta, train_idx, test_idx = self._prepared()
         vectors = wmf.item_factors
@@ -427,8 +816,39 @@ class Pipeline:
 
     # ---- cold start and serving --------------------------------------------------------
     def recommender(self, kind: str = "fusion") -> Recommender:
-        """A :class:`musrec.Recommender` over every song of the dataset (their WMF vectors)
-        that predicts new songs' vectors with the ``kind`` model trained by this pipeline."""
+        """Build a Recommender over every song of the dataset, predicting new songs with ``kind``.
+
+        The :class:`musrec.Recommender` ranks the dataset's songs by their WMF vectors and
+        predicts new songs' vectors with the ``kind`` model trained by this pipeline; it knows
+        the user and song ids, the plays (to leave out what a user played), the feature
+        settings and ``excerpts``. The stages it needs run first (cached ones are read back).
+
+        Parameters
+        ----------
+        kind : str, default "fusion"
+            The content model kind, one of :data:`musrec.fusion.KINDS`.
+
+        Returns
+        -------
+        musrec.Recommender
+            The recommender.
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``kind``.
+
+        See Also
+        --------
+        export_bundle : Writes the same as a model bundle.
+
+        Examples
+        --------
+        >>> import musrec
+        >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+        >>> rec = pipe.recommender("fusion")  # doctest: +SKIP
+        >>> ids, scores = rec.recommend(rec.user_ids[0], N=10)  # doctest: +SKIP
+        """
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
         ds, wmf, spec, _, meta, train_idx, _ = self._prepared()
@@ -453,10 +873,53 @@ class Pipeline:
         model_version: str | None = None,
         edge_offsets: dict[str, int] | None = None,
     ) -> dict[str, Any]:
-        """Write the trained stages as a model bundle directory for the edge service: the
-        WMF vectors of every user and song, the play counts, the ids, the ``kind`` content
-        model and the feature settings (see :meth:`musrec.Recommender.export_bundle` for
-        ``encoding``, ``model_version`` and ``edge_offsets``). Returns the manifest."""
+        """Write the trained stages as a model bundle directory for the edge service.
+
+        The bundle holds the WMF vectors of every user and song, the play counts, the ids,
+        the ``kind`` content model and the feature settings (see
+        :meth:`musrec.Recommender.export_bundle`). The stages it needs run first (cached ones
+        are read back).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The bundle directory; it must not exist (the bundle is written to a temporary
+            directory, fsynced and renamed, so it appears whole or not at all).
+        kind : str, default "fusion"
+            The content model kind, one of :data:`musrec.fusion.KINDS`.
+        encoding : {"f32", "f16", "int8"}, default "f32"
+            How the song vectors are stored (``"int8"`` with per-row scales; rescored in f32
+            on load).
+        model_version : str or None, optional
+            The model's version (1-128 printable characters); None: a digest of the bundle's
+            files.
+        edge_offsets : dict of str to int or None, optional
+            For each edge, the last event sequence number the model has consumed.
+
+        Returns
+        -------
+        dict
+            The manifest: ``model_version``, ``n_users``, ``n_songs``, ``factors``,
+            ``song_encoding``, the compact encoding's measured ``song_encoding_top10_overlap``
+            with f32, ``edge_offsets``, ``files`` and more.
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``kind`` or ``encoding``, an invalid ``model_version``, or when
+            ``path`` already exists.
+
+        See Also
+        --------
+        musrec.edge.serve : Serves a bundle over HTTP.
+
+        Examples
+        --------
+        >>> import musrec
+        >>> pipe = musrec.Pipeline("world", "musrec-work", n_factors=32, kinds=("fusion", "ridge"))  # doctest: +SKIP
+        >>> manifest = pipe.export_bundle("bundle", "fusion", encoding="int8")  # doctest: +SKIP
+        >>> version = manifest["model_version"]  # doctest: +SKIP
+        """
         return self.recommender(kind).export_bundle(
             path, encoding=encoding, model_version=model_version, edge_offsets=edge_offsets
         )

@@ -1,5 +1,8 @@
-"""The experiment's results: the paper's Table 1 and Figures 2 and 3, next to the paper's own
-numbers and claims, written as Markdown, CSV and PNG."""
+"""Tables, claims and figures of the experiment's results.
+
+The experiment's results: the paper's Table 1 and Figures 2 and 3, next to the paper's own
+numbers and claims, written as Markdown, CSV and PNG.
+"""
 
 from __future__ import annotations
 
@@ -57,12 +60,45 @@ def _markdown(head: list[str], rows: list[list[str]]) -> str:
 class PipelineResult:
     """What :meth:`musrec.Pipeline.run` measured.
 
-    ``table1``: one row per model kind (MSE, RMSE, MAE, MSLE and how many values MSLE had to
-    clip). ``figure2``: one row per (model, N) with precision, recall, F1, NDCG and AUC of
-    ranking the cold-start songs, including the reference rows "popularity", "random" and
-    "WMF oracle". ``figure3``: one row per (learning rate, epoch) of training and validation
-    loss. ``histories``: each model kind's training history. ``summary``: sizes, counts of
-    what was missing, and the time and peak memory of every stage.
+    The dataclass's fields are its constructor's arguments, in the order below (``figure3``,
+    ``histories`` and ``summary`` may be left out: they default to empty). The rows are
+    plain dicts, so a result can also be built by hand, as in the examples.
+
+    Attributes
+    ----------
+    table1 : list of dict
+        One row per model kind: ``model``, ``mse``, ``rmse``, ``mae``, ``msle`` and
+        ``msle_clipped`` (how many values MSLE had to clip).
+    figure2 : list of dict
+        One row per (model, N): ``model``, ``N``, ``precision``, ``recall``, ``f1``, ``ndcg``
+        and ``auc`` of ranking the cold-start songs, including the reference rows
+        "popularity", "random" and "WMF oracle".
+    figure3 : list of dict
+        One row per (learning rate, epoch): ``learning_rate``, ``epoch``, ``train_loss`` and
+        ``validation_loss``. Default: empty (no learning-rate study).
+    histories : dict of str to dict
+        Each model kind's training history (:attr:`musrec.FusionModel.history_`). Default: empty.
+    summary : dict
+        Sizes, counts of what was missing, and the time and peak memory of every stage
+        (``summary["stages"]``); :func:`musrec.reproduce` adds ``preset``, ``data`` and
+        ``files``. Default: empty.
+
+    See Also
+    --------
+    musrec.Pipeline.run : Measures one.
+    musrec.reproduce : Runs a preset's experiment and writes its result.
+
+    Examples
+    --------
+    >>> from musrec.report import PipelineResult
+    >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+    >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+    >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+    >>> result = PipelineResult(table1, [ours, ridge])
+    >>> result.recall("fusion", 10)
+    0.4
+    >>> result.verdict_lines()
+    ['fusion clearly beats ridge: recall@10 0.4000 vs 0.3000 (1.33x), AUC 0.860 vs 0.820 (+0.040)']
     """
 
     table1: list[dict]
@@ -73,6 +109,35 @@ class PipelineResult:
 
     # ---- lookups ------------------------------------------------------------------------
     def recall(self, model: str, N: int) -> float:
+        """Return the recall@N of ``model`` in Figure 2.
+
+        Parameters
+        ----------
+        model : str
+            The Figure 2 row's model, e.g. ``"fusion"`` or ``"random"``.
+        N : int
+            The list length.
+
+        Returns
+        -------
+        float
+            The row's recall.
+
+        Raises
+        ------
+        KeyError
+            When Figure 2 has no row for ``model`` at ``N``.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> result.recall("ridge", 10)
+        0.3
+        """
         return self._figure2(model, N)["recall"]
 
     def _figure2(self, model: str, N: int) -> dict:
@@ -83,7 +148,34 @@ class PipelineResult:
 
     # ---- tables -------------------------------------------------------------------------
     def table1_markdown(self, paper: bool = False) -> str:
-        """Table 1; with ``paper``, the paper's numbers in a second column per metric."""
+        """Format Table 1 as Markdown; with ``paper``, the paper's numbers in a second column per metric.
+
+        Models are named as the paper names them (``"fusion"`` is "Ours (fusion)"); MSE, RMSE,
+        MAE and MSLE are given to 4 significant digits, then how many values MSLE clipped.
+
+        Parameters
+        ----------
+        paper : bool, default False
+            Add the paper's value (:data:`PAPER_TABLE1`, 3 decimals; empty for models the paper
+            lacks) after each metric.
+
+        Returns
+        -------
+        str
+            A Markdown table, one row per Table 1 row.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> print(result.table1_markdown())
+        | model | MSE | RMSE | MAE | MSLE | MSLE clipped values |
+        |---|---|---|---|---|---|
+        | Ours (fusion) | 0.92 | 0.96 | 0.48 | 0.12 | 0 |
+        """
         head = ["model", "MSE", "RMSE", "MAE", "MSLE", "MSLE clipped values"]
         if paper:
             head = ["model", "MSE", "paper", "RMSE", "paper", "MAE", "paper", "MSLE", "paper", "MSLE clipped values"]
@@ -99,7 +191,31 @@ class PipelineResult:
         return _markdown(head, rows)
 
     def figure2_markdown(self, N: int | None = None) -> str:
-        """Figure 2's numbers, for every N measured or only ``N``."""
+        """Format Figure 2's numbers as Markdown, for every N measured or only ``N``.
+
+        Parameters
+        ----------
+        N : int or None, optional
+            Only the rows of this list length; None (the default): every row.
+
+        Returns
+        -------
+        str
+            A Markdown table of model, N, precision, recall, F1, NDCG and AUC (4 decimals).
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> print(result.figure2_markdown(10))
+        | model | N | precision | recall | F1 | NDCG | AUC |
+        |---|---|---|---|---|---|---|
+        | Ours (fusion) | 10 | 0.0400 | 0.4000 | 0.0700 | 0.3000 | 0.8600 |
+        | Ridge (audio stats + metadata) | 10 | 0.0300 | 0.3000 | 0.0500 | 0.2000 | 0.8200 |
+        """
         rows = [
             [_label(r["model"]), str(r["N"]), *(f"{r[c]:.4f}" for c in FIGURE2_COLUMNS)]
             for r in self.figure2
@@ -108,6 +224,28 @@ class PipelineResult:
         return _markdown(["model", "N", "precision", "recall", "F1", "NDCG", "AUC"], rows)
 
     def summary_markdown(self) -> str:
+        """Format the run's summary as Markdown.
+
+        Returns
+        -------
+        str
+            One bullet per integer entry of :attr:`summary` (its name with spaces), then, when
+            the summary has ``stages``, a table of each stage's seconds, whether it was read
+            from the cache, and the peak memory (MB) after it.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> stage = {"stage": "WMF", "seconds": 1.25, "cached": True, "peak_rss_mb": 93.6}
+        >>> result = PipelineResult([], [], summary={"users": 600, "test_songs": 151, "stages": [stage]})
+        >>> print(result.summary_markdown())
+        - users: 600
+        - test songs: 151
+        <BLANKLINE>
+        | stage | seconds | cached | peak memory (MB) |
+        |---|---|---|---|
+        | WMF | 1.2 | yes | 94 |
+        """
         s = self.summary
         lines = [f"- {k.replace('_', ' ')}: {v:,}" for k, v in s.items() if isinstance(v, int)]
         stages = s.get("stages", [])
@@ -127,13 +265,45 @@ class PipelineResult:
 
     # ---- networks against the linear baseline -------------------------------------------
     def verdicts(self, N: int | None = None) -> list[dict]:
-        """Each network against the ridge model on the same inputs, at recall@N and user AUC.
+        """Judge each network against the ridge model on the same inputs, at recall@N and user AUC.
 
-        Returns rows ``{"model", "baseline", "recall", "baseline_recall", "recall_ratio",
-        "auc", "baseline_auc", "auc_margin", "verdict"}``. The verdict is "clearly beats"
-        (recall@N at least 1.2x and AUC at least 0.03 higher: the bar musrec holds its
-        networks to), "beats" (both higher), "mixed" (one higher) or "loses". Only networks
-        whose counterpart was run are listed.
+        The verdict is "clearly beats" (recall@N at least 1.2x and AUC at least 0.03 higher:
+        the bar musrec holds its networks to, :data:`RECALL_RATIO_BAR` and
+        :data:`AUC_MARGIN_BAR`), "beats" (both higher), "mixed" (one higher) or "loses". Only
+        networks whose counterpart (:data:`musrec.fusion.LINEAR_COUNTERPART`) was run are
+        listed, in Figure 2's order.
+
+        Parameters
+        ----------
+        N : int or None, optional
+            The list length; None (the default): 10 if measured, else the smallest N measured.
+
+        Returns
+        -------
+        list of dict
+            Rows ``{"model", "baseline", "N", "recall", "baseline_recall", "recall_ratio",
+            "auc", "baseline_auc", "auc_margin", "verdict"}``; ``recall_ratio`` is infinite
+            when the baseline's recall is 0.
+
+        Raises
+        ------
+        KeyError
+            When a listed network or its baseline has no Figure 2 row at ``N``.
+
+        See Also
+        --------
+        verdict_lines : The same as one line of text per network.
+        verdicts_markdown : The same as a Markdown table.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> [(v["model"], v["baseline"], v["verdict"]) for v in result.verdicts()]
+        [('fusion', 'ridge', 'clearly beats')]
         """
         N = self._default_N(N)
         models = {r["model"] for r in self.figure2}
@@ -170,7 +340,34 @@ class PipelineResult:
         return out
 
     def verdict_lines(self, N: int | None = None) -> list[str]:
-        """One line per network: its verdict against its linear counterpart, with the numbers."""
+        """Describe each network's verdict against its linear counterpart in one line, with the numbers.
+
+        Parameters
+        ----------
+        N : int or None, optional
+            The list length; None (the default): 10 if measured, else the smallest N measured.
+
+        Returns
+        -------
+        list of str
+            One line per row of :meth:`verdicts` (a "loses" verdict in capitals): recall@N of
+            both, their ratio, AUC of both and the margin.
+
+        Raises
+        ------
+        KeyError
+            When a listed network or its baseline has no Figure 2 row at ``N``.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> result.verdict_lines(10)
+        ['fusion clearly beats ridge: recall@10 0.4000 vs 0.3000 (1.33x), AUC 0.860 vs 0.820 (+0.040)']
+        """
         return [
             f"{v['model']} {v['verdict'].upper() if v['verdict'] == 'loses' else v['verdict']} {v['baseline']}: "
             f"recall@{v['N']} {v['recall']:.4f} vs {v['baseline_recall']:.4f} ({v['recall_ratio']:.2f}x), "
@@ -179,6 +376,34 @@ class PipelineResult:
         ]
 
     def verdicts_markdown(self, N: int | None = None) -> str:
+        """Format :meth:`verdicts` as a Markdown table (a "loses" verdict in bold).
+
+        Parameters
+        ----------
+        N : int or None, optional
+            The list length; None (the default): 10 if measured, else the smallest N measured.
+
+        Returns
+        -------
+        str
+            A Markdown table of network, linear baseline, recall@N (both and their ratio), user
+            AUC (both and the margin) and verdict.
+
+        Raises
+        ------
+        KeyError
+            When a listed network or its baseline has no Figure 2 row at ``N``.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> embedding = {"model": "embedding", "N": 10, "recall": 0.3, "auc": 0.8}
+        >>> ridge = {"model": "ridge_metadata", "N": 10, "recall": 0.4, "auc": 0.8}
+        >>> print(PipelineResult([], [embedding, ridge]).verdicts_markdown())
+        | network | linear baseline | recall@10 | user AUC | verdict |
+        |---|---|---|---|---|
+        | Embedding | Ridge (metadata) | 0.3000 / 0.4000 (0.75x) | 0.800 / 0.800 (+0.000) | **loses** |
+        """
         rows = [
             [
                 _label(v["model"]),
@@ -200,10 +425,51 @@ class PipelineResult:
 
     # ---- the paper's claims -------------------------------------------------------------
     def claims(self, N: int | None = None) -> list[dict]:
-        """The paper's qualitative claims, each checked on these results.
+        """Check the paper's qualitative claims on these results.
 
-        Returns rows ``{"claim", "holds", "evidence"}``. ``N`` (default: 10 if measured,
-        else the first N) is the list length for the ranking claims.
+        The claims, each where the results have what it needs: the fusion model's MSE is below
+        that of the training songs' mean vector (with a "training mean" Table 1 row); it has
+        the lowest MSE of the paper's kinds in Table 1; it has the best precision, recall and
+        F1 @N of them; it beats the "random" and "popularity" rankings on recall@N; each
+        network clearly beats its linear counterpart (:meth:`verdicts`); and learning rate
+        0.001 reaches the lowest validation loss in Figure 3 (NaN losses left out). The
+        fusion model's claims need a "fusion" row in Table 1.
+
+        Parameters
+        ----------
+        N : int or None, optional
+            The list length for the ranking claims; None (the default): 10 if measured, else
+            the smallest N measured.
+
+        Returns
+        -------
+        list of dict
+            Rows ``{"claim", "holds", "evidence"}``: the claim's text, whether it holds here
+            (bool) and the numbers it was judged on.
+
+        Raises
+        ------
+        KeyError
+            When a model the claims compare has no Figure 2 row at ``N``.
+
+        See Also
+        --------
+        claims_markdown : The same as a Markdown table.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> for claim in result.claims():
+        ...     print(claim["holds"], claim["claim"])
+        True Table 1: the fusion model has the lowest MSE
+        True Figure 2: the fusion model has the best precision@10
+        True Figure 2: the fusion model has the best recall@10
+        True Figure 2: the fusion model has the best f1@10
+        True (ours) fusion beats ridge, the linear model on the same inputs, by 1.2x recall@10 and +0.03 AUC
         """
         N = self._default_N(N)
         mse = {r["model"]: r["mse"] for r in self.table1 if r["model"] in PAPER_NAMES}
@@ -276,14 +542,71 @@ class PipelineResult:
         return out
 
     def claims_markdown(self, N: int | None = None) -> str:
+        """Format :meth:`claims` as a Markdown table (a claim that does not hold in bold "no").
+
+        Parameters
+        ----------
+        N : int or None, optional
+            The list length for the ranking claims; None (the default): 10 if measured, else
+            the smallest N measured.
+
+        Returns
+        -------
+        str
+            A Markdown table of the claim, whether it holds here and the evidence.
+
+        Raises
+        ------
+        KeyError
+            When a model the claims compare has no Figure 2 row at ``N``.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> print(result.claims_markdown().splitlines()[2])
+        | Table 1: the fusion model has the lowest MSE | yes | Ours (fusion) 0.92 |
+        """
         rows = [[c["claim"], "yes" if c["holds"] else "**no**", c["evidence"]] for c in self.claims(N)]
         return _markdown(["the paper's claim", "holds here", "evidence"], rows)
 
     # ---- files --------------------------------------------------------------------------
     def write(self, out_dir: str | os.PathLike) -> list[str]:
-        """Write table1 / figure2 / figure3 as CSV, tables and claims as Markdown
-        (``report.md``), ``summary.json``, and figure2.png / figure3.png when matplotlib is
-        installed. Returns the paths written."""
+        """Write the results into ``out_dir`` as CSV, Markdown, JSON and PNG files.
+
+        Writes ``table1.csv``, ``figure2.csv`` and ``figure3.csv`` (each only when it has
+        rows), ``table1.md`` (with the paper's numbers) and ``figure2.md``, the tables and
+        claims as Markdown (``report.md``, :meth:`report_markdown`), ``summary.json``, and
+        ``figure2.png`` / ``figure3.png`` when matplotlib is installed (:meth:`plot`).
+        ``out_dir`` is created when missing; existing files are overwritten.
+
+        Parameters
+        ----------
+        out_dir : str or os.PathLike
+            The directory to write into.
+
+        Returns
+        -------
+        list of str
+            The paths written, in the order above.
+
+        See Also
+        --------
+        report_markdown : The text of ``report.md``.
+        plot : Only the PNG figures.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> paths = result.write("musrec-results")  # doctest: +SKIP
+        """
         out_dir = os.fspath(out_dir)
         os.makedirs(out_dir, exist_ok=True)
         written = []
@@ -316,6 +639,32 @@ class PipelineResult:
         return written + self.plot(out_dir)
 
     def report_markdown(self) -> str:
+        """Format the whole report as one Markdown document (``report.md`` of :meth:`write`).
+
+        Sections: Table 1 next to the paper's numbers, Figure 2, the networks against their
+        linear baselines (:meth:`verdicts_markdown`), the paper's claims (:meth:`claims_markdown`)
+        and the run's summary (:meth:`summary_markdown`), at the default N.
+
+        Returns
+        -------
+        str
+            The Markdown text, headed "# musrec reproduce".
+
+        Raises
+        ------
+        KeyError
+            When a model the claims or verdicts compare has no Figure 2 row at the default N.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> print(result.report_markdown().splitlines()[0])
+        # musrec reproduce
+        """
         parts = [
             "# musrec reproduce",
             "## Table 1: error of the predicted cold-start song vectors (lower is better)",
@@ -333,7 +682,36 @@ class PipelineResult:
         return "\n\n".join(parts)
 
     def plot(self, out_dir: str | os.PathLike) -> list[str]:
-        """figure2.png and figure3.png in ``out_dir`` (nothing without matplotlib)."""
+        """Draw Figure 2 and Figure 3 into ``figure2.png`` and ``figure3.png`` in ``out_dir``.
+
+        Switches matplotlib to its non-interactive Agg backend (for the whole process) and
+        draws at 120 dpi. ``figure3.png`` is drawn only when there are Figure 3 rows; without
+        matplotlib nothing is written.
+
+        Parameters
+        ----------
+        out_dir : str or os.PathLike
+            An existing directory to write into.
+
+        Returns
+        -------
+        list of str
+            The paths written (empty without matplotlib).
+
+        See Also
+        --------
+        figure2_plot : The Figure 2 figure itself.
+        figure3_plot : The Figure 3 figure itself.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> paths = result.plot("musrec-results")  # doctest: +SKIP
+        """
         try:
             import matplotlib
 
@@ -356,7 +734,40 @@ class PipelineResult:
         return written
 
     def figure2_plot(self, plt: Any = None) -> Any:
-        """A matplotlib figure of precision, recall and F1 @N per model."""
+        """Draw precision, recall and F1 @N per model as a matplotlib figure.
+
+        Three panels, one line per model over the Ns measured: dashed for the reference
+        rankings ("random", "popularity", "WMF oracle"), dotted for the linear baselines, solid
+        for the networks.
+
+        Parameters
+        ----------
+        plt : module or None, optional
+            ``matplotlib.pyplot`` (or an object with its ``subplots``); None imports it.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure, 13 x 3.6 inches.
+
+        Raises
+        ------
+        ImportError
+            When ``plt`` is None and matplotlib is not installed.
+
+        Examples
+        --------
+        >>> from musrec.report import PipelineResult
+        >>> ours = {"model": "fusion", "N": 10, "precision": 0.04, "recall": 0.4, "f1": 0.07, "ndcg": 0.3, "auc": 0.86}
+        >>> ridge = {"model": "ridge", "N": 10, "precision": 0.03, "recall": 0.3, "f1": 0.05, "ndcg": 0.2, "auc": 0.82}
+        >>> table1 = [{"model": "fusion", "mse": 0.92, "rmse": 0.96, "mae": 0.48, "msle": 0.12, "msle_clipped": 0}]
+        >>> result = PipelineResult(table1, [ours, ridge])
+        >>> import matplotlib.pyplot as plt
+        >>> fig = result.figure2_plot(plt)
+        >>> [ax.get_title() for ax in fig.axes]
+        ['precision', 'recall', 'f1']
+        >>> plt.close(fig)
+        """
         if plt is None:
             import matplotlib.pyplot as plt
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -372,7 +783,39 @@ class PipelineResult:
         return fig
 
     def figure3_plot(self, plt: Any = None) -> Any:
-        """A matplotlib figure of training and validation loss per learning rate."""
+        """Draw training and validation loss per learning rate as a matplotlib figure.
+
+        Two panels sharing a logarithmic y axis, one line per learning rate over the epochs.
+
+        Parameters
+        ----------
+        plt : module or None, optional
+            ``matplotlib.pyplot`` (or an object with its ``subplots``); None imports it.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure, 10 x 3.6 inches.
+
+        Raises
+        ------
+        ImportError
+            When ``plt`` is None and matplotlib is not installed.
+
+        Examples
+        --------
+        >>> import matplotlib.pyplot as plt
+        >>> from musrec.report import PipelineResult
+        >>> rows = [
+        ...     {"learning_rate": lr, "epoch": e, "train_loss": 1 / e, "validation_loss": 1.1 / e}
+        ...     for lr in (0.01, 0.001)
+        ...     for e in (1, 2, 3)
+        ... ]
+        >>> fig = PipelineResult([], [], figure3=rows).figure3_plot(plt)
+        >>> [ax.get_title() for ax in fig.axes]
+        ['training loss', 'validation loss']
+        >>> plt.close(fig)
+        """
         if plt is None:
             import matplotlib.pyplot as plt
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)

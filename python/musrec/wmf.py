@@ -37,9 +37,77 @@ class WMF:
     * ``confidence="linear"``: ``c_ui = 1 + alpha * r_ui`` (Hu et al.'s original), or
     * ``confidence="log"``: ``c_ui = 1 + alpha * log(1 + r_ui / eps)``.
 
-    Unplayed pairs have ``c_ui = 1``. Note that the ``implicit`` library instead uses the
-    matrix value itself as the confidence: ``implicit`` with data ``1 + alpha * r`` equals
-    musrec with ``confidence="linear"``.
+    Unplayed pairs have ``c_ui = 1``. After :meth:`fit`, ``user_factors`` (n_users x factors)
+    and ``item_factors`` (n_items x factors) are float32 numpy arrays and the predicted
+    preference of user u for item i is ``user_factors[u] @ item_factors[i]``.
+
+    Parameters
+    ----------
+    factors : int, default 100
+        Number of latent factors of every user and item (at least 1).
+    regularization : float, default 0.01
+        Weight of the L2 penalty ``regularization * (|X|^2 + |Y|^2)`` (finite, >= 0).
+    alpha : float, default 1.0
+        Scale of the confidence given to plays (finite, >= 0).
+    confidence : {"linear", "log"}, default "linear"
+        How a play count ``r_ui`` becomes a confidence ``c_ui`` (see above).
+    eps : float, default 1.0
+        The ``eps`` of ``confidence="log"`` (finite, > 0; checked whatever the confidence).
+    iterations : int, default 15
+        Number of alternating least squares iterations (sweeps over users then items; >= 0).
+    solver : {"cg", "cholesky"}, default "cg"
+        How each half-sweep solves every user (then every item): exactly (``"cholesky"``)
+        or by ``cg_steps`` steps of conjugate gradient warm-started from the previous
+        factors (``"cg"``, Takacs et al. 2011).
+    cg_steps : int, default 3
+        Conjugate gradient steps per row and half-sweep with ``solver="cg"`` (at least 1).
+    random_state : int or None, default None
+        Non-negative seed of the initial factors. None draws a fresh seed at every
+        :meth:`fit`.
+    num_threads : int, default 0
+        Threads the Rust core runs rows on (0 = one per core).
+    calculate_training_loss : bool, default False
+        Compute the training loss after each iteration (into ``loss_history`` and the
+        ``callback`` of :meth:`fit`).
+
+    Attributes
+    ----------
+    params : musrec.WMFParams
+        The hyperparameters, validated by the Rust core. Each also reads as an attribute of
+        the model (``model.factors``, ``model.alpha``, ...); setting one
+        (``model.alpha = 10.0``) replaces ``params`` after the same validation.
+    num_threads : int
+        Threads the Rust core runs on (0 = one per core).
+    user_factors : numpy.ndarray of float32, shape (n_users, factors), or None
+        The users' factors; None before :meth:`fit` or :meth:`load`.
+    item_factors : numpy.ndarray of float32, shape (n_items, factors), or None
+        The items' factors; None before :meth:`fit` or :meth:`load`.
+    loss_history : list of float
+        Training loss after each iteration (when ``calculate_training_loss``); empty
+        otherwise and for a model read by :meth:`load`.
+    n_users : int
+        Number of users of the fitted model (0 before fitting).
+    n_items : int
+        Number of items of the fitted model (0 before fitting).
+
+    Raises
+    ------
+    TypeError
+        If ``factors``, ``iterations``, ``cg_steps``, ``random_state`` or ``num_threads`` is
+        not an integer, or ``regularization``, ``alpha`` or ``eps`` not a number.
+    ValueError
+        If a setting is out of its range, or ``confidence`` or ``solver`` is none of the
+        values above.
+
+    See Also
+    --------
+    musrec.WMFParams : The validated hyperparameters.
+    musrec.metrics.ranking_metrics : Ranking quality of a fitted model on a held-out split.
+
+    Notes
+    -----
+    The ``implicit`` library instead uses the matrix value itself as the confidence:
+    ``implicit`` with data ``1 + alpha * r`` equals musrec with ``confidence="linear"``.
 
     Solved by alternating least squares: each half-sweep solves every user (then every item)
     exactly (``solver="cholesky"``) or by ``cg_steps`` steps of conjugate gradient warm-started
@@ -48,9 +116,21 @@ class WMF:
     (0 = one per core) with the GIL released.
 
     Results are deterministic for a fixed ``random_state`` (and independent of the number of
-    threads). After :meth:`fit`, ``user_factors`` (n_users x factors) and ``item_factors``
-    (n_items x factors) are float32 numpy arrays and the predicted preference of user u for
-    item i is ``user_factors[u] @ item_factors[i]``.
+    threads).
+
+    Examples
+    --------
+    >>> from musrec import WMF
+    >>> from musrec.synthetic import listening
+    >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+    >>> model = WMF(factors=8, iterations=5, random_state=0)
+    >>> model.fit(plays, show_progress=False)  # doctest: +ELLIPSIS
+    WMF(factors=8, ...; 200 users x 300 items)
+    >>> model.user_factors.shape, model.item_factors.shape, model.item_factors.dtype
+    ((200, 8), (300, 8), dtype('float32'))
+    >>> model.alpha = 5.0
+    >>> model.params.alpha
+    5.0
     """
 
     def __init__(
@@ -110,15 +190,68 @@ class WMF:
             super().__setattr__(name, value)
 
     def get_params(self) -> dict[str, Any]:
-        """The constructor's settings (scikit-learn's convention)."""
+        """Return the constructor's settings (scikit-learn's convention).
+
+        Returns
+        -------
+        dict of str to object
+            The hyperparameters of ``params`` and ``num_threads``, by constructor argument name.
+
+        See Also
+        --------
+        musrec.WMFParams.to_dict : The hyperparameters alone.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> params = WMF(factors=8, random_state=0).get_params()
+        >>> params["factors"], params["random_state"], params["num_threads"]
+        (8, 0, 0)
+        """
         return {**self.params.to_dict(), "num_threads": self.num_threads}
 
     @property
     def n_users(self) -> int:
+        """Number of users of the fitted model.
+
+        Returns
+        -------
+        int
+            The number of rows of ``user_factors``; 0 before :meth:`fit` or :meth:`load`.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0)
+        >>> model.n_users
+        0
+        >>> model.fit(plays, show_progress=False).n_users
+        200
+        """
         return 0 if self.user_factors is None else self.user_factors.shape[0]
 
     @property
     def n_items(self) -> int:
+        """Number of items of the fitted model.
+
+        Returns
+        -------
+        int
+            The number of rows of ``item_factors``; 0 before :meth:`fit` or :meth:`load`.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0)
+        >>> model.n_items
+        0
+        >>> model.fit(plays, show_progress=False).n_items
+        300
+        """
         return 0 if self.item_factors is None else self.item_factors.shape[0]
 
     def _require_fitted(self) -> None:
@@ -132,12 +265,65 @@ class WMF:
         show_progress: bool = True,
         callback: Callable[[int, int, float | None], None] | None = None,
     ) -> WMF:
-        """Fit to ``user_items``, a users x items scipy.sparse matrix of non-negative play counts.
+        """Fit the factors to a users x items matrix of play counts.
 
-        ``callback(iteration, total, loss)`` is called after each iteration (loss is None
-        unless ``calculate_training_loss``). Ctrl-C (KeyboardInterrupt) stops after the current
-        half-sweep; the model keeps the factors of the last complete iteration, then the
-        KeyboardInterrupt propagates.
+        The model keeps ``user_items`` as the default matrix of already-played items for
+        :meth:`recommend`. Each fit starts afresh from initial factors drawn with
+        ``random_state`` (a fresh seed when it is None).
+
+        Parameters
+        ----------
+        user_items : scipy.sparse matrix of shape (n_users, n_items)
+            Non-negative, finite play counts (users x items).
+        show_progress : bool, default True
+            Show a progress bar (plain log lines when stderr is not a terminal).
+        callback : callable or None, optional
+            ``callback(iteration, total, loss)`` is called after each iteration; ``loss`` is
+            None unless ``calculate_training_loss``.
+
+        Returns
+        -------
+        WMF
+            The model itself, fitted: ``user_factors``, ``item_factors`` and ``loss_history`` are
+            set.
+
+        Raises
+        ------
+        TypeError
+            If ``user_items`` is not a scipy.sparse matrix (dense arrays are refused) or does not
+            hold real numbers.
+        ValueError
+            If ``user_items`` is empty or holds a negative or infinite play count, or if, with
+            ``solver="cholesky"``, a least-squares system is not positive definite (use
+            ``regularization > 0``).
+        KeyboardInterrupt
+            On Ctrl-C, once the current half-sweep is done (see Notes).
+
+        See Also
+        --------
+        recommend : Top-N items of fitted users.
+        musrec.metrics.train_test_split : Hold out part of each user's plays.
+
+        Notes
+        -----
+        Ctrl-C (KeyboardInterrupt), or an exception raised by ``callback``, stops after the
+        current half-sweep; the model keeps the factors of the last complete iteration, then the
+        KeyboardInterrupt (or the exception) propagates.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0, calculate_training_loss=True)
+        >>> model.fit(plays, show_progress=False)  # doctest: +ELLIPSIS
+        WMF(factors=8, ...; 200 users x 300 items)
+        >>> len(model.loss_history)
+        5
+        >>> done = []
+        >>> _ = model.fit(plays, show_progress=False, callback=lambda i, total, loss: done.append(i))
+        >>> done
+        [1, 2, 3, 4, 5]
         """
         csr = to_csr(user_items, "user_items")
         if csr.shape[0] == 0 or csr.shape[1] == 0:
@@ -162,8 +348,41 @@ class WMF:
         return self
 
     def training_loss(self, user_items: Any) -> float:
-        """The objective (weighted squared error plus regularisation) divided by the total
-        confidence weight ``n_users * n_items + sum(c_ui - 1)``, for the current factors."""
+        """Compute the training objective of the current factors, normalised by the confidences.
+
+        The objective (weighted squared error plus regularisation) is divided by the total
+        confidence weight ``n_users * n_items + sum(c_ui - 1)``.
+
+        Parameters
+        ----------
+        user_items : scipy.sparse matrix of shape (n_users, n_items)
+            Play counts over the model's users and items.
+
+        Returns
+        -------
+        float
+            The objective divided by the total confidence weight.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        TypeError
+            If ``user_items`` is not a scipy.sparse matrix of real numbers.
+        ValueError
+            If ``user_items`` does not have n_users rows and n_items columns, or holds a negative
+            or infinite play count.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0).fit(plays, show_progress=False)
+        >>> loss = model.training_loss(plays)
+        >>> bool(0.0 < loss < 1.0)
+        True
+        """
         self._require_fitted()
         csr = self._check_matrix(user_items, self.n_users)
         return _musrec.wmf_loss(
@@ -181,7 +400,7 @@ class WMF:
         return csr
 
     def _liked_rows(self, user_items: Any, user_ids: np.ndarray) -> sp.csr_matrix:
-        """The rows of already-played items for the queried users."""
+        """Return the rows of already-played items for the queried users."""
         if user_items is None:
             if self._user_items is None:
                 raise ValueError(
@@ -212,18 +431,80 @@ class WMF:
         items: Any = None,
         recalculate_user: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-N items for one user or a batch of users, by predicted preference.
+        """Rank the top-N items for one user or a batch of users by predicted preference.
 
-        Returns ``(item_ids, scores)``: 1-D arrays for a single user id, 2-D
-        (n_users_requested x N) for a batch, where rows with fewer than N eligible items are
-        padded with id -1 and score -inf (N is capped at the number of candidate items).
+        Rows with fewer than N eligible items are padded with id -1 and score -inf; N is capped at
+        the number of candidate items.
 
-        ``user_items`` is the users x items play matrix (all users, or one row per requested
-        user); it defaults to the matrix given to :meth:`fit`. With
-        ``filter_already_liked`` the user's played items are left out. ``filter_items`` lists
-        items never to recommend; ``items`` restricts the ranking to those candidates. With
-        ``recalculate_user=True`` the users' factors are computed from ``user_items`` (one row
-        per requested user) by fold-in, so brand-new users can be served.
+        Parameters
+        ----------
+        user_ids : int or array_like of int
+            One user id (a row of ``user_factors``) or several. With ``recalculate_user=True``
+            the ids are not looked up: only whether one or several are given, and how many,
+            matters.
+        user_items : scipy.sparse matrix or None, optional
+            The users x items play matrix: all users (n_users rows) or one row per requested
+            user. It defaults to the matrix given to :meth:`fit`.
+        N : int, default 10
+            Number of items per user (at least 1).
+        filter_already_liked : bool, default True
+            Leave out the items the user played in ``user_items``.
+        filter_items : array_like of int or None, optional
+            Item ids never to recommend.
+        items : array_like of int or None, optional
+            Candidate item ids: the ranking is restricted to them.
+        recalculate_user : bool, default False
+            Compute the users' factors from ``user_items`` (one row per requested user) by
+            fold-in (:meth:`recalculate_user`), so brand-new users can be served.
+
+        Returns
+        -------
+        item_ids : numpy.ndarray of int32
+            The recommended items, best first: 1-D for a single user id (padding left out), 2-D
+            (n_users_requested x N) for a batch.
+        scores : numpy.ndarray of float32
+            The predicted preferences of ``item_ids``, of the same shape.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        TypeError
+            If ``N`` or an id is not an integer, or ``user_items`` is not a scipy.sparse matrix.
+        IndexError
+            If an id is out of range.
+        ValueError
+            If ``N`` is below 1; if ``user_items`` has neither n_items columns nor a row count
+            that fits (for example an items x users matrix); if ``filter_already_liked`` needs
+            the training matrix of a model read by :meth:`load`, which does not hold it; or if
+            ``recalculate_user=True`` is given no ``user_items`` or not one row per requested user.
+
+        See Also
+        --------
+        recommend_all : The same for every user.
+        similar_items : Items close to given items.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0).fit(plays, show_progress=False)
+        >>> ids, scores = model.recommend(0, N=5)
+        >>> ids.shape, ids.dtype, scores.dtype
+        ((5,), dtype('int32'), dtype('float32'))
+        >>> plays[0, ids].nnz  # nothing user 0 already played
+        0
+        >>> ids, scores = model.recommend([0, 1, 2], N=5)
+        >>> ids.shape
+        (3, 5)
+
+        A new user, from their plays over the model's items:
+
+        >>> new_user = plays[:1]
+        >>> ids, scores = model.recommend(0, new_user, N=5, recalculate_user=True)
+        >>> ids.shape
+        (5,)
         """
         self._require_fitted()
         single = np.ndim(user_ids) == 0
@@ -265,7 +546,56 @@ class WMF:
         filter_items: Any = None,
         items: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-N for every user: (n_users x N) ids and scores, as :meth:`recommend` returns."""
+        """Rank the top-N items for every user.
+
+        Parameters
+        ----------
+        user_items : scipy.sparse matrix or None, optional
+            The users x items play matrix (n_users rows); it defaults to the matrix given to
+            :meth:`fit`.
+        N : int, default 10
+            Number of items per user (at least 1).
+        filter_already_liked : bool, default True
+            Leave out the items each user played in ``user_items``.
+        filter_items : array_like of int or None, optional
+            Item ids never to recommend.
+        items : array_like of int or None, optional
+            Candidate item ids: the ranking is restricted to them.
+
+        Returns
+        -------
+        item_ids : numpy.ndarray of int32, shape (n_users, N)
+            The recommended items, best first, as :meth:`recommend` returns them for a batch
+            (padded with -1).
+        scores : numpy.ndarray of float32, shape (n_users, N)
+            Their predicted preferences (padding: -inf).
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        TypeError
+            If ``N`` or an id is not an integer, or ``user_items`` is not a scipy.sparse matrix.
+        IndexError
+            If an id in ``filter_items`` or ``items`` is out of range.
+        ValueError
+            If ``N`` is below 1, ``user_items`` does not match the model's shape, or
+            ``filter_already_liked`` needs the training matrix of a model read by :meth:`load`.
+
+        See Also
+        --------
+        recommend : The same for chosen users.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0).fit(plays, show_progress=False)
+        >>> ids, scores = model.recommend_all(N=5)
+        >>> ids.shape, scores.shape
+        ((200, 5), (200, 5))
+        """
         self._require_fitted()
         return self.recommend(np.arange(self.n_users), user_items, N, filter_already_liked, filter_items, items)
 
@@ -308,16 +638,112 @@ class WMF:
     def similar_items(
         self, item_ids: IdsLike, N: int = 10, filter_items: Any = None, items: Any = None, include_self: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The N items most similar to each given item by cosine similarity of item factors.
+        """Find the N items most similar to each given item by cosine similarity of item factors.
 
-        The query item itself is left out unless ``include_self`` (``implicit`` includes it).
+        Parameters
+        ----------
+        item_ids : int or array_like of int
+            One item id or several.
+        N : int, default 10
+            Number of similar items per query (at least 1; capped at the number of candidates).
+        filter_items : array_like of int or None, optional
+            Item ids never to return.
+        items : array_like of int or None, optional
+            Candidate item ids: only these are ranked.
+        include_self : bool, default False
+            Keep the query item itself among the results (``implicit`` includes it).
+
+        Returns
+        -------
+        ids : numpy.ndarray of int32
+            The similar items, most similar first: 1-D for a single item id (padding left out),
+            2-D (n_queries x N) for several, padded with -1 where fewer items are eligible.
+        scores : numpy.ndarray of float32
+            Their cosine similarities, of the same shape (padding: -inf).
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        TypeError
+            If ``N`` or an id is not an integer.
+        IndexError
+            If an id is out of range.
+        ValueError
+            If ``N`` is below 1.
+
+        See Also
+        --------
+        similar_users : The same for users.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0).fit(plays, show_progress=False)
+        >>> ids, scores = model.similar_items(0, N=3)
+        >>> ids.shape, bool(0 in ids)
+        ((3,), False)
+        >>> ids, scores = model.similar_items(0, N=3, include_self=True)
+        >>> int(ids[0])
+        0
+        >>> model.similar_items([0, 1], N=3)[0].shape
+        (2, 3)
         """
         return self._cosine_neighbours(self.item_factors, "items", item_ids, N, filter_items, items, include_self)
 
     def similar_users(
         self, user_ids: IdsLike, N: int = 10, filter_users: Any = None, users: Any = None, include_self: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The N users most similar to each given user by cosine similarity of user factors."""
+        """Find the N users most similar to each given user by cosine similarity of user factors.
+
+        Parameters
+        ----------
+        user_ids : int or array_like of int
+            One user id or several.
+        N : int, default 10
+            Number of similar users per query (at least 1; capped at the number of candidates).
+        filter_users : array_like of int or None, optional
+            User ids never to return.
+        users : array_like of int or None, optional
+            Candidate user ids: only these are ranked.
+        include_self : bool, default False
+            Keep the query user itself among the results.
+
+        Returns
+        -------
+        ids : numpy.ndarray of int32
+            The similar users, most similar first: 1-D for a single user id (padding left out),
+            2-D (n_queries x N) for several, padded with -1 where fewer users are eligible.
+        scores : numpy.ndarray of float32
+            Their cosine similarities, of the same shape (padding: -inf).
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        TypeError
+            If ``N`` or an id is not an integer.
+        IndexError
+            If an id is out of range.
+        ValueError
+            If ``N`` is below 1.
+
+        See Also
+        --------
+        similar_items : The same for items.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0).fit(plays, show_progress=False)
+        >>> ids, scores = model.similar_users(0, N=3, users=[1, 2, 3, 4])
+        >>> ids.shape, bool(set(ids.tolist()) <= {1, 2, 3, 4})
+        ((3,), True)
+        """
         return self._cosine_neighbours(self.user_factors, "users", user_ids, N, filter_users, users, include_self)
 
     # -- fold-in --------------------------------------------------------------------------
@@ -342,35 +768,165 @@ class WMF:
         return out[0] if single else out
 
     def recalculate_user(self, user_items_row: Any) -> np.ndarray:
-        """Factors of a new user from their plays, without refitting (exact fold-in).
+        """Compute the factors of new users from their plays, without refitting (exact fold-in).
 
-        ``user_items_row`` holds play counts over the model's items: a 1-D array of length
-        n_items, a 1 x n_items sparse row, or several rows (returns one vector per row).
+        Parameters
+        ----------
+        user_items_row : array_like or scipy.sparse matrix
+            Play counts over the model's items: a 1-D array of length n_items, a 1 x n_items
+            sparse row, or several rows (a 2-D array or sparse matrix with n_items columns). An
+            n_items x 1 column is read as one row.
+
+        Returns
+        -------
+        numpy.ndarray of float32
+            The factors: shape (factors,) for a 1-D array or a single row, (n_rows, factors)
+            for several rows.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        ValueError
+            If the array is not 1-D or 2-D, its rows do not have n_items entries, or a play count
+            is negative or infinite.
+
+        See Also
+        --------
+        recalculate_item : The same for new songs.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0).fit(plays, show_progress=False)
+        >>> counts = np.zeros(model.n_items, dtype=np.float32)
+        >>> counts[[3, 17, 42]] = [1, 4, 2]
+        >>> model.recalculate_user(counts).shape
+        (8,)
+        >>> model.recalculate_user(plays[:3]).shape
+        (3, 8)
         """
         self._require_fitted()
         return self._fold_in(self.item_factors, user_items_row, "items")
 
     def recalculate_item(self, item_users_col: Any) -> np.ndarray:
-        """Factors of a new song from the plays of the model's users (exact fold-in).
+        """Compute the factors of a new song from the plays of the model's users (exact fold-in).
 
-        ``item_users_col`` holds play counts over the model's users: a 1-D array of length
-        n_users, or an n_users x 1 (or 1 x n_users) sparse matrix.
+        Parameters
+        ----------
+        item_users_col : array_like or scipy.sparse matrix
+            Play counts over the model's users: a 1-D array of length n_users, or an n_users x 1
+            (or 1 x n_users) sparse matrix. Several columns (an n_users x k matrix, or k rows of
+            n_users) give one vector per song.
+
+        Returns
+        -------
+        numpy.ndarray of float32
+            The factors: shape (factors,) for a single song, (n_songs, factors) for several.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        ValueError
+            If the array is not 1-D or 2-D, it does not have n_users entries per song, or a play
+            count is negative or infinite.
+
+        See Also
+        --------
+        recalculate_user : The same for new users.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0).fit(plays, show_progress=False)
+        >>> model.recalculate_item(plays[:, 0]).shape
+        (8,)
         """
         self._require_fitted()
         return self._fold_in(self.user_factors, item_users_col, "users")
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model as a safetensors file (tensors ``user_factors``, ``item_factors``;
-        hyperparameters as JSON in the metadata), atomically: a crash leaves any previous
-        file intact."""
+        """Write the model as a safetensors file, atomically.
+
+        The file holds the tensors ``user_factors`` and ``item_factors``, and the
+        hyperparameters as JSON in its metadata. It is written atomically: a crash leaves any
+        previous file intact. The training matrix is not saved.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+
+        Raises
+        ------
+        musrec.NotFittedError
+            If the model is neither fitted nor loaded.
+        FileNotFoundError
+            If the file's directory does not exist.
+        OSError
+            If the file cannot be written otherwise (for example PermissionError).
+
+        See Also
+        --------
+        load : Read the file back.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> model = WMF(factors=8, iterations=5, random_state=0).fit(plays, show_progress=False)
+        >>> model.save("wmf.safetensors")  # doctest: +SKIP
+        >>> WMF.load("wmf.safetensors").n_items  # doctest: +SKIP
+        300
+        """
         self._require_fitted()
         _musrec.wmf_save(os.fspath(path), self.params, self.user_factors, self.item_factors)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> WMF:
-        """Read a model written by :meth:`save`. Raises FileNotFoundError or
-        musrec.FormatError for a missing or invalid file."""
+        """Read a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The safetensors file.
+
+        Returns
+        -------
+        WMF
+            The fitted model, with the saved hyperparameters (``random_state`` is the saved one,
+            0 for a model fitted with None) and ``num_threads=0``. It does not hold its training
+            matrix: :meth:`recommend` with ``filter_already_liked`` then needs ``user_items``.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        musrec.FormatError
+            If the file is not a valid WMF model file.
+
+        See Also
+        --------
+        save : Write a model.
+
+        Examples
+        --------
+        >>> from musrec import WMF
+        >>> from musrec.synthetic import listening
+        >>> plays = listening(n_users=200, n_songs=300, seed=0).plays
+        >>> fitted = WMF(factors=8, iterations=5, random_state=0).fit(plays, show_progress=False)
+        >>> fitted.save("wmf.safetensors")  # doctest: +SKIP
+        >>> model = WMF.load("wmf.safetensors")  # doctest: +SKIP
+        >>> ids, scores = model.recommend(0, user_items=plays, N=5)  # doctest: +SKIP
+        """
         params, users, items = _musrec.wmf_load(os.fspath(path))
         model = cls(**params.to_dict())
         model.user_factors, model.item_factors = users, items
