@@ -2,6 +2,9 @@
 //! through here. Scores are computed block by block with a GEMM (queries x item chunk) and
 //! scanned against a bounded min-heap, so memory stays at one chunk per thread.
 
+mod screened;
+pub use screened::Screened;
+
 use crate::ensure;
 use crate::error::Result;
 use crate::kernels::{gemm_ab_strided, gemm_abt, gemv_rows, transpose};

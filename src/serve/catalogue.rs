@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::nn::{FusionModel, SongMetadata, Songs};
 use crate::parallel::{Threads, ignore_progress};
 use crate::sparse::CsrRef;
-use crate::topk::{Exclusions, top_n, unit_rows};
+use crate::topk::{Exclusions, Screened, top_n, unit_rows};
 use crate::wmf::{WmfParams, fold_in_gram, fold_in_with_gram};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -53,6 +53,10 @@ pub struct Catalogue {
     song_factors: Vec<f32>,
     /// `song_factors` scaled to unit length, for cosine similarity.
     unit: Vec<f32>,
+    /// int8 screens of `song_factors` and `unit`: a single query reads a quarter of the bytes
+    /// and scores only the rows that can make its Top-N in f32 (exact; see `topk::Screened`).
+    screen: Screened,
+    screen_unit: Screened,
     n_known: usize,
     /// Y^T Y + reg I over the known songs and over all songs: what each fold-in reuses.
     gram_known: Vec<f32>,
@@ -98,6 +102,9 @@ impl Catalogue {
             .collect();
         let index = |ids: &[String]| ids.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
         let threads = Threads::new(num_threads)?;
+        let unit = unit_rows(&bundle.song_factors, k);
+        let (screen, screen_unit) =
+            threads.run(|| rayon::join(|| Screened::new(&bundle.song_factors, k), || Screened::new(&unit, k)));
         let gram_known = threads.run(|| fold_in_gram(&bundle.wmf, &bundle.song_factors[..bundle.n_known * k]));
         let gram_all = if bundle.n_known == bundle.song_ids.len() {
             gram_known.clone()
@@ -119,7 +126,9 @@ impl Catalogue {
             gram_known,
             gram_all,
             song_ids: bundle.song_ids,
-            unit: unit_rows(&bundle.song_factors, k),
+            unit,
+            screen,
+            screen_unit,
             song_factors: bundle.song_factors,
             fusion,
             edge_offsets: bundle.edge_offsets,
@@ -217,6 +226,8 @@ impl Catalogue {
             .collect())
     }
 
+    /// The best `n` rows of `items` for one query. Over a whole table (`candidates` None)
+    /// with its `screen`, the int8 screen picks the rows to score; the result is the same.
     fn top(
         &self,
         query: &[f32],
@@ -224,7 +235,15 @@ impl Catalogue {
         n: usize,
         skip: &[i32],
         candidates: Option<&[i32]>,
+        screen: Option<&Screened>,
     ) -> Result<Vec<(usize, f32)>> {
+        if let (Some(screen), None) = (screen, candidates) {
+            return Ok(screen
+                .top_n(query, items, n, skip)
+                .into_iter()
+                .map(|(i, s)| (i as usize, s))
+                .collect());
+        }
         let exclusions = Exclusions {
             per_query: None,
             global: skip,
@@ -260,7 +279,7 @@ impl Catalogue {
         } else {
             None
         };
-        let ranked = self.top(user, &self.song_factors, n, skip, candidates)?;
+        let ranked = self.top(user, &self.song_factors, n, skip, candidates, Some(&self.screen))?;
         Ok(self.named(ranked, &self.song_ids))
     }
 
@@ -366,7 +385,7 @@ impl Catalogue {
         check_n(n)?;
         let s = self.song(song_id)?;
         let query = &self.unit[s * self.k..(s + 1) * self.k];
-        let ranked = self.top(query, &self.unit, n, &[s as i32], None)?;
+        let ranked = self.top(query, &self.unit, n, &[s as i32], None, Some(&self.screen_unit))?;
         Ok(self.named(ranked, &self.song_ids))
     }
 
@@ -375,7 +394,7 @@ impl Catalogue {
         check_n(n)?;
         self.check_vector(vector, "song")?;
         let query = unit_rows(vector, self.k);
-        let ranked = self.top(&query, &self.unit, n, &[], None)?;
+        let ranked = self.top(&query, &self.unit, n, &[], None, Some(&self.screen_unit))?;
         Ok(self.named(ranked, &self.song_ids))
     }
 
@@ -383,7 +402,7 @@ impl Catalogue {
     pub fn audience_of_vector(&self, vector: &[f32], n: usize) -> Result<Ranked> {
         check_n(n)?;
         self.check_vector(vector, "song")?;
-        let ranked = self.top(vector, &self.user_factors, n, &[], None)?;
+        let ranked = self.top(vector, &self.user_factors, n, &[], None, None)?;
         Ok(self.named(ranked, &self.user_ids))
     }
 
@@ -537,7 +556,10 @@ impl Catalogue {
         self.song_index.insert(song_id.to_string(), self.song_ids.len());
         self.song_ids.push(song_id.to_string());
         self.song_factors.extend_from_slice(vector);
-        self.unit.extend(unit_rows(vector, self.k));
+        let unit = unit_rows(vector, self.k);
+        self.screen.push_rows(vector);
+        self.screen_unit.push_rows(&unit);
+        self.unit.extend(unit);
         // Y^T Y grows by the new row's outer product.
         for (i, gi) in self.gram_all.chunks_exact_mut(self.k).enumerate() {
             for (g, v) in gi.iter_mut().zip(vector) {
