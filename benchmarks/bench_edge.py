@@ -1,6 +1,8 @@
-"""The edge side in process, at the paper's size: rankings, fold-in, bundles, the event log.
+"""The edge side at the paper's size: rankings, fold-in, new-song ingestion, bundles, the event
+log, and (``--http``) the edge service under open-loop load beside FastAPI + implicit.
 
     python3 benchmarks/bench_edge.py                      # 10,000 users x 50,000 songs, 100 factors
+    python3 benchmarks/bench_edge.py --http               # + the HTTP tables (needs oha, fastapi, uvicorn, implicit)
     python3 benchmarks/bench_edge.py --users 2000 --songs 5000 --queries 500
 
 What it measures, on the Rust serving core that ``musrec.Recommender`` and the edge service
@@ -9,23 +11,32 @@ share (``_musrec.ServingCore``), one query at a time as a service answers them:
 * Top-10 by inner product for a known user (played songs left out), 10 songs similar by
   cosine, the 100-user audience of a song, and the fold-in of a new user from 20 plays:
   p50 / p99 latency over ``--queries`` random ids, on ``--threads`` threads per query;
+* a new song from a 30 s MP3 (44.1 kHz stereo, 128 kbit/s, encoded by ``lame``) with tags,
+  artist and year: decode, log-Mel, the content network's forward pass and the insertion into
+  the catalogue, in process and as ``POST /v1/songs`` over loopback (durable in the event log
+  when the call returns);
 * bundles: size on disk and load time (checksums verified) for f32, f16 and int8 song
   vectors, with the compact encodings' top-10 overlap with exact f32 as the export measured it;
 * the event log: acknowledgement latency of single-event appends (p50 / p99) and the
   throughput of 1,000-event batches, in buffered and fsync mode.
 
-With ``--http``, the same Top-10 query over loopback against the edge service (``musrec
-serve``) and, in the same run, against what a user would otherwise build: a FastAPI + uvicorn
-app serving ``implicit``'s ``recommend`` on the same vectors and plays. The load generator is
-wrk (Debian package ``wrk``), closed loop at a fixed number of connections, each request for a
-random user; its percentiles are of the requests it sent (closed loop: no coordinated-omission
-correction). Needs ``pip install fastapi uvicorn implicit``.
+With ``--http``, the Top-10 query over loopback against the edge service (``musrec serve``,
+one worker thread) and, in the same run, against what a user would otherwise build: a FastAPI
++ uvicorn app (one process) serving ``implicit``'s ``recommend`` on the same vectors and plays.
+The load generator is oha (``cargo install oha``), **open loop**: requests are sent at a
+constant rate (``-q``) whatever the server's answers, and latency is measured from when each
+request was due (``--latency-correction``), so a server that falls behind shows its queueing
+delay instead of hiding it (coordinated omission). Each request asks for a random known user.
+On a 2-core machine the server runs on core 0 and oha on core 1 (``taskset``). The table
+gives p50 / p99 / p99.9 at each rate, and the highest rate each side sustains with p99 within
+``--p99-budget`` ms: the throughput ratio at equal p99.
 
 The catalogue is random (Gaussian factors scaled like a WMF fit's, about 40 plays per user
 drawn by popularity): latency and size depend on the shapes, not on the values; the top-10
 overlap of a compact encoding does depend on the values, so treat that row as indicative and
-see the tests for the overlap on a trained model. No content model is included in the bundle
-(its size is that of the fusion model file, independent of the catalogue's size).
+see the tests for the overlap on a trained model. The content model is the paper-shaped
+fusion network (log-Mel CNN + LSTM with tags, artist and year) trained for one epoch on random
+inputs: its cost does not depend on its weights.
 """
 
 from __future__ import annotations
@@ -39,13 +50,12 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from musrec import _musrec, audio, edge
+from _timing import machine_line
+from musrec import WMFParams, _musrec, audio, edge
 from musrec._sparse import csr_tuple
+from musrec.fusion import FusionModel
 
-WMF_PARAMS = (
-    '{"factors": %d, "regularization": 0.01, "alpha": 1.0, "confidence": {"kind": "linear"}, '
-    '"iterations": 15, "solver": {"kind": "cg", "steps": 3}, "seed": 0, "compute_loss": false}'
-)
+TOKEN = "bench-token"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,6 +94,49 @@ def row(name: str, values: list[float]) -> str:
     return f"| {name} | {percentile(values, 50):.3f} | {percentile(values, 99):.3f} |"
 
 
+def content_model(k: int, features, rng: np.random.Generator) -> bytes:
+    """The fusion network at the feature config's shape, one epoch on random inputs."""
+    n_mels, frames = features.shape
+    n = 64
+    spectrograms = rng.standard_normal((n, n_mels, frames)).astype(np.float32)
+    metadata = [
+        {"tags": [f"tag{j}" for j in rng.choice(40, 3, replace=False)], "artist": f"A{i % 16}", "year": 1990 + i % 25}
+        for i in range(n)
+    ]
+    targets = (rng.standard_normal((n, k)) * 0.1).astype(np.float32)
+    model = FusionModel("fusion", max_epochs=1, min_count=1, random_state=0)
+    model.fit(spectrograms, metadata, targets, validation=None, show_progress=False)
+    return model._core.to_bytes()
+
+
+def write_mp3(path: str, seconds: float = 30.0) -> bool:
+    """A 44.1 kHz stereo 128 kbit/s MP3 of a few chords and noise, encoded by lame."""
+    import subprocess
+    import wave
+
+    if shutil.which("lame") is None:
+        return False
+    sr = 44100
+    t = np.arange(int(sr * seconds)) / sr
+    rng = np.random.default_rng(1)
+    notes = 220.0 * 2 ** (np.array([0, 4, 7, 12, 16]) / 12)
+    chord = sum(np.sin(2 * np.pi * f * t * (1 + 0.002 * np.sin(t))) for f in notes) / len(notes)
+    left = 0.4 * chord * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t)) + 0.05 * rng.standard_normal(t.size)
+    right = 0.4 * np.roll(chord, 441) + 0.05 * rng.standard_normal(t.size)
+    pcm = (np.clip(np.stack([left, right], axis=1), -1, 1) * 32767).astype("<i2")
+    with wave.open(path + ".wav", "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(pcm.tobytes())
+    subprocess.run(["lame", "--quiet", "-b", "128", path + ".wav", path], check=True)
+    os.remove(path + ".wav")
+    return True
+
+
+NEW_SONG = {"tags": [("tag1", 1.0), ("tag7", 0.5)], "artist": "A3", "year": 2004}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=10_000)
@@ -92,24 +145,30 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1, help="threads per query (the service uses 1)")
     parser.add_argument("--events", type=int, default=2000, help="single-event appends timed per mode")
-    parser.add_argument("--http", action="store_true", help="also load both HTTP services with wrk")
-    parser.add_argument("--connections", default="1,8,32", help="wrk connection counts (--http)")
-    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per row (--http)")
+    parser.add_argument("--uploads", type=int, default=40, help="new 30 s MP3 songs timed per path")
+    parser.add_argument("--http", action="store_true", help="also load both HTTP services with oha, open loop")
+    parser.add_argument("--rates", default="500,1000,1500,2000,5000", help="requests/s of the open-loop rows (--http)")
+    parser.add_argument("--peer-rates", default="50,100,200,500,2000", help="the peer's rates (--http)")
+    parser.add_argument("--seconds", type=int, default=10, help="oha duration per row (--http)")
+    parser.add_argument("--p99-budget", type=float, default=5.0, help="ms: the equal-p99 throughput comparison")
     args = parser.parse_args()
+    print(machine_line())
     rng = np.random.default_rng(0)
     k = args.factors
     users, songs, plays = catalogue(args.users, args.songs, k, rng)
     user_ids = [f"U{i}" for i in range(args.users)]
     song_ids = [f"S{i}" for i in range(args.songs)]
+    features = audio.FeatureConfig.paper()
     core = _musrec.ServingCore.from_parts(
-        WMF_PARAMS % k,
-        audio.FeatureConfig.paper().to_json(),
+        WMFParams(factors=k, random_state=0),
+        features,
         1,
         user_ids,
         song_ids,
         users,
         songs,
         plays=csr_tuple(plays),
+        fusion=content_model(k, features, rng),
         num_threads=args.threads,
     )
     print(f"{args.users:,} users x {args.songs:,} songs, {k} factors, {plays.nnz:,} plays; {args.threads} thread(s)")
@@ -128,10 +187,21 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp(prefix="bench-edge-")
     try:
+        mp3 = os.path.join(tmp, "new-song.mp3")
+        if write_mp3(mp3):
+
+            def ingest(i: int) -> None:
+                core.add_song(f"NEW{i}", core.song_vector(audio_path=mp3, **NEW_SONG))
+
+            print(row("new 30 s MP3 + metadata -> recommendable", timed(ingest, [(i,) for i in range(args.uploads)])))
+        else:
+            mp3 = None
+            print("(no lame: the new-song rows are skipped; apt-get install lame)")
+
         print("\n| bundle | MiB on disk | load, ms (median of 5) | top-10 overlap with f32 |\n|---|---|---|---|")
         for encoding in ("f32", "f16", "int8"):
             path = os.path.join(tmp, encoding)
-            manifest = json_loads(core.write_bundle(path, encoding))
+            manifest = core.write_bundle(path, encoding)
             size = sum(f["bytes"] for f in manifest["files"].values()) + os.path.getsize(
                 os.path.join(path, "manifest.json")
             )
@@ -159,7 +229,7 @@ def main() -> None:
             rate = rounds * len(batch) / (time.perf_counter() - start)
             print(f"| {durability} | {percentile(lat, 50):.3f} | {percentile(lat, 99):.3f} | {rate:,.0f} |")
         if args.http:
-            http_rows(tmp, os.path.join(tmp, "f32"), users, songs, plays, args)
+            http_rows(tmp, os.path.join(tmp, "f32"), users, songs, plays, mp3, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -190,42 +260,60 @@ def recommendations(user_id: str, n: int = 10):
     return {"user_id": user_id, "items": [{"song_id": f"S{i}", "score": float(s)} for i, s in zip(ids, scores)]}
 """
 
-WRK_SCRIPT = """
-math.randomseed(1)
-request = function()
-  return wrk.format("GET", "/v1/users/U" .. math.random(0, %d) .. "/recommendations?n=10")
-end
-"""
+
+def pinned(core: int) -> list[str]:
+    """``taskset -c core`` where the machine has a second core to keep the sides apart."""
+    if shutil.which("taskset") and len(os.sched_getaffinity(0)) >= 2:
+        return ["taskset", "-c", str(core)]
+    return []
 
 
-def wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, float]:
-    import re
+def oha(url: str, rate: float | None, seconds: int, connections: int) -> dict[str, float]:
+    """One oha run: open loop at ``rate`` requests/s (closed loop at ``connections`` if None)."""
+    import json
     import subprocess
 
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
-    for pct in ("50", "99"):
-        value, u = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()
-        result[pct] = float(value) * unit[u]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    result["errors"] = float(errors.group(1)) if errors else 0.0
-    return result
+    cmd = [*pinned(1), "oha", "-z", f"{seconds}s", "-c", str(connections), "--no-tui", "--output-format", "json"]
+    if rate is not None:
+        cmd += ["-q", str(rate), "--latency-correction"]
+    cmd += ["--rand-regex-url", url]
+    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    pct = out["latencyPercentiles"]
+    codes = out.get("statusCodeDistribution", {})
+    ok = sum(v for c, v in codes.items() if c.startswith("2"))
+    # Requests still in flight when the duration ends are cancelled by oha ("aborted due to
+    # deadline"): not the server's failures.
+    errors = {e: v for e, v in out.get("errorDistribution", {}).items() if "deadline" not in e}
+    failed = sum(codes.values()) - ok + sum(errors.values())
+    return {
+        "rps": ok / out["summary"]["total"],
+        "p50": pct["p50"] * 1e3,
+        "p99": pct["p99"] * 1e3,
+        "p999": pct["p99.9"] * 1e3,
+        "failed": failed,
+    }
 
 
-def http_rows(tmp: str, bundle: str, users, songs, plays, args) -> None:
-    import shutil as sh
-    import subprocess
-    import sys
+def wait_ready(url: str, process) -> None:
     import urllib.request
 
-    if sh.which("wrk") is None:
-        raise SystemExit("--http needs wrk (apt-get install wrk)")
+    for _ in range(1200):
+        if process.poll() is not None:
+            raise SystemExit(f"the server at {url} exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")
+
+
+def http_rows(tmp: str, bundle: str, users, songs, plays, mp3: str | None, args) -> None:
+    import subprocess
+    import sys
+
+    if shutil.which("oha") is None:
+        raise SystemExit("--http needs oha (cargo install oha)")
     np.savez(
         os.path.join(tmp, "peer.npz"),
         users=users,
@@ -236,41 +324,71 @@ def http_rows(tmp: str, bundle: str, users, songs, plays, args) -> None:
     )
     with open(os.path.join(tmp, "peer_app.py"), "w") as f:
         f.write(PEER_APP)
-    script = os.path.join(tmp, "wrk.lua")
-    with open(script, "w") as f:
-        f.write(WRK_SCRIPT % (len(users) - 1))
-    server = edge.serve(bundle, port=0, workers=1)
+    with open(os.path.join(tmp, "token"), "w") as f:
+        f.write(TOKEN)
     env = {**os.environ, "PEER_DATA": os.path.join(tmp, "peer.npz"), "PYTHONPATH": tmp, "OPENBLAS_NUM_THREADS": "1"}
-    peer = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "peer_app:app", "--port", "18731", "--log-level", "warning"],
-        env=env,
-        cwd=tmp,
-    )
+    ports = {"musrec serve": 18741, "FastAPI + implicit": 18742}
+    musrec_cmd = [sys.executable, "-m", "musrec.cli", "serve", bundle, "--port", str(ports["musrec serve"])]
+    musrec_cmd += [
+        "--workers",
+        "1",
+        "--events",
+        os.path.join(tmp, "events"),
+        "--token-file",
+        os.path.join(tmp, "token"),
+    ]
+    peer_cmd = [sys.executable, "-m", "uvicorn", "peer_app:app", "--port", str(ports["FastAPI + implicit"])]
+    servers = {
+        "musrec serve": subprocess.Popen([*pinned(0), *musrec_cmd], env=env, cwd=tmp, stdout=subprocess.DEVNULL),
+        "FastAPI + implicit": subprocess.Popen([*pinned(0), *peer_cmd, "--log-level", "warning"], env=env, cwd=tmp),
+    }
+    # Users 1000..9999 (a regex without leading zeros), every one of them known.
+    n = len(users)
+    digits = len(str(n - 1))
+    pattern = f"/v1/users/U[1-9][0-9]{{{digits - 1}}}/recommendations\\?n=10"
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen("http://127.0.0.1:18731/v1/users/U0/recommendations", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        for name, port in ports.items():
+            wait_ready(f"http://127.0.0.1:{port}/v1/users/U1/recommendations", servers[name])
+        if mp3 is not None:
+            client = edge.Client(f"http://127.0.0.1:{ports['musrec serve']}", token=TOKEN)
+            lat = timed(
+                lambda i: client.add_song(mp3, song_id=f"HTTP{i}", **{**NEW_SONG, "tags": dict(NEW_SONG["tags"])}),
+                [(i,) for i in range(args.uploads)],
+            )
+            print(
+                f"\nPOST /v1/songs, a new 30 s MP3 + metadata over loopback: {row('upload', lat)[2:-2]} (p50 | p99 ms)"
+            )
         print(
-            "\n| over HTTP (wrk, closed loop) | connections | requests/s | p50, ms | p99, ms | errors |"
-            "\n|---|---|---|---|---|---|"
+            "\n| Top-10 over HTTP (oha, open loop) | requests/s asked | served/s | p50, ms | p99, ms | p99.9, ms |"
+            " failed |\n|---|---|---|---|---|---|---|"
         )
-        for c in [int(x) for x in args.connections.split(",")]:
-            for name, url in (("musrec serve", server.url), ("FastAPI + implicit", "http://127.0.0.1:18731")):
-                r = wrk(url, script, c, args.seconds)
-                print(f"| {name} | {c} | {r['rps']:,.0f} | {r['50']:.2f} | {r['99']:.2f} | {r['errors']:.0f} |")
+        best: dict[str, float] = {}
+        for name, rates in (("musrec serve", args.rates), ("FastAPI + implicit", args.peer_rates)):
+            url = f"http://127.0.0.1:{ports[name]}{pattern}"
+            oha(url, 200, 2, 16)  # warm up
+            for rate in [float(x) for x in rates.split(",")]:
+                r = oha(url, rate, args.seconds, max(16, int(rate // 50)))
+                print(
+                    f"| {name} | {rate:,.0f} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                    f"{r['p999']:.2f} | {r['failed']:.0f} |"
+                )
+                if r["p99"] <= args.p99_budget and r["rps"] >= 0.95 * rate and r["failed"] == 0:
+                    best[name] = max(best.get(name, 0.0), rate)
+            r = oha(url, None, args.seconds, 32)
+            print(
+                f"| {name} | closed loop, 32 connections | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                f"{r['p999']:.2f} | {r['failed']:.0f} |"
+            )
+        ours, theirs = best.get("musrec serve", 0.0), best.get("FastAPI + implicit", 0.0)
+        ratio = f"{ours / theirs:.1f}x" if theirs else "the peer met the budget at none of its rates"
+        print(
+            f"\nhighest rate with p99 <= {args.p99_budget:g} ms and every request served: musrec serve {ours:,.0f}/s, "
+            f"FastAPI + implicit {theirs:,.0f}/s ({ratio}; a lower bound where the top rate tried was met)"
+        )
     finally:
-        peer.terminate()
-        peer.wait()
-        server.stop()
-
-
-def json_loads(text: str) -> dict:
-    import json
-
-    return json.loads(text)
+        for p in servers.values():
+            p.terminate()
+            p.wait()
 
 
 if __name__ == "__main__":
