@@ -258,6 +258,9 @@ def test_a_new_song_is_recommendable_when_the_upload_returns(server, client, tra
         data = f.read()
     auto = client.add_song(data, tags=["rock"], filename=os.path.basename(ds.songs.audio_path[int(test_idx[1])]))
     assert auto["song_id"].startswith("sha256:")
+    # (tag, weight) pairs, as the Recommender takes them, are sent as the service's mapping
+    pairs = client.add_song(data, song_id="UPLOADED-PAIRS", tags=[("rock", 1.0), ("jazz", 0.5)], filename="a.wav")
+    assert pairs["song_id"] == "UPLOADED-PAIRS"
     for call, status, text in [
         (lambda: client.add_song(path, song_id="UPLOADED-1", tags=tags), 409, "already in the catalogue"),
         (lambda: client.add_song(data, tags=["rock"], filename="x.wav"), 409, "already in the catalogue"),

@@ -792,7 +792,8 @@ class Client:
             The new song's id. Default: the service names it ``"sha256:"`` followed by the
             first 16 hex digits of the audio's SHA-256 (a song without audio needs an id).
         tags : list, dict or None, optional
-            A list of tag names (weight 1 each) or a ``{tag: weight}`` mapping (weights
+            A list of tag names (weight 1 each), a list of ``(tag, weight)`` pairs (as
+            :class:`musrec.Recommender` takes them) or a ``{tag: weight}`` mapping (weights
             finite and >= 0); None for no tags.
         artist : str or None, optional
             The artist id (converted to ``str``).
@@ -825,6 +826,8 @@ class Client:
         >>> client.add_song("new_song.mp3", tags={"rock": 100, "indie": 40}, year=2011)  # doctest: +SKIP
         >>> client.add_song(song_id="NEW-1", tags=["jazz"], artist="AR123")  # doctest: +SKIP
         """
+        if isinstance(tags, (list, tuple)) and tags and all(isinstance(t, (list, tuple)) for t in tags):
+            tags = {str(t[0]): t[1] for t in tags}  # (tag, weight) pairs: the service's mapping form
         metadata: dict[str, Any] = {"tags": tags if tags is not None else []}
         if song_id is not None:
             metadata["song_id"] = str(song_id)
