@@ -574,3 +574,66 @@ def test_added_songs_survive_a_restart_and_a_new_model(bundle, trained, tmp_path
     )
     np.testing.assert_allclose(new.song_vector(**content), new.song_factors[k], rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(new.song_vector(**content), old.song_vector(**content) @ reference, rtol=1e-3, atol=1e-5)
+
+
+def test_a_refit_with_the_dataset_trains_the_content_model_again(bundle, trained, tmp_path, capsys):
+    """``cloud.update(refit=True, data=DIR)``: the content model is trained again, with the old
+    one's kind and settings, on the known songs against their refitted vectors (a clone fitted
+    here on the same inputs is the reference), and the songs the edges added are embedded
+    again by it, so an edge that embeds the same upload puts it where the bundle has it."""
+    from musrec import audio, cloud
+    from musrec.fusion import FusionModel
+
+    pipe, ds, test_idx, meta = trained
+    song = int(test_idx[3])
+    events = tmp_path / "events"
+    m = meta[song]
+    with edge.serve(bundle[0], port=0, events=events, edge_id="edge-r", token=TOKEN) as s:
+        edge.Client(s.url, token=TOKEN).add_song(
+            ds.songs.audio_path[song], song_id="UPLOAD-R", tags=m["tags"], artist=m["artist"], year=m["year"]
+        )
+    mapped = cloud.update(bundle[0], [events], tmp_path / "mapped", refit=True, iterations=2)
+    report = cloud.update(
+        bundle[0], [events], tmp_path / "retrained", refit=True, iterations=2, data=pipe.data_dir, work=tmp_path
+    )
+    assert mapped["content"] is None and report["songs_failed"] == []
+    old, _ = musrec._musrec.ServingCore.open(str(bundle[0]))
+    by_map, _ = musrec._musrec.ServingCore.open(str(tmp_path / "mapped"))
+    new, _ = musrec._musrec.ServingCore.open(str(tmp_path / "retrained"))
+    k = new.n_known
+    assert k == old.n_known == new.n_songs - 1 and new.song_ids[k] == "UPLOAD-R"
+    # the same WMF refit either way; only the content model and the added song differ
+    np.testing.assert_array_equal(new.song_factors[:k], by_map.song_factors[:k])
+    np.testing.assert_array_equal(new.user_factors, by_map.user_factors)
+    content = report["content"]
+    spec, usable = pipe.spectrograms()  # the bundle's songs are the dataset's, in its order
+    rows = np.flatnonzero(usable)
+    assert content["kind"] == "fusion" and content["songs_reembedded"] == 1
+    assert content["training_songs"] == len(rows) and content["songs_missing"] == k - len(rows)
+    assert os.listdir(tmp_path / "features")  # the feature cache
+    reference = FusionModel._from_core(musrec._musrec.FusionCore.from_bytes(old.content_model_bytes())).clone()
+    reference.fit(
+        spec[rows],
+        [meta[i] for i in rows],
+        new.song_factors[rows],
+        users=new.user_factors,
+        wmf_params=new.params,
+        show_progress=False,
+    )
+    clip = audio.extract([ds.songs.audio_path[song]], new.features, excerpts=new.log_mel_shape[0], show_progress=False)
+    expected = reference.predict(clip.features, [m])[0]
+    np.testing.assert_allclose(new.song_factors[k], expected, rtol=1e-4, atol=1e-5)
+    upload = dict(
+        audio_path=ds.songs.audio_path[song], tags=list(m["tags"].items()), artist=m["artist"], year=m["year"]
+    )
+    np.testing.assert_allclose(new.song_vector(**upload), new.song_factors[k], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(new.song_vector(**upload), by_map.song_vector(**upload), rtol=1e-3, atol=1e-4)
+    # the command line, and what it refuses
+    out = tmp_path / "by-cli"
+    argv = ["cloud", "update", "--bundle", str(bundle[0]), "--events", str(events), "--out", str(out)]
+    assert cli.main([*argv, "--refit", "--iterations", "2", "--data", pipe.data_dir, "--work", str(tmp_path)]) == 0
+    assert f"fusion content model trained again on {len(rows):,} songs" in capsys.readouterr().out
+    assert cli.main([*argv, "--data", pipe.data_dir]) == 2
+    assert "needs refit=True" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no dataset directory"):
+        cloud.update(bundle[0], [events], tmp_path / "x", refit=True, data=tmp_path / "nowhere")

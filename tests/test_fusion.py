@@ -421,6 +421,13 @@ def test_estimator_contract(tmp_path, data):
     np.testing.assert_array_equal(back.predict(spec_t, meta_t), unfitted.predict(spec_t, meta_t))
     np.testing.assert_array_equal(again.predict(spec_t, meta_t), unfitted.predict(spec_t, meta_t))
     assert back.history_ == unfitted.history_ and back.config_ == unfitted.config_
+    # clone: an unfitted model of the same kind and settings, which fits to the same model
+    clone = unfitted.clone()
+    assert not hasattr(clone, "history_") and clone.kind == "fusion"
+    clone.fit(spec, meta, y, show_progress=False)
+    np.testing.assert_array_equal(clone.predict(spec_t, meta_t), unfitted.predict(spec_t, meta_t))
+    for model in (musrec.FusionModel("cnn_lstm", architecture="paper", random_state=3), musrec.FusionModel("ridge")):
+        assert model.clone().config_ == model.config_
     # a damaged file is a FormatError, which is a ValueError
     (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
     with pytest.raises(musrec.FormatError) as raised:

@@ -62,6 +62,12 @@ def to_csr(matrix: Any, name: str = "user_items") -> sp.csr_matrix:
     return csr
 
 
+def from_parts(parts: tuple) -> sp.csr_matrix:
+    """Build the CSR matrix of the core's ``(indptr, indices, data, rows, cols)`` parts."""
+    indptr, indices, data, rows, cols = parts
+    return sp.csr_matrix((data, indices, indptr), shape=(rows, cols))
+
+
 def csr_tuple(csr: sp.csr_matrix) -> CsrTuple:
     """Return the arrays of a matrix from :func:`to_csr`, typed as the core expects.
 

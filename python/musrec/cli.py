@@ -266,8 +266,8 @@ def cloud_update(args: argparse.Namespace) -> int:
     ----------
     args : argparse.Namespace
         The parsed ``cloud update`` arguments: ``bundle``, ``events`` (a list of event-log
-        directories), ``out``, ``refit``, ``iterations``, ``encoding``, ``model_version``
-        and ``threads``, as :func:`main` parses them.
+        directories), ``out``, ``refit``, ``iterations``, ``data``, ``work``, ``encoding``,
+        ``model_version`` and ``threads``, as :func:`main` parses them.
 
     Returns
     -------
@@ -279,7 +279,7 @@ def cloud_update(args: argparse.Namespace) -> int:
     FileNotFoundError
         When the bundle does not exist.
     ValueError
-        When ``--out`` already exists.
+        When ``--out`` already exists, or ``--data`` is given without ``--refit``.
 
     See Also
     --------
@@ -290,8 +290,8 @@ def cloud_update(args: argparse.Namespace) -> int:
     >>> import argparse
     >>> from musrec import cli
     >>> args = argparse.Namespace(
-    ...     bundle="bundle", events=["events"], out="bundle-2", refit=False, iterations=5, encoding=None,
-    ...     model_version=None, threads=0,
+    ...     bundle="bundle", events=["events"], out="bundle-2", refit=False, iterations=5, data=None, work=None,
+    ...     encoding=None, model_version=None, threads=0,
     ... )
     >>> cli.cloud_update(args)  # doctest: +SKIP
     """
@@ -303,9 +303,12 @@ def cloud_update(args: argparse.Namespace) -> int:
         args.out,
         refit=args.refit,
         iterations=args.iterations,
+        data=args.data,
+        work=args.work,
         encoding=args.encoding,
         model_version=args.model_version,
         num_threads=args.threads,
+        show_progress=sys.stderr.isatty(),
     )
     merged = ", ".join(f"{n:,} from {e}" for e, n in sorted(report["merged"].items())) or "no new events"
     skipped = sum(report["skipped"].values())
@@ -318,6 +321,12 @@ def cloud_update(args: argparse.Namespace) -> int:
             f"musrec cloud update: song {failed['song_id']} of {failed['edge_id']}: {failed['error']}", file=sys.stderr
         )
     how = "WMF refit (warm start)" if report["refit"] else "fold-in"
+    content = report["content"]
+    if content is not None:
+        how += (
+            f", {content['kind']} content model trained again on {content['training_songs']:,} songs "
+            f"({content['songs_missing']:,} not in --data), {content['songs_reembedded']:,} added songs embedded again"
+        )
     print(
         f"musrec cloud update: merged {merged}{note}; {report['users_changed']:,} users updated by {how}; "
         f"wrote {args.out} (model {report['manifest']['model_version']}, offsets {report['offsets']})"
@@ -429,13 +438,18 @@ def main(argv: list[str] | None = None) -> int:
         "update",
         help="merge new edge events into a bundle",
         description="Merge each edge's events after the offset the old bundle's manifest records for it "
-        "(exactly once), fold the users in again or refit WMF warm-started, and write the new bundle.",
+        "(exactly once), fold the users in again or refit WMF warm-started (and, with --data, the content "
+        "model), and write the new bundle.",
     )
     upd.add_argument("--bundle", required=True, help="the bundle the edges serve now")
     upd.add_argument("--events", required=True, nargs="+", help="the edges' event-log directories")
     upd.add_argument("--out", required=True, help="the new bundle directory (must not exist)")
     upd.add_argument("--refit", action="store_true", help="refit WMF on all plays (default: fold-in only)")
     upd.add_argument("--iterations", type=int, default=5, help="WMF iterations of a refit")
+    upd.add_argument(
+        "--data", help="with --refit: the dataset the bundle was trained from; trains the content model again"
+    )
+    upd.add_argument("--work", help="with --data: a directory for the feature cache of its songs")
     upd.add_argument("--encoding", choices=("f32", "f16", "int8"), help="default: the old bundle's")
     upd.add_argument("--model-version", help="default: a digest of the bundle's files")
     upd.add_argument("--threads", type=int, default=0, help="0 = one per core")

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from . import _musrec, _progress
 from ._sparse import csr_tuple, to_csr
+from ._sparse import from_parts as _csr
 
 __all__ = [
     "Dataset",
@@ -46,11 +47,6 @@ __all__ = [
 ]
 
 Callback = Callable[[int, int, Any], None]
-
-
-def _csr(parts: tuple) -> sp.csr_matrix:
-    indptr, indices, data, rows, cols = parts
-    return sp.csr_matrix((data, indices, indptr), shape=(rows, cols))
 
 
 def _bytes_bar(desc: str, show: bool) -> Any:
@@ -441,6 +437,31 @@ class SongTable:
 
     def __len__(self) -> int:
         return len(self.song_id)
+
+    def metadata(self) -> list[dict]:
+        """List each song's tags (with Last.fm strengths), artist and year, for FusionModel.
+
+        Returns
+        -------
+        list of dict
+            One dict per song: ``"tags"`` (``{tag: strength}``, empty without tags),
+            ``"artist"`` (the artist id, None when unknown) and ``"year"`` (None when
+            unknown).
+
+        Examples
+        --------
+        >>> from musrec import data
+        >>> meta = data.load("msd").songs.metadata()  # doctest: +SKIP
+        >>> sorted(meta[0])  # doctest: +SKIP
+        ['artist', 'tags', 'year']
+        """
+        tags = self.tags
+        out = []
+        for i in range(len(self)):
+            lo, hi = tags.indptr[i], tags.indptr[i + 1]
+            weights = {self.tag_names[j]: float(v) for j, v in zip(tags.indices[lo:hi], tags.data[lo:hi])}
+            out.append({"tags": weights, "artist": self.artist_id[i] or None, "year": int(self.year[i]) or None})
+        return out
 
 
 @dataclass

@@ -1036,12 +1036,51 @@ class FusionModel:
         >>> model.kind  # doctest: +SKIP
         'ridge_metadata'
         """
+        return cls._from_core(_musrec.FusionCore.load(os.fspath(path)), num_threads)
+
+    @classmethod
+    def _from_core(cls, core: _musrec.FusionCore, num_threads: int = 0) -> FusionModel:
+        """Wrap a Rust ``FusionCore`` (fitted or not) without a ``checkpoint`` path."""
         model = cls.__new__(cls)
-        model._core = _musrec.FusionCore.load(os.fspath(path))
-        model.kind = model._core.config["net"]["kind"]
+        model._core = core
+        model.kind = core.config["net"]["kind"]
         model.num_threads = int(num_threads)
         model.checkpoint = None
         return model
+
+    def _settings(self) -> dict[str, Any]:
+        """Every setting the core was built with, resolved (the seed included)."""
+        spec = self._core.config
+        given = {**spec["net"], **spec["train"], **spec["metadata_options"]}
+        return {k: v for k, v in given.items() if k in _musrec.FusionCore.SETTINGS}
+
+    def clone(self, num_threads: int | None = None) -> FusionModel:
+        """Return a new, unfitted model of the same kind and settings (seed included).
+
+        Fitting the clone on the same inputs gives the same model, so a model can be
+        retrained on new targets (for example WMF vectors after a refit) as it was first
+        trained.
+
+        Parameters
+        ----------
+        num_threads : int or None, optional
+            Threads of the clone's Rust core (0 = one per core); None keeps this model's.
+
+        Returns
+        -------
+        FusionModel
+            The unfitted model, without a ``checkpoint`` path.
+
+        Examples
+        --------
+        >>> from musrec import FusionModel
+        >>> model = FusionModel("cnn_lstm", learning_rate=3e-4, random_state=7)
+        >>> copy = model.clone()
+        >>> copy.config_["train"] == model.config_["train"]
+        True
+        """
+        core = _musrec.FusionCore(self.kind, False, **self._settings())
+        return self._from_core(core, self.num_threads if num_threads is None else num_threads)
 
     # ---- pickling: a fitted model travels as the bytes of its safetensors file ------------
     def __getstate__(self) -> dict[str, Any]:
@@ -1049,9 +1088,7 @@ class FusionModel:
         if self._core.is_fitted():
             state["_model_bytes"] = self._core.to_bytes()
         else:
-            spec = self._core.config
-            given = {**spec["net"], **spec["train"], **spec["metadata_options"]}
-            state["_settings"] = {k: v for k, v in given.items() if k in _musrec.FusionCore.SETTINGS}
+            state["_settings"] = self._settings()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _musrec
-from ._sparse import csr_tuple, to_csr
+from ._sparse import csr_tuple, from_parts, to_csr
 
 __all__ = [
     "vector_errors",
@@ -51,11 +51,6 @@ def _seed(random_state: int | None) -> int:
     if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) or random_state < 0:
         raise ValueError(f"random_state must be a non-negative integer or None, got {random_state!r}")
     return int(random_state)
-
-
-def _from_tuple(t: tuple[np.ndarray, np.ndarray, np.ndarray, int, int]) -> sp.csr_matrix:
-    indptr, indices, data, n_rows, n_cols = t
-    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
 
 
 def train_test_split(
@@ -118,7 +113,7 @@ def train_test_split(
         raise ValueError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction!r}")
     csr = to_csr(user_items, "user_items")
     train, test = _musrec.train_test_split(csr_tuple(csr), float(test_fraction), _seed(random_state))
-    return _from_tuple(train), _from_tuple(test)
+    return from_parts(train), from_parts(test)
 
 
 def _pair(train: Any, test: Any) -> tuple[sp.csr_matrix, sp.csr_matrix]:

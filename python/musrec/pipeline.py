@@ -514,14 +514,7 @@ class Pipeline:
         >>> meta = pipe.metadata()  # doctest: +SKIP
         >>> sorted(meta[0])  # doctest: +SKIP
         """
-        songs = self.dataset().songs
-        tags = songs.tags
-        out = []
-        for i in range(len(songs)):
-            lo, hi = tags.indptr[i], tags.indptr[i + 1]
-            weights = {songs.tag_names[j]: float(v) for j, v in zip(tags.indices[lo:hi], tags.data[lo:hi])}
-            out.append({"tags": weights, "artist": songs.artist_id[i] or None, "year": int(songs.year[i]) or None})
-        return out
+        return self.dataset().songs.metadata()
 
     def split(self, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Split the usable songs into training and cold-start test songs, seeded.
