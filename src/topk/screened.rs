@@ -12,6 +12,11 @@
 //! 2. The f32 pass: the candidates are scored with the same [`dot`] as the exact scan
 //!    ([`crate::kernels::gemv_rows`]), and the best `n` of them returned.
 //!
+//! The integer dots run on AVX-512 VNNI where the CPU has it (`vpdpbusd`: the rows are stored
+//! interleaved, 16 rows to a 64-byte step of 4 codes each, so one instruction advances 16 rows
+//! and no horizontal sum is needed), else on AVX2 over row-major codes, else portably: every
+//! path gives the same integers, so the same result.
+//!
 //! A row left out has an f32 score below `T`, and `n` rows score at least `T`, so the result
 //! is the exact scan's, scores bit for bit and ties broken the same way (higher score, then
 //! lower id): the int8 copy only decides which rows need their f32 score, never the order.
@@ -19,19 +24,27 @@
 use super::TopN;
 use crate::kernels::dot;
 
-/// Rows are padded to a multiple of this many int8 codes (one 256-bit step of 16 lanes).
+/// Row-major rows are padded to a multiple of this many int8 codes (one 256-bit AVX2 step).
 const PAD: usize = 16;
-/// Rows screened per block: the block's bounds live in two small stack arrays.
+/// Rows of one interleaved VNNI group (one i32 lane each in a 512-bit register).
+const GROUP: usize = 16;
+/// Rows screened per block (a multiple of `GROUP`): the block's bounds live in small stack arrays.
 const BLOCK: usize = 256;
 /// Largest code magnitude (symmetric, so negation never overflows).
 const QMAX: f64 = 127.0;
 
 /// An int8 copy of row-major f32 rows (`k` per row) with what bounds its error.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Screened {
     k: usize,
+    kernel: Kernel,
+    /// Codes per row as stored: `k` rounded up to 16 (row-major) or to 4 (interleaved).
     padded: usize,
+    /// Portable and AVX2: row-major int8 codes, `padded` per row.
     codes: Vec<i8>,
+    /// VNNI: groups of 16 rows; in a group, for each 4 codes of a row, 64 bytes that hold
+    /// those 4 codes of each of the 16 rows, offset by 128 to u8 (missing rows and codes 128).
+    packed: Vec<u8>,
     /// Per row: `s_i`, the code scale (`y_i ~ s_i q_i`).
     scale: Vec<f32>,
     /// Per row: an upper bound on `|<u, y_i - s_i q_i>| / |u|` plus the f32 rounding of the
@@ -41,6 +54,12 @@ pub struct Screened {
     code_norm: Vec<f32>,
 }
 
+impl Default for Screened {
+    fn default() -> Self {
+        Screened::with_kernel(&[], 1, Kernel::Portable)
+    }
+}
+
 /// `x` as f32, rounded up (f64 -> f32 rounds to nearest, which may be below `x`).
 fn up(x: f64) -> f32 {
     let y = x as f32;
@@ -48,12 +67,27 @@ fn up(x: f64) -> f32 {
 }
 
 impl Screened {
-    /// The screen of `rows` (row-major, `k` per row; `k` > 0).
+    /// The screen of `rows` (row-major, `k` per row; `k` > 0), for the fastest kernel the CPU
+    /// runs.
     pub fn new(rows: &[f32], k: usize) -> Self {
+        Screened::with_kernel(rows, k, Kernel::detect())
+    }
+
+    fn with_kernel(rows: &[f32], k: usize, kernel: Kernel) -> Self {
+        let padded = if kernel.interleaved() {
+            k.div_ceil(4) * 4
+        } else {
+            k.div_ceil(PAD) * PAD
+        };
         let mut s = Screened {
             k,
-            padded: k.div_ceil(PAD) * PAD,
-            ..Default::default()
+            kernel,
+            padded,
+            codes: Vec::new(),
+            packed: Vec::new(),
+            scale: Vec::new(),
+            resid: Vec::new(),
+            code_norm: Vec::new(),
         };
         s.push_rows(rows);
         s
@@ -67,6 +101,11 @@ impl Screened {
         self.scale.is_empty()
     }
 
+    /// Bytes of one interleaved group.
+    fn group_bytes(&self) -> usize {
+        self.padded / 4 * 64
+    }
+
     /// Append rows (the catalogue's added songs), `k` values each.
     pub fn push_rows(&mut self, rows: &[f32]) {
         let k = self.k;
@@ -74,23 +113,38 @@ impl Screened {
         // 4 levels and a tail, each step within one rounding of 2^-24 relative; (k + 8) such
         // steps bound it, doubled for margin.
         let gamma = 2.0 * (k as f64 + 8.0) * f64::powi(2.0, -24);
+        let interleaved = self.kernel.interleaved();
+        let group_bytes = self.group_bytes();
+        let mut q = vec![0i8; k];
         for row in rows.chunks_exact(k) {
             let amax = row.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
             let scale = if amax > 0.0 { up(amax / QMAX) } else { 0.0 };
             let (mut res, mut code, mut norm) = (0f64, 0f64, 0f64);
-            let start = self.codes.len();
-            self.codes.resize(start + self.padded, 0);
-            for (c, &v) in self.codes[start..start + k].iter_mut().zip(row) {
-                let q = if scale > 0.0 {
+            for (c, &v) in q.iter_mut().zip(row) {
+                let code_value = if scale > 0.0 {
                     (v as f64 / scale as f64).round().clamp(-QMAX, QMAX)
                 } else {
                     0.0
                 };
-                *c = q as i8;
-                let approx = q * scale as f64;
+                *c = code_value as i8;
+                let approx = code_value * scale as f64;
                 res += (v as f64 - approx).powi(2);
                 code += approx * approx;
                 norm += (v as f64).powi(2);
+            }
+            if interleaved {
+                let (group, lane) = (self.len() / GROUP, self.len() % GROUP);
+                if lane == 0 {
+                    self.packed.resize((group + 1) * group_bytes, 128);
+                }
+                let base = group * group_bytes + lane * 4;
+                for (d, &c) in q.iter().enumerate() {
+                    self.packed[base + d / 4 * 64 + d % 4] = (c as i16 + 128) as u8;
+                }
+            } else {
+                let start = self.codes.len();
+                self.codes.resize(start + self.padded, 0);
+                self.codes[start..start + k].copy_from_slice(&q);
             }
             // The sums above are f64 over at most a few thousand terms: a relative 1e-12
             // covers their rounding.
@@ -98,6 +152,32 @@ impl Screened {
             self.scale.push(scale);
             self.resid.push(up((res.sqrt() + gamma * norm.sqrt()) * slack));
             self.code_norm.push(up(code.sqrt() * slack));
+        }
+    }
+
+    /// `out[i - lo] = <p, codes of row i>` for the rows `lo..hi` (`lo` a multiple of
+    /// `GROUP`); `out` has room for `hi - lo` rounded up to a whole group.
+    fn dots(&self, query: &QueryCodes, lo: usize, hi: usize, out: &mut [i32]) {
+        let kp = self.padded;
+        match self.kernel {
+            Kernel::Portable => {
+                for (o, row) in out.iter_mut().zip(self.codes[lo * kp..hi * kp].chunks_exact(kp)) {
+                    *o = row.iter().zip(&query.wide).map(|(&q, &v)| q as i32 * v as i32).sum();
+                }
+            }
+            // SAFETY: `detect` chose AVX2 only where the CPU reports it; every load stays
+            // inside `wide` and its row (see the function).
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { int_dots_avx2(&query.wide, &self.codes[lo * kp..hi * kp], kp, out) },
+            // SAFETY: `detect` chose VNNI only where the CPU reports AVX-512 F and VNNI; the
+            // groups are whole (`push_rows` pads the last) and `out` holds 16 per group.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni => unsafe {
+                let gb = self.group_bytes();
+                let groups = (lo / GROUP)..hi.div_ceil(GROUP);
+                let packed = &self.packed[groups.start * gb..groups.end * gb];
+                int_dots_vnni(&query.words, packed, query.correction, &mut out[..groups.len() * GROUP])
+            },
         }
     }
 
@@ -117,7 +197,7 @@ impl Screened {
         if n == 0 || n_rows == 0 {
             return Vec::new();
         }
-        // The query's codes, widened to i16 for the multiply-add, and its error.
+        // The query's codes and its error.
         let qmax = query.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
         let su = if qmax > 0.0 { qmax / QMAX } else { 0.0 };
         let mut p = vec![0i16; kp];
@@ -134,6 +214,8 @@ impl Screened {
         }
         let slack = 1.0 + 1e-12;
         let (err, unorm) = (err.sqrt() * slack, unorm.sqrt() * slack);
+        let codes = QueryCodes::new(p);
+        let kernel = self.kernel;
 
         let mut lower_best = TopN::new(n);
         let mut candidates: Vec<(u32, f32)> = Vec::new();
@@ -144,20 +226,14 @@ impl Screened {
         for lo in (0..n_rows).step_by(BLOCK) {
             let hi = (lo + BLOCK).min(n_rows);
             let width = hi - lo;
-            int_dots(&p, &self.codes[lo * kp..hi * kp], kp, &mut dots[..width]);
-            let (scale, resid, code_norm) = (&self.scale[lo..hi], &self.resid[lo..hi], &self.code_norm[lo..hi]);
-            // Zipped slices of one length: no bounds checks, so the loop vectorises.
-            let bounds = lower[..width].iter_mut().zip(&mut upper[..width]);
-            for ((((l, u), &d), &s), (&r, &c)) in bounds.zip(&dots[..width]).zip(scale).zip(resid.iter().zip(code_norm))
-            {
-                let centre = d as f64 * (s as f64 * su);
-                let radius = r as f64 * unorm + err * c as f64;
-                // Outward by more than f64 -> f32 rounding (2^-24 relative), and by the f64
-                // products' own rounding.
-                let margin = (centre.abs() + radius) * 1e-6 + 1e-30;
-                *l = (centre - radius - margin) as f32;
-                *u = (centre + radius + margin) as f32;
-            }
+            self.dots(&codes, lo, hi, &mut dots);
+            let block = Block {
+                dots: &dots[..width],
+                scale: &self.scale[lo..hi],
+                resid: &self.resid[lo..hi],
+                code_norm: &self.code_norm[lo..hi],
+            };
+            kernel.bounds(&block, (su, unorm, err), &mut lower[..width], &mut upper[..width]);
             while skip_at < skip.len() && (skip[skip_at] as usize) < hi {
                 let s = skip[skip_at] as usize;
                 if s >= lo {
@@ -168,11 +244,7 @@ impl Screened {
             }
             lower_best.scan(&lower[..width], lo as u32);
             let threshold = lower_best.threshold();
-            for (j, &u) in upper[..width].iter().enumerate() {
-                if u >= threshold && u > f32::NEG_INFINITY {
-                    candidates.push(((lo + j) as u32, u));
-                }
-            }
+            kernel.candidates(&upper[..width], threshold, lo as u32, &mut candidates);
         }
         // Rows whose upper bound fell below the final threshold cannot be among the best.
         let threshold = lower_best.threshold();
@@ -186,19 +258,148 @@ impl Screened {
     }
 }
 
-/// `out[i] = <p, codes row i>` for rows of `kp` int8 codes (`kp` a multiple of 16).
-fn int_dots(p: &[i16], codes: &[i8], kp: usize, out: &mut [i32]) {
-    debug_assert!(kp.is_multiple_of(PAD) && p.len() == kp && codes.len() == out.len() * kp);
+/// The SIMD level a screen runs at, detected once (std caches the CPUID).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Portable,
     #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: runs only where the CPU reports AVX2; the slices' lengths are checked
-            // by the loop bounds below (every load stays inside `p` and its row).
-            return unsafe { int_dots_avx2(p, codes, kp, out) };
+    Avx2,
+    /// AVX-512 with VNNI over interleaved codes.
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni") {
+                return Kernel::Vnni;
+            }
+            if is_x86_feature_detected!("avx2") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    fn interleaved(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self == Kernel::Vnni
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
         }
     }
-    for (o, row) in out.iter_mut().zip(codes.chunks_exact(kp)) {
-        *o = row.iter().zip(p).map(|(&q, &v)| q as i32 * v as i32).sum();
+
+    /// Every row's guaranteed interval around its f32 score; `query` is `(s_u, |u|, |u - s_u p|)`.
+    fn bounds(self, block: &Block<'_>, query: (f64, f64, f64), lower: &mut [f32], upper: &mut [f32]) {
+        match self {
+            Kernel::Portable => bounds(block, query, lower, upper),
+            // SAFETY: `detect` chose these only where the CPU reports AVX2 (which every
+            // AVX-512 CPU has); the body is the portable code, compiled for AVX2.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 | Kernel::Vnni => unsafe { bounds_avx2(block, query, lower, upper) },
+        }
+    }
+
+    /// Push `(first + j, upper[j])` for every row whose upper bound reaches `threshold`.
+    fn candidates(self, upper: &[f32], threshold: f32, first: u32, out: &mut Vec<(u32, f32)>) {
+        match self {
+            Kernel::Portable => candidates(upper, threshold, first, out),
+            // SAFETY: as in `bounds`.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 | Kernel::Vnni => unsafe { candidates_avx2(upper, threshold, first, out) },
+        }
+    }
+}
+
+/// One block's integer dots and per-row constants.
+struct Block<'a> {
+    dots: &'a [i32],
+    scale: &'a [f32],
+    resid: &'a [f32],
+    code_norm: &'a [f32],
+}
+
+#[inline(always)]
+fn bounds(block: &Block<'_>, (su, unorm, err): (f64, f64, f64), lower: &mut [f32], upper: &mut [f32]) {
+    // Zipped slices of one length: no bounds checks, so the loop vectorises.
+    let rows = block
+        .dots
+        .iter()
+        .zip(block.scale)
+        .zip(block.resid.iter().zip(block.code_norm));
+    for ((l, u), ((&d, &s), (&r, &c))) in lower.iter_mut().zip(upper.iter_mut()).zip(rows) {
+        let centre = d as f64 * (s as f64 * su);
+        let radius = r as f64 * unorm + err * c as f64;
+        // Outward by more than f64 -> f32 rounding (2^-24 relative), and by the f64
+        // products' own rounding.
+        let margin = (centre.abs() + radius) * 1e-6 + 1e-30;
+        *l = (centre - radius - margin) as f32;
+        *u = (centre + radius + margin) as f32;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bounds_avx2(block: &Block<'_>, query: (f64, f64, f64), lower: &mut [f32], upper: &mut [f32]) {
+    // The same operations in the same order (Rust never contracts to FMA): the same bits.
+    bounds(block, query, lower, upper)
+}
+
+#[inline(always)]
+fn candidates(upper: &[f32], threshold: f32, first: u32, out: &mut Vec<(u32, f32)>) {
+    // Almost every row fails: test 16 at a time without branches (vectorises) and walk only
+    // a group that holds a candidate.
+    const SPAN: usize = 16;
+    for (g, span) in upper.chunks(SPAN).enumerate() {
+        if !span.iter().fold(false, |any, &u| any | (u >= threshold)) {
+            continue;
+        }
+        for (j, &u) in span.iter().enumerate() {
+            if u >= threshold && u > f32::NEG_INFINITY {
+                out.push((first + (g * SPAN + j) as u32, u));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn candidates_avx2(upper: &[f32], threshold: f32, first: u32, out: &mut Vec<(u32, f32)>) {
+    candidates(upper, threshold, first, out)
+}
+
+/// The query's int8 codes in the forms the kernels multiply: widened to i16 (portable,
+/// AVX2), and as one i32 word per 4 codes with the correction `128 sum(p)` that undoes the
+/// rows' offset (VNNI: `<q + 128, p> - 128 sum(p) = <q, p>`).
+struct QueryCodes {
+    wide: Vec<i16>,
+    words: Vec<i32>,
+    correction: i32,
+}
+
+impl QueryCodes {
+    fn new(p: Vec<i16>) -> Self {
+        let words = p
+            .chunks(4)
+            .map(|c| {
+                let mut b = [0u8; 4];
+                for (b, &v) in b.iter_mut().zip(c) {
+                    *b = v as i8 as u8;
+                }
+                i32::from_le_bytes(b)
+            })
+            .collect();
+        let correction = 128 * p.iter().map(|&v| v as i32).sum::<i32>();
+        QueryCodes {
+            wide: p,
+            words,
+            correction,
+        }
     }
 }
 
@@ -206,6 +407,7 @@ fn int_dots(p: &[i16], codes: &[i8], kp: usize, out: &mut [i32]) {
 #[target_feature(enable = "avx2")]
 unsafe fn int_dots_avx2(p: &[i16], codes: &[i8], kp: usize, out: &mut [i32]) {
     use std::arch::x86_64::*;
+    debug_assert!(kp.is_multiple_of(PAD) && p.len() == kp);
     let steps = kp / PAD;
     for (o, row) in out.iter_mut().zip(codes.chunks_exact(kp)) {
         // SAFETY: `row` holds `kp` = 16 * steps codes and `p` holds `kp` values, so each
@@ -221,6 +423,39 @@ unsafe fn int_dots_avx2(p: &[i16], codes: &[i8], kp: usize, out: &mut [i32]) {
             let quarter = _mm_add_epi32(half, _mm_shuffle_epi32::<0b01_00_11_10>(half));
             let one = _mm_add_epi32(quarter, _mm_shuffle_epi32::<0b10_11_00_01>(quarter));
             *o = _mm_cvtsi128_si32(one);
+        }
+    }
+}
+
+/// 16 rows a group: for each 4 codes, one `vpdpbusd` multiplies those codes of all 16 rows
+/// (u8, offset by 128) by the query's 4 (i8, broadcast) and adds them into each row's i32
+/// lane; exact (at most 255 * 127 per product). `out` holds 16 per group of `packed`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn int_dots_vnni(words: &[i32], packed: &[u8], correction: i32, out: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let chunks = words.len();
+    debug_assert_eq!(packed.len() / (chunks * 64) * GROUP, out.len());
+    for (group, o) in packed.chunks_exact(chunks * 64).zip(out.chunks_exact_mut(GROUP)) {
+        // SAFETY: `group` holds `chunks` 64-byte steps, and `o` 16 i32 lanes.
+        unsafe {
+            let at = |c: usize| _mm512_loadu_si512(group.as_ptr().add(64 * c) as *const _);
+            // Four accumulators, so the adds do not wait on each other's latency.
+            let mut acc = [_mm512_setzero_si512(); 4];
+            let mut c = 0;
+            while c + 4 <= chunks {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_dpbusd_epi32(*a, at(c + j), _mm512_set1_epi32(words[c + j]));
+                }
+                c += 4;
+            }
+            while c < chunks {
+                acc[0] = _mm512_dpbusd_epi32(acc[0], at(c), _mm512_set1_epi32(words[c]));
+                c += 1;
+            }
+            let sum = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
+            let dots = _mm512_sub_epi32(sum, _mm512_set1_epi32(correction));
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut _, dots);
         }
     }
 }
@@ -303,18 +538,92 @@ mod tests {
         }
     }
 
+    /// Every kernel this CPU runs, the portable one first.
+    fn kernels() -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut all = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") {
+                all.push(Kernel::Avx2);
+            }
+            if Kernel::detect() == Kernel::Vnni {
+                all.push(Kernel::Vnni);
+            }
+        }
+        all
+    }
+
     #[test]
-    fn the_portable_path_equals_avx2() {
-        let k = 100;
-        let screen = Screened::new(&rows(300, k, 8), k);
-        let p: Vec<i16> = (0..screen.padded as i16).map(|i| (i * 37 % 255) - 127).collect();
-        let mut fast = vec![0i32; 300];
-        int_dots(&p, &screen.codes, screen.padded, &mut fast);
-        let slow: Vec<i32> = screen
-            .codes
-            .chunks_exact(screen.padded)
-            .map(|row| row.iter().zip(&p).map(|(&q, &v)| q as i32 * v as i32).sum())
-            .collect();
-        assert_eq!(fast, slow);
+    fn every_simd_path_equals_the_portable_one() {
+        for k in [100, 7, 64, 130] {
+            let items = rows(300, k, 8);
+            let screens: Vec<Screened> = kernels()
+                .into_iter()
+                .map(|kn| Screened::with_kernel(&items, k, kn))
+                .collect();
+            let portable = &screens[0];
+            let kp = portable.padded;
+            let p: Vec<i16> = (0..kp as i16)
+                .map(|i| if (i as usize) < k { (i * 37 % 255) - 127 } else { 0 })
+                .collect();
+            let reference: Vec<i32> = portable
+                .codes
+                .chunks_exact(kp)
+                .map(|row| row.iter().zip(&p).map(|(&q, &v)| q as i32 * v as i32).sum())
+                .collect();
+            let query = rows(1, k, 77);
+            for screen in &screens {
+                let mut wide = p[..k].to_vec();
+                wide.resize(screen.padded, 0);
+                let codes = QueryCodes::new(wide);
+                let mut out = vec![0i32; 320];
+                for lo in (0..300).step_by(BLOCK) {
+                    let hi = (lo + BLOCK).min(300);
+                    screen.dots(&codes, lo, hi, &mut out[lo..]);
+                }
+                assert_eq!(out[..300], reference[..], "{:?}, k = {k}", screen.kernel);
+                assert_eq!(
+                    screen.top_n(&query, &items, 10, &[3, 9]),
+                    exact(&query, &items, k, 10, &[3, 9])
+                );
+            }
+        }
+        // The bounds and the candidate selection: the same bits on every path.
+        let dots: Vec<i32> = (0..200).map(|i| (i * 7919 % 40000) - 20000).collect();
+        let scale: Vec<f32> = (0..200).map(|i| 1e-3 * (1.0 + i as f32 / 50.0)).collect();
+        let resid: Vec<f32> = (0..200).map(|i| 1e-4 * (i % 13) as f32).collect();
+        let block = Block {
+            dots: &dots,
+            scale: &scale,
+            resid: &resid,
+            code_norm: &scale,
+        };
+        let run = |kernel: Kernel| {
+            let (mut lower, mut upper) = (vec![0f32; 200], vec![0f32; 200]);
+            kernel.bounds(&block, (0.01, 1.3, 0.002), &mut lower, &mut upper);
+            let mut picked = Vec::new();
+            kernel.candidates(&upper, 0.05, 1000, &mut picked);
+            (lower, upper, picked)
+        };
+        let slow = run(Kernel::Portable);
+        assert!(!slow.2.is_empty() && slow.2.len() < 200);
+        for kernel in kernels() {
+            assert_eq!(run(kernel), slow);
+        }
+    }
+
+    #[test]
+    fn rows_added_one_by_one_fill_the_interleaved_groups() {
+        let k = 10;
+        let items = rows(70, k, 2);
+        for kernel in kernels() {
+            let mut screen = Screened::with_kernel(&items[..5 * k], k, kernel);
+            for row in items[5 * k..].chunks_exact(k) {
+                screen.push_rows(row);
+            }
+            let query = rows(1, k, 3);
+            assert_eq!(screen.top_n(&query, &items, 70, &[]), exact(&query, &items, k, 70, &[]));
+        }
     }
 }
