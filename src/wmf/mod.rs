@@ -10,6 +10,7 @@ mod loss;
 mod persist;
 mod shard;
 mod sweep;
+mod woodbury;
 
 pub use persist::{load, save};
 pub use shard::{Shard, initial_factors};
@@ -37,7 +38,8 @@ pub enum Confidence {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Solver {
     /// Conjugate gradient warm-started from the previous factors (Takacs et al. 2011):
-    /// `steps` iterations, never forming Y^T C_u Y.
+    /// `steps` iterations, never forming Y^T C_u Y. Rows with so few interactions that the
+    /// exact Woodbury solve is cheaper take it instead (`woodbury::limit`).
     Cg { steps: usize },
     /// Exact solve by Cholesky factorisation of YtY + lambda I + Y^T (C_u - I) Y.
     Cholesky,

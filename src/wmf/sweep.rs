@@ -2,7 +2,7 @@
 //! Rows are grouped into blocks of bounded interaction count, so a popular item with
 //! thousands of listeners is a block of its own and rayon's work stealing balances the rest.
 
-use super::{Solver, WmfParams, cg, cholesky};
+use super::{Solver, WmfParams, cg, cholesky, woodbury};
 use crate::error::Result;
 use crate::kernels::gram;
 use crate::sparse::CsrRef;
@@ -17,22 +17,38 @@ const MAX_BLOCK_NNZ: usize = 1024;
 /// Rows per partial Gram product; fixed, so the summation order is independent of threads.
 const GRAM_CHUNK: usize = 4096;
 
+/// Woodbury rows are solved one by one, this many to a task.
+const MAX_EXACT_ROWS: usize = 256;
+
 /// Consecutive row ranges, each within the limits above (a single long row may exceed them).
 pub(crate) fn blocks(m: CsrRef<'_>) -> Vec<Range<usize>> {
+    segments(m, None).into_iter().map(|(r, _)| r).collect()
+}
+
+/// Consecutive row ranges covering every row, each of one kind: Woodbury rows (`exact[row]`;
+/// true in the pair) or conjugate-gradient blocks within the limits above.
+fn segments(m: CsrRef<'_>, exact: Option<&[bool]>) -> Vec<(Range<usize>, bool)> {
+    let is_exact = |row: usize| exact.is_some_and(|e| e[row]);
     let mut out = Vec::with_capacity(m.n_rows / 16 + 1);
     let mut lo = 0;
     let mut nnz = 0;
     for row in 0..m.n_rows {
         let len = m.row_nnz(row);
-        if row > lo && (row - lo == MAX_BLOCK_ROWS || nnz + len > MAX_BLOCK_NNZ) {
-            out.push(lo..row);
+        let kind = is_exact(lo);
+        let full = if kind {
+            row - lo == MAX_EXACT_ROWS
+        } else {
+            row - lo == MAX_BLOCK_ROWS || nnz + len > MAX_BLOCK_NNZ
+        };
+        if row > lo && (full || is_exact(row) != kind) {
+            out.push((lo..row, kind));
             lo = row;
             nnz = 0;
         }
         nnz += len;
     }
     if lo < m.n_rows {
-        out.push(lo..m.n_rows);
+        out.push((lo..m.n_rows, is_exact(lo)));
     }
     out
 }
@@ -87,16 +103,29 @@ pub(crate) fn solve_side_with_gram(
     conf: &[f32],
     params: &WmfParams,
 ) -> Result<()> {
-    let ranges = blocks(m);
+    // With CG, the rows with few interactions are solved exactly by Woodbury where that is
+    // cheaper (see `woodbury`); a row's path depends only on its own data and on `a`.
+    let mut prepared = None;
+    let mut exact = Vec::new();
+    if let Solver::Cg { steps } = params.solver {
+        let limit = woodbury::limit(dim, steps);
+        exact = (0..m.n_rows)
+            .map(|r| woodbury::qualifies(&conf[m.row_range(r)], limit))
+            .collect();
+        if exact.iter().any(|&e| e) {
+            prepared = woodbury::Prepared::new(a, y, dim, m, &exact);
+        }
+    }
+    let ranges = segments(m, prepared.as_ref().map(|_| exact.as_slice()));
     let mut pieces = Vec::with_capacity(ranges.len());
     let mut rest = x;
-    for r in ranges {
+    for (r, kind) in ranges {
         let (head, tail) = rest.split_at_mut(r.len() * dim);
-        pieces.push((r.start, head));
+        pieces.push((r.start, kind, head));
         rest = tail;
     }
-    pieces.into_par_iter().try_for_each(|(first_row, xs)| {
-        let block = cg::Block {
+    pieces.into_par_iter().try_for_each(|(first_row, kind, xs)| {
+        let block = |first_row| cg::Block {
             first_row,
             y,
             dim,
@@ -104,12 +133,23 @@ pub(crate) fn solve_side_with_gram(
             m,
             conf,
         };
+        if kind {
+            let woodbury = prepared.as_ref().expect("Woodbury segments only with a prepared solve");
+            for (r, xr) in xs.chunks_exact_mut(dim).enumerate() {
+                let row = first_row + r;
+                let range = m.row_range(row);
+                if !woodbury.solve_row(y, &m.indices[range.clone()], &conf[range], xr) {
+                    cholesky::solve_block(&block(row), xr)?;
+                }
+            }
+            return Ok(());
+        }
         match params.solver {
             Solver::Cg { steps } => {
-                cg::solve_block(&block, xs, steps);
+                cg::solve_block(&block(first_row), xs, steps);
                 Ok(())
             }
-            Solver::Cholesky => cholesky::solve_block(&block, xs),
+            Solver::Cholesky => cholesky::solve_block(&block(first_row), xs),
         }
     })
 }

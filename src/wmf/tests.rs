@@ -137,6 +137,26 @@ fn item_half_step_matches_dense_closed_form() {
     assert!(max_abs_diff(&y, &dense_half_step(&t, &x, &p)) < 1e-4);
 }
 
+/// A half-step by the conjugate gradient alone, every row (no Woodbury rows).
+fn cg_only_half_step(m: &Csr, y: &[f32], p: &WmfParams, start: Vec<f32>, steps: usize) -> Vec<f32> {
+    let prepared = prepare(p, m.view()).unwrap();
+    let (users, conf) = (prepared.users.view(), &prepared.user_conf);
+    let a = sweep::regularized_gram(y, p.factors, p.regularization);
+    let mut x = start;
+    for r in sweep::blocks(users) {
+        let block = cg::Block {
+            first_row: r.start,
+            y,
+            dim: p.factors,
+            a: &a,
+            m: users,
+            conf,
+        };
+        cg::solve_block(&block, &mut x[r.start * p.factors..r.end * p.factors], steps);
+    }
+    x
+}
+
 #[test]
 fn conjugate_gradient_converges_to_the_exact_solution() {
     let m = small_matrix();
@@ -145,11 +165,65 @@ fn conjugate_gradient_converges_to_the_exact_solution() {
     let start: Vec<f32> = (0..7 * 4).map(|_| rng.random::<f32>()).collect();
     let exact = half_step(&m, &y, &params(Solver::Cholesky), vec![0.0; 28]);
     // k steps of CG solve a k-dimensional SPD system exactly (up to rounding)...
-    let cg = half_step(&m, &y, &params(Solver::Cg { steps: 8 }), start.clone());
+    let p = params(Solver::Cg { steps: 8 });
+    let cg = cg_only_half_step(&m, &y, &p, start.clone(), 8);
     assert!(max_abs_diff(&cg, &exact) < 1e-4, "{cg:?} vs {exact:?}");
     // ...and fewer steps move the warm start towards it.
-    let one = half_step(&m, &y, &params(Solver::Cg { steps: 1 }), start.clone());
+    let one = cg_only_half_step(&m, &y, &p, start.clone(), 1);
     assert!(max_abs_diff(&one, &exact) < max_abs_diff(&start, &exact));
+}
+
+#[test]
+fn rows_with_few_interactions_are_solved_exactly_by_woodbury() {
+    // 40 users with 0..16 plays of 60 items, 8 factors: with 1 CG step, the rows within
+    // woodbury::limit(8, 1) interactions are the closed-form solution; the others are not.
+    let k = 8;
+    let limit = woodbury::limit(k, 1);
+    assert!((2..16).contains(&limit), "{limit}");
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut t = Vec::new();
+    for u in 0..40u32 {
+        let n = (u % 17) as usize;
+        let mut items: Vec<u32> = (0..60).collect();
+        for i in 0..n {
+            let j = rng.random_range(i..60);
+            items.swap(i, j);
+            t.push((u, items[i], 1.0 + (rng.random::<f32>() * 9.0).floor()));
+        }
+    }
+    let m = Csr::from_triplets(40, 60, &t).unwrap();
+    let p = WmfParams {
+        factors: k,
+        alpha: 5.0,
+        ..params(Solver::Cg { steps: 1 })
+    };
+    let y: Vec<f32> = (0..60 * k).map(|_| rng.random::<f32>() - 0.5).collect();
+    let start: Vec<f32> = (0..40 * k).map(|_| rng.random::<f32>() - 0.5).collect();
+    let x = half_step(&m, &y, &p, start.clone());
+    let want = dense_half_step(&m, &y, &p);
+    let (mut exact_rows, mut cg_rows) = (0, 0);
+    for u in 0..40 {
+        let (got, closed) = (&x[u * k..(u + 1) * k], &want[u * k..(u + 1) * k]);
+        let scale = closed.iter().fold(1f32, |a, v| a.max(v.abs()));
+        if m.view().row_nnz(u) <= limit {
+            assert!(
+                max_abs_diff(got, closed) < 1e-4 * scale,
+                "row {u}: {got:?} vs {closed:?}"
+            );
+            exact_rows += 1;
+        } else {
+            assert!(max_abs_diff(got, closed) > 1e-4 * scale, "row {u} took one CG step");
+            cg_rows += 1;
+        }
+    }
+    assert!(exact_rows > 5 && cg_rows > 5);
+    // The CG rows are those of the CG alone; and threads do not change a bit.
+    let cg = cg_only_half_step(&m, &y, &p, start.clone(), 1);
+    for u in (0..40).filter(|&u| m.view().row_nnz(u) > limit) {
+        assert_eq!(x[u * k..(u + 1) * k], cg[u * k..(u + 1) * k]);
+    }
+    let one = crate::parallel::Threads::new(1).unwrap();
+    assert_eq!(one.run(|| half_step(&m, &y, &p, start.clone())), x);
 }
 
 #[test]
