@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import musrec
 import numpy as np
@@ -185,8 +186,15 @@ def test_predict_songs_equals_predict():
     np.testing.assert_array_equal(np.stack([r["vector"] for r in rows]), model.predict(spec, meta))
 
 
-def test_pipeline_on_ray_equals_local(tmp_path):
-    local = musrec.experiment.pipeline("tiny", work_dir=tmp_path / "local", show_progress=False)
+def _tiny_world(tiny_experiment, work):
+    """A copy of the session's tiny world (not of its cached stages) in the work dir ``work``."""
+    name = os.path.basename(musrec.experiment.world_dir("", "tiny", 0))
+    shutil.copytree(os.path.join(tiny_experiment[2], name), os.path.join(work, name))
+
+
+def test_pipeline_on_ray_equals_local(tmp_path, tiny_experiment):
+    local = tiny_experiment[3]  # the session's local run: its stages are cached
+    _tiny_world(tiny_experiment, tmp_path / "ray")
     on_ray = musrec.experiment.pipeline("tiny", work_dir=tmp_path / "ray", show_progress=False, executor="ray")
     a, b = local.song_vectors(), on_ray.song_vectors()
     np.testing.assert_array_equal(a.user_factors, b.user_factors)
@@ -198,13 +206,14 @@ def test_pipeline_on_ray_equals_local(tmp_path):
         musrec.Pipeline(tmp_path, tmp_path, executor="spark")
 
 
-def test_reproduce_cli_on_ray_gives_the_local_tables(tmp_path):
+def test_reproduce_cli_on_ray_gives_the_local_tables(tmp_path, tiny_experiment):
     """``musrec reproduce --ray``: the heavy stages on the running cluster, the same tables
     as the local run (ridge only, so the test stays short)."""
     from musrec import cli
 
     def run(name, *extra):
         out = tmp_path / name
+        _tiny_world(tiny_experiment, tmp_path / f"work-{name}")
         args = ["reproduce", "--preset", "tiny", "--kinds", "ridge", "--learning-rates", "", "--quiet"]
         assert cli.main([*args, "--work", str(tmp_path / f"work-{name}"), "--out", str(out), *extra]) == 0
         return out
