@@ -357,6 +357,10 @@ def test_event_log_reads_after_an_offset_and_repairs_a_torn_tail(tmp_path):
     reopened = edge.EventLog(tmp_path, edge_id="e1", segment_bytes=4096)
     assert reopened.truncated_bytes == 27 and reopened.last_offset == 200
     assert reopened.append(events[:1]) == (201, 201)
+    for bad in ({"plays": float("nan")}, {"plays": -1.0}, {"timestamp": float("inf")}, {"user_id": ""}):
+        with pytest.raises(ValueError, match="event 1: (plays|timestamp|user_id)"):
+            reopened.append([events[0], {**events[1], **bad}])
+    assert reopened.last_offset == 201  # a batch with an invalid event writes nothing
     with pytest.raises(ValueError, match="after"):
         edge.read_events(tmp_path, after=-1)
     with pytest.raises(FileNotFoundError):

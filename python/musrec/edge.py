@@ -583,7 +583,9 @@ class EventLog:
         KeyError
             If an event lacks one of the keys.
         ValueError
-            If ``events`` is empty or a record is over the size limit (1 MiB).
+            If ``events`` is empty, an event is invalid (an empty or over-long id, plays
+            not positive and finite, a timestamp not finite: then nothing is written), or
+            a record is over the size limit (1 MiB).
         OSError
             If the write fails.
 

@@ -61,6 +61,32 @@ pub struct Event {
     pub timestamp: f64,
 }
 
+impl Event {
+    /// Whether the event can be logged: user and song ids of 1-256 characters, a positive
+    /// finite play count and a finite timestamp. Whether the song is known is the
+    /// service's question, not the log's.
+    pub fn validate(&self) -> Result<()> {
+        for (what, id) in [("user_id", &self.user_id), ("song_id", &self.song_id)] {
+            crate::ensure!(
+                !id.is_empty() && id.len() <= 256,
+                "{what} must be 1-256 characters, got {} bytes",
+                id.len()
+            );
+        }
+        crate::ensure!(
+            self.plays.is_finite() && self.plays > 0.0,
+            "plays must be a positive number, got {}",
+            self.plays
+        );
+        crate::ensure!(
+            self.timestamp.is_finite(),
+            "timestamp must be a finite number, got {}",
+            self.timestamp
+        );
+        Ok(())
+    }
+}
+
 /// A song the edge added from its content, as the log keeps it: enough to add it again after
 /// a restart with the same model (its vector), or to embed it again for another model (its
 /// metadata and the uploaded audio, kept under the log's [`SONGS_DIR`]).
@@ -394,8 +420,13 @@ impl EventLog {
         Ok(())
     }
 
-    /// Append events as JSON payloads.
+    /// Append events as JSON payloads, all or none: an invalid event (see
+    /// [`Event::validate`]) is an error naming its position, and nothing is written.
     pub fn append_events(&self, events: &[Event]) -> Result<(u64, u64)> {
+        for (i, e) in events.iter().enumerate() {
+            e.validate()
+                .map_err(|err| Error::invalid(format!("event {i}: {err}")))?;
+        }
         let payloads: Vec<Vec<u8>> = events
             .iter()
             .map(|e| serde_json::to_vec(e).map_err(|e| Error::invalid(e.to_string())))
@@ -512,6 +543,18 @@ mod tests {
         let (log, rec) = EventLog::open(&dir, "edge-a", Durability::Fsync, 4096).unwrap();
         assert_eq!((rec.last_seq, rec.truncated_bytes), (300, 0));
         assert_eq!(log.append_events(&[event(0)]).unwrap(), (301, 301));
+        // An invalid event fails the whole batch, and nothing of it is written.
+        let bad = |f: fn(&mut Event)| {
+            let mut e = event(1);
+            f(&mut e);
+            crate::error::invalid_message(log.append_events(&[event(0), e]))
+        };
+        assert!(bad(|e| e.plays = f32::NAN).starts_with("event 1: plays must be a positive number"));
+        assert!(bad(|e| e.plays = 0.0).contains("plays"));
+        assert!(bad(|e| e.timestamp = f64::INFINITY).contains("timestamp must be a finite number"));
+        assert!(bad(|e| e.user_id.clear()).contains("user_id must be 1-256 characters"));
+        assert!(bad(|e| e.song_id = "s".repeat(257)).contains("song_id must be 1-256 characters"));
+        assert_eq!(log.last_seq(), 301);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -571,26 +571,6 @@ async fn post_events(
                 "this edge has no event log (start it with --events DIR)",
             ));
         }
-        let served = state.served();
-        {
-            let c = read_catalogue(&served)?;
-            for (i, e) in batch.iter().enumerate() {
-                if e.user_id.is_empty() || e.user_id.len() > 256 {
-                    return Err(ApiError::bad(format!("event {i}: user_id must be 1-256 characters")));
-                }
-                c.song(&e.song_id)
-                    .map_err(|err| ApiError::new(StatusCode::NOT_FOUND, format!("event {i}: {err}")))?;
-                if !(e.plays.is_finite() && e.plays > 0.0) {
-                    return Err(ApiError::bad(format!(
-                        "event {i}: plays must be a positive number, got {}",
-                        e.plays
-                    )));
-                }
-                if !e.timestamp.is_finite() {
-                    return Err(ApiError::bad(format!("event {i}: timestamp must be a finite number")));
-                }
-            }
-        }
         let events: Vec<Event> = batch
             .into_iter()
             .map(|e| Event {
@@ -600,6 +580,15 @@ async fn post_events(
                 timestamp: e.timestamp,
             })
             .collect();
+        let served = state.served();
+        {
+            let c = read_catalogue(&served)?;
+            for (i, e) in events.iter().enumerate() {
+                e.validate().map_err(|err| ApiError::bad(format!("event {i}: {err}")))?;
+                c.song(&e.song_id)
+                    .map_err(|err| ApiError::new(StatusCode::NOT_FOUND, format!("event {i}: {err}")))?;
+            }
+        }
         let n = events.len();
         let (st, s) = (state.clone(), served.clone());
         let (first, last) = blocking(move || {
