@@ -93,6 +93,8 @@ def test_metric_errors(world):
     model = musrec.WMF(factors=4, iterations=1, random_state=0).fit(train, show_progress=False)
     with pytest.raises(ValueError, match="users x items"):
         metrics.ranking_metrics(model, train.T.tocsr(), test.T.tocsr())
+    with pytest.raises(musrec.NotFittedError, match="fit it first"):
+        metrics.ranking_metrics(musrec.WMF(factors=4), train, test)
     with pytest.raises(ValueError, match="shape"):
         metrics.ranking_metrics(model, train, test[:10])
     with pytest.raises(ValueError, match="N"):

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _musrec
+from ._musrec import NotFittedError
 from ._sparse import csr_tuple, from_parts, to_csr
 
 __all__ = [
@@ -212,9 +213,11 @@ def ranking_metrics(model: Any, train: Any, test: Any, N: int = 10, num_threads:
     ------
     TypeError
         If ``train`` or ``test`` is not a scipy.sparse matrix of real numbers.
+    musrec.NotFittedError
+        If ``model`` has no ``user_factors``/``item_factors`` (is not fitted); a subclass
+        of ValueError.
     ValueError
-        If ``model`` has no ``user_factors``/``item_factors`` (is not fitted), their numbers
-        of columns differ, their rows do not match ``train`` (it must be users x items),
+        If the factors' numbers of columns differ, their rows do not match ``train`` (it must be users x items),
         ``train`` and ``test`` differ in shape, or ``N`` is not a positive integer.
 
     See Also
@@ -240,7 +243,7 @@ def ranking_metrics(model: Any, train: Any, test: Any, N: int = 10, num_threads:
     users = getattr(model, "user_factors", None)
     items = getattr(model, "item_factors", None)
     if users is None or items is None:
-        raise ValueError("model has no user_factors/item_factors; fit it first")
+        raise NotFittedError("model has no user_factors/item_factors; fit it first")
     users = np.ascontiguousarray(users, dtype=np.float32)
     items = np.ascontiguousarray(items, dtype=np.float32)
     if users.shape[0] != train.shape[0] or items.shape[0] != train.shape[1]:
