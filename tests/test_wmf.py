@@ -238,6 +238,13 @@ def test_save_load_round_trip(tmp_path, world):
     header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
     assert header["__metadata__"]["format"] == "musrec.wmf"
     assert header["user_factors"]["shape"] == [world.plays.shape[0], 8]
+    # Fitted with a drawn seed, the file keeps that seed: fitting with it gives the same model.
+    drawn = WMF(factors=8, iterations=2).fit(world.plays, show_progress=False)
+    drawn.save(path)
+    seed = WMF.load(path).random_state
+    assert seed is not None and seed != 0
+    again = WMF(factors=8, iterations=2, random_state=seed).fit(world.plays, show_progress=False)
+    np.testing.assert_array_equal(again.item_factors, drawn.item_factors)
 
 
 def test_load_errors(tmp_path):

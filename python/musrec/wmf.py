@@ -333,7 +333,7 @@ class WMF:
         seed = self.random_state
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
-        self._user_items, self._normalized = csr, {}
+        self._user_items, self._normalized, self._fit_seed = csr, {}, seed
         bar = _progress.bar(self.iterations, "WMF", show_progress)
         try:
             # Stores user_factors, item_factors and loss_history here, also when Ctrl-C stops it.
@@ -858,8 +858,10 @@ class WMF:
         """Write the model as a safetensors file, atomically.
 
         The file holds the tensors ``user_factors`` and ``item_factors``, and the
-        hyperparameters as JSON in its metadata. It is written atomically: a crash leaves any
-        previous file intact. The training matrix is not saved.
+        hyperparameters as JSON in its metadata, ``random_state`` as the seed the fit used
+        (the drawn one when it was None, so the file says how to fit it again). It is
+        written atomically: a crash leaves any previous file intact. The training matrix is
+        not saved.
 
         Parameters
         ----------
@@ -890,7 +892,8 @@ class WMF:
         300
         """
         self._require_fitted()
-        _musrec.wmf_save(os.fspath(path), self.params, self.user_factors, self.item_factors)
+        seed = getattr(self, "_fit_seed", None)
+        _musrec.wmf_save(os.fspath(path), self.params, self.user_factors, self.item_factors, seed=seed)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> WMF:
@@ -904,8 +907,8 @@ class WMF:
         Returns
         -------
         WMF
-            The fitted model, with the saved hyperparameters (``random_state`` is the saved one,
-            0 for a model fitted with None) and ``num_threads=0``. It does not hold its training
+            The fitted model, with the saved hyperparameters (``random_state`` is the seed the
+            fit used: the drawn one for a model fitted with None) and ``num_threads=0``. It does not hold its training
             matrix: :meth:`recommend` with ``filter_already_liked`` then needs ``user_items``.
 
         Raises

@@ -101,15 +101,18 @@ fn ensure_py(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
     if cond { Ok(()) } else { Err(Error::invalid(msg())) }
 }
 
+/// `seed`: the seed the fit used (drawn when `random_state` was None), saved in its place.
 #[pyfunction]
+#[pyo3(signature = (path, params, user_factors, item_factors, seed=None))]
 fn wmf_save(
     py: Python<'_>,
     path: PathBuf,
     params: PyRef<'_, PyWmfParams>,
     user_factors: PyReadonlyArray2<'_, f32>,
     item_factors: PyReadonlyArray2<'_, f32>,
+    seed: Option<u64>,
 ) -> PyResult<()> {
-    let params = params.core(None)?;
+    let params = params.core(seed)?;
     let (x, n_users, ku) = slice2(&user_factors, "user_factors")?;
     let (y, n_items, ki) = slice2(&item_factors, "item_factors")?;
     ensure_py(ku == params.factors && ki == params.factors, || {
