@@ -89,17 +89,22 @@ def test_a_killed_actor_is_restarted_and_the_fit_resumes(plays, local, tmp_path)
             killed.append(workers[1])
             ray.kill(workers[1])
 
+    settings = {**SETTINGS, "calculate_training_loss": True}
     model = distributed.fit_wmf(
-        plays, n_actors=2, checkpoint_dir=tmp_path, checkpoint_every=2, _after_iteration=kill_one, **SETTINGS
+        plays, n_actors=2, checkpoint_dir=tmp_path, checkpoint_every=2, _after_iteration=kill_one, **settings
     )
     assert model.distributed_["restarts"] == 1
     np.testing.assert_array_equal(model.user_factors, local.user_factors)
     np.testing.assert_array_equal(model.item_factors, local.item_factors)
+    losses = musrec.WMF(**settings).fit(plays, show_progress=False).loss_history
+    np.testing.assert_allclose(model.loss_history, losses, rtol=1e-12)  # one per iteration
     assert os.listdir(tmp_path) == [distributed.CHECKPOINT]  # no temporary files left
-    # A new fit of the same data and settings starts from the checkpoint (here, the end).
-    again = distributed.fit_wmf(plays, n_actors=2, checkpoint_dir=tmp_path, **SETTINGS)
+    # A new fit of the same data and settings starts from the checkpoint (here, the end),
+    # and its loss history is the whole fit's, kept in the checkpoint.
+    again = distributed.fit_wmf(plays, n_actors=2, checkpoint_dir=tmp_path, **settings)
     assert again.distributed_["resumed_from_iteration"] == SETTINGS["iterations"]
     np.testing.assert_array_equal(again.item_factors, local.item_factors)
+    np.testing.assert_allclose(again.loss_history, losses, rtol=1e-12)
     other = distributed.fit_wmf(plays, n_actors=1, checkpoint_dir=tmp_path, **{**SETTINGS, "random_state": 4})
     assert other.distributed_["resumed_from_iteration"] == 0
 

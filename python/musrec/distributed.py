@@ -156,7 +156,7 @@ class _WmfWorker:
 
 
 class _Checkpoint:
-    """The factors after a completed iteration.
+    """The factors (and the training losses so far) after a completed iteration.
 
     Kept in memory always, and in ``directory`` (written to a temporary file, then renamed
     over the previous one) when given.
@@ -165,16 +165,17 @@ class _Checkpoint:
     def __init__(self, directory: str | os.PathLike | None, fingerprint: str) -> None:
         self.path = None if directory is None else os.path.join(os.fspath(directory), CHECKPOINT)
         self.fingerprint = fingerprint
-        self.state: tuple[int, np.ndarray, np.ndarray] | None = None
+        self.state: tuple[int, np.ndarray, np.ndarray, list] | None = None
 
-    def load(self) -> tuple[int, np.ndarray, np.ndarray] | None:
+    def load(self) -> tuple[int, np.ndarray, np.ndarray, list] | None:
         """Read the checkpoint on disk if it belongs to this fit (same data, settings and seed).
 
         Returns
         -------
         tuple or None
-            ``(iteration, user_factors, item_factors)``, also kept as ``state``; None without
-            a directory, without a file, or for another fit's file.
+            ``(iteration, user_factors, item_factors, losses)``, also kept as ``state``
+            (``losses``: the training loss of each iteration so far, empty when not
+            computed); None without a directory, without a file, or for another fit's file.
 
         Examples
         --------
@@ -187,10 +188,11 @@ class _Checkpoint:
         with np.load(self.path) as f:
             if str(f["fingerprint"]) != self.fingerprint:
                 return None
-            self.state = (int(f["iteration"]), f["user_factors"], f["item_factors"])
+            losses = [float(v) for v in f["losses"]] if "losses" in f.files else []
+            self.state = (int(f["iteration"]), f["user_factors"], f["item_factors"], losses)
         return self.state
 
-    def save(self, iteration: int, x: np.ndarray, y: np.ndarray) -> None:
+    def save(self, iteration: int, x: np.ndarray, y: np.ndarray, losses: list) -> None:
         """Keep the factors after ``iteration`` in memory, and write them when there is a directory.
 
         Parameters
@@ -201,17 +203,19 @@ class _Checkpoint:
             The user factors.
         y : numpy.ndarray
             The song factors.
+        losses : list of float
+            The training loss of each completed iteration (empty when not computed).
 
         Examples
         --------
         >>> import numpy as np
         >>> from musrec.distributed import _Checkpoint
         >>> checkpoint = _Checkpoint(None, "fingerprint")
-        >>> checkpoint.save(5, np.zeros((3, 2), np.float32), np.zeros((4, 2), np.float32))
+        >>> checkpoint.save(5, np.zeros((3, 2), np.float32), np.zeros((4, 2), np.float32), [])
         >>> checkpoint.state[0]
         5
         """
-        self.state = (iteration, x, y)
+        self.state = (iteration, x, y, list(losses))
         if self.path is None:
             return
         directory = os.path.dirname(self.path)
@@ -219,7 +223,14 @@ class _Checkpoint:
         fd, tmp = tempfile.mkstemp(prefix=".wmf-checkpoint-", suffix=".npz", dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, fingerprint=self.fingerprint, iteration=iteration, user_factors=x, item_factors=y)
+                np.savez(
+                    f,
+                    fingerprint=self.fingerprint,
+                    iteration=iteration,
+                    user_factors=x,
+                    item_factors=y,
+                    losses=np.asarray(losses, np.float64),
+                )
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
@@ -440,13 +451,15 @@ def fit_wmf(
     resumed = checkpoint.load()
     if resumed is None:
         x, y = _musrec.wmf_initial_factors(params, n_users, n_items, seed=seed)
-        checkpoint.state = (0, x, y)
-    iteration, x, y = checkpoint.state
+        checkpoint.state = (0, x, y, [])
+    iteration, x, y, losses = checkpoint.state
+    # The losses of the iterations before a resume come from the checkpoint, so the history
+    # is the whole fit's.
+    losses = list(losses)
     resumed_from = iteration
     workers = [start(j) for j in range(n_actors)]
     load(workers, x, y)
     restarts = 0
-    losses: list = []
     while iteration < model.iterations:
         try:
             x = half_sweep(workers, "users", y)
@@ -460,8 +473,8 @@ def fit_wmf(
                     ray.get(w.threads.remote())
                 except RayActorError:
                     workers[j] = start(j)
-            iteration, x, y = checkpoint.state
-            losses = losses[:iteration]
+            iteration, x, y, losses = checkpoint.state
+            losses = list(losses)
             load(workers, x, y)
             continue
         iteration += 1
@@ -470,7 +483,7 @@ def fit_wmf(
             loss = _musrec.wmf_loss(params, csr_tuple(csr), x, y, num_threads=model.num_threads)
             losses.append(loss)
         if iteration % checkpoint_every == 0 or iteration == model.iterations:
-            checkpoint.save(iteration, x, y)
+            checkpoint.save(iteration, x, y, losses)
         if callback is not None:
             callback(iteration, model.iterations, loss)
         if _after_iteration is not None:
