@@ -41,6 +41,14 @@ ap.add_argument("--seeds", default="0")
 ap.add_argument("--rates", nargs="+", type=int, default=[8000, 16000], help="front-end sample rates to probe")
 ap.add_argument("--decay", type=float, default=1e-3, help="the MLPs' L2 penalty")
 ap.add_argument("--hops", nargs="+", type=int, default=[512], help="STFT hops to probe (n_fft = 2 x hop)")
+ap.add_argument(
+    "--tag-weights",
+    nargs="*",
+    type=float,
+    default=[],
+    help="also train the excerpt MLP with a second head predicting the tag strengths, at these loss weights",
+)
+ap.add_argument("--excerpts-only", action="store_true", help="skip the whole-song and WPE rows")
 
 COARSE = 16
 
@@ -99,16 +107,24 @@ def song_metrics(plays, users, params, rows):
     return a / scale, b / scale
 
 
-def mlp(x, y, fit, val, test, hidden=128, steps=3000, seed=0, metric=None, linear=False, decay=1e-3):
+def mlp(x, y, fit, val, test, hidden=128, steps=3000, seed=0, metric=None, linear=False, decay=1e-3, aux=None):
     """One tanh hidden layer plus a linear skip, Adam, full batch, L2 and the epoch of
     least validation MSE (``decay``: the L2 penalty added to each gradient, which is the
     mean over songs and factors). With ``metric`` (:func:`song_metrics` of the ``fit`` songs) it
-    minimises WPE instead of the MSE; ``linear`` drops the hidden layer."""
+    minimises WPE instead of the MSE; ``linear`` drops the hidden layer. ``aux = (targets,
+    weight)`` adds a second head on the hidden layer that predicts ``targets`` (the songs'
+    tag strengths), its MSE relative to the targets' variance weighted by ``weight`` beside
+    the main MSE relative to the vectors' variance (multi-task learning); the epoch is still
+    chosen by the vectors' validation MSE."""
     rng = np.random.default_rng(seed)
     x = standardise(x, fit)
     d, k = x.shape[1], y.shape[1]
     params = [rng.normal(0, 1 / np.sqrt(d), (d, hidden)), np.zeros(hidden), rng.normal(0, 0.01, (hidden, k))]
     params += [np.zeros((d, k)), y[fit].mean(0)]
+    if aux is not None:
+        a, weight = aux
+        scale = float(y[fit].var(0).sum()) / float(a[fit].var(0).sum() + 1e-12)
+        params += [rng.normal(0, 0.01, (hidden, a.shape[1])), a[fit].mean(0)]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     best, best_params, lr = np.inf, None, 3e-3
@@ -123,10 +139,16 @@ def mlp(x, y, fit, val, test, hidden=128, steps=3000, seed=0, metric=None, linea
             g = 2 * (out - y[fit]) / out.size
         else:
             g = 2 * (np.einsum("npq,nq->np", metric[0], out) - metric[1]) / out.size
-        gh = (g @ params[2].T) * (1 - h**2)
-        grads = [x[fit].T @ gh, gh.sum(0), h.T @ g, x[fit].T @ g, g.sum(0)]
+        back = g @ params[2].T
+        grads = [None, None, h.T @ g, x[fit].T @ g, g.sum(0)]
+        if aux is not None:
+            ga = weight * scale * 2 * (h @ params[5] + params[6] - a[fit]) / out.size
+            back = back + ga @ params[5].T
+            grads += [h.T @ ga, ga.sum(0)]
+        gh = back * (1 - h**2)
+        grads[:2] = [x[fit].T @ gh, gh.sum(0)]
         for i, (p, gi) in enumerate(zip(params, grads)):
-            gi = gi + decay * p * (i in (0, 2, 3))
+            gi = gi + decay * p * (i in (0, 2, 3, 5))
             m[i] = 0.9 * m[i] + 0.1 * gi
             v[i] = 0.999 * v[i] + 0.001 * gi**2
             params[i] = p - lr * (m[i] / (1 - 0.9**t)) / (np.sqrt(v[i] / (1 - 0.999**t)) + 1e-8)
@@ -135,6 +157,27 @@ def mlp(x, y, fit, val, test, hidden=128, steps=3000, seed=0, metric=None, linea
             if err < best:
                 best, best_params = err, [p.copy() for p in params]
     return forward(best_params, test)[1]
+
+
+def whole_song_rows(args, score, whole, y, fit, val, test_idx, seed, ds, users, wmf, audible):
+    """The rows from the whole song's exact descriptors, WPE and the true audible style;
+    returns the WPE metric of the fitting songs."""
+    score("ridge on the whole song's descriptors (16 kHz)", ridge(whole, y, fit, val, test_idx))
+    score(
+        "MLP on the whole song's descriptors (16 kHz)",
+        mlp(whole, y, fit, val, test_idx, seed=seed, decay=args.decay),
+    )
+    wpe = song_metrics(ds.plays, users, wmf.get_params(), fit)
+    for linear in (True, False):
+        name = f"{'linear model' if linear else 'MLP'} trained by WPE (full batch) on the same"
+        score(name, mlp(whole, y, fit, val, test_idx, seed=seed, metric=wpe, linear=linear, decay=args.decay))
+    # The same MLP trained on the true audible style instead of the noisy WMF vectors (no
+    # model has that target), then ridge from its predicted style to the vectors.
+    predicted = mlp(whole, audible, fit, val, np.arange(len(y)), seed=seed, decay=args.decay)
+    r2 = 1 - ((predicted[test_idx] - audible[test_idx]) ** 2).mean() / audible[test_idx].var(0).mean()
+    print(f"seed {seed}: the MLP's R² for the true audible style of the test songs: {r2:.3f}", flush=True)
+    score("the same MLP trained on the true audible style, then ridge", ridge(predicted, y, fit, val, test_idx))
+    return wpe
 
 
 def main() -> None:
@@ -152,10 +195,11 @@ def main() -> None:
         test_plays = ds.plays[:, test_idx].tocsr()
         no_train = sp.csr_matrix(test_plays.shape, dtype=np.float32)
 
-        def score(name, predicted, users=users, no_train=no_train, test_plays=test_plays):
+        def score(name, predicted, users=users, no_train=no_train, test_plays=test_plays, seed=seed):
             ranker = musrec.pipeline._Vectors(users, np.asarray(predicted, np.float32))
             m = metrics.ranking_metrics(ranker, no_train, test_plays, N=10)
             rows.append((name, m["recall"], m["auc"]))
+            print(f"seed {seed}: {name}: recall@10 {m['recall']:.4f}, AUC {m['auc']:.3f}", flush=True)
 
         where = {s: i for i, s in enumerate(truth["song_ids"])}
         order = np.array([where[s] for s in ds.songs.song_id])
@@ -163,21 +207,12 @@ def main() -> None:
         audible = style[:, np.asarray(truth["audio_dims"], int)]
         whole = np.asarray(truth["real_sound"]["descriptors"], np.float64)[order]
         score("audio ceiling: ridge on the true audible style", ridge(audible, y, fit, val, test_idx))
-        score("ridge on the whole song's descriptors (16 kHz)", ridge(whole, y, fit, val, test_idx))
-        score(
-            "MLP on the whole song's descriptors (16 kHz)",
-            mlp(whole, y, fit, val, test_idx, seed=seed, decay=args.decay),
-        )
-        wpe = song_metrics(ds.plays, users, wmf.get_params(), fit)
-        for linear in (True, False):
-            name = f"{'linear model' if linear else 'MLP'} trained by WPE (full batch) on the same"
-            score(name, mlp(whole, y, fit, val, test_idx, seed=seed, metric=wpe, linear=linear, decay=args.decay))
-        # The same MLP trained on the true audible style instead of the noisy WMF vectors (no
-        # model has that target), then ridge from its predicted style to the vectors.
-        predicted = mlp(whole, audible, fit, val, np.arange(len(y)), seed=seed, decay=args.decay)
-        r2 = 1 - ((predicted[test_idx] - audible[test_idx]) ** 2).mean() / audible[test_idx].var(0).mean()
-        print(f"seed {seed}: the MLP's R² for the true audible style of the test songs: {r2:.3f}", flush=True)
-        score("the same MLP trained on the true audible style, then ridge", ridge(predicted, y, fit, val, test_idx))
+        # Each song's tag strengths (its Last.fm weights over the largest in training).
+        strengths = ds.songs.tags.toarray().astype(np.float64)
+        strengths /= max(float(strengths[fit].max()), 1e-12)
+        wpe = None
+        if not args.excerpts_only:
+            wpe = whole_song_rows(args, score, whole, y, fit, val, test_idx, seed, ds, users, wmf, audible)
         for rate in args.rates:
             for hop in args.hops:
                 config = audio.FeatureConfig.paper().replace(
@@ -197,10 +232,31 @@ def main() -> None:
                 score(f"ridge on band mean and spread, {tag}", ridge(stats, y, fit, val, test_idx))
                 score(f"ridge on descriptors, {tag}", ridge(d, y, fit, val, test_idx))
                 score(f"MLP on descriptors, {tag}", mlp(d, y, fit, val, test_idx, seed=seed, decay=args.decay))
-                score(
-                    f"MLP trained by WPE on descriptors, {tag}",
-                    mlp(d, y, fit, val, test_idx, seed=seed, metric=wpe, decay=args.decay),
-                )
+                if wpe is not None:
+                    score(
+                        f"MLP trained by WPE on descriptors, {tag}",
+                        mlp(d, y, fit, val, test_idx, seed=seed, metric=wpe, decay=args.decay),
+                    )
+                for w in args.tag_weights:
+                    aux = (strengths, w)
+                    score(
+                        f"MLP with a tag head (weight {w:g}) on descriptors, {tag}",
+                        mlp(d, y, fit, val, test_idx, seed=seed, decay=args.decay, aux=aux),
+                    )
+                if args.tag_weights:
+                    # Two stages: the MLP predicts the tag strengths from the descriptors, then
+                    # ridge maps the descriptors and the predicted tags to the vectors.
+                    tags_hat = mlp(d, strengths, fit, val, np.arange(len(y)), seed=seed, decay=args.decay)
+                    both = np.hstack([d, tags_hat])
+                    score(f"MLP to tags, then ridge from descriptors + them, {tag}", ridge(both, y, fit, val, test_idx))
+                    # With the songs' own tags beside (what fusion has): does sound-predicted
+                    # tagging add to the real tags?
+                    for name, parts in (
+                        ("band mean and spread + tags", [stats, strengths]),
+                        ("descriptors + tags", [d, strengths]),
+                        ("descriptors + predicted tags + tags", [d, tags_hat, strengths]),
+                    ):
+                        score(f"ridge on {name}, {tag}", ridge(np.hstack(parts), y, fit, val, test_idx))
         print(f"seed {seed} done", flush=True)
     print(f"\ncold-start {args.split}, seeds {args.seeds}\n")
     print_seed_table("probe", rows)
