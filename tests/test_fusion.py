@@ -86,6 +86,23 @@ def test_every_kind_trains_and_predicts(kind, data):
     assert model.config_["net"]["kind"] == kind
 
 
+def test_tag_task_trains_on_the_tags_and_predicts_from_audio_alone(data):
+    (spec, meta, y), (spec_test, meta_test, _) = data
+    model = musrec.FusionModel("cnn_lstm", tag_task=1.0, max_epochs=2, **SMALL)
+    with pytest.raises(ValueError, match="tag_task needs the training songs' metadata"):
+        model.fit(spec, None, y, show_progress=False)
+    model.fit(spec, meta, y, validation=None, show_progress=False)  # keep the trained weights
+    assert model.config_["net"]["tag_task"] == 1.0
+    out = model.predict(spec_test)  # no metadata needed to predict
+    np.testing.assert_array_equal(out, model.predict(spec_test, meta_test))
+    plain = musrec.FusionModel("cnn_lstm", max_epochs=2, **SMALL).fit(
+        spec, meta, y, validation=None, show_progress=False
+    )
+    assert not np.array_equal(plain.predict(spec_test), out)
+    with pytest.raises(ValueError, match="tag_task applies to the audio networks"):
+        musrec.FusionModel("embedding", tag_task=1.0, max_epochs=1).fit(None, meta, y, show_progress=False)
+
+
 def test_metadata_forms_and_cold_start_values(data):
     (spec, meta, y), _ = data
     model = musrec.FusionModel("embedding", max_epochs=1, **SMALL)

@@ -237,6 +237,14 @@ class FusionModel:
         whose linear part reads audio and metadata and which has no deep metadata branch
         (the defaults), and is ignored otherwise; ``stacked=True`` for another kind is a
         ValueError in :meth:`fit`.
+    tag_task : float or None, optional
+        Multi-task learning for the audio networks (``"cnn"``, ``"cnn_lstm"``,
+        ``"autoencoder"``, and ``"fusion"`` without its deep metadata branch): the weight
+        of a second training loss, a linear head on the audio branch that predicts each
+        training song's tag strengths, beside the loss on the song vectors (each relative
+        to its targets' variance, so 1 weighs them alike). Tags are denser evidence of how
+        a song sounds than the WMF vector of its few listeners. :meth:`fit` then needs the
+        metadata for every kind; :meth:`predict` does not. None: 0 (off).
     learning_rate : float or None, optional
         Adam's learning rate (> 0); None: 1e-3.
     weight_decay : float or None, optional
@@ -442,6 +450,7 @@ class FusionModel:
         deep_metadata: bool | None = None,
         wide_audio: bool | None = None,
         stacked: bool | None = None,
+        tag_task: float | None = None,
         learning_rate: float | None = None,
         weight_decay: float | None = None,
         batch_size: int | None = None,
@@ -478,7 +487,9 @@ class FusionModel:
         self._core = _musrec.FusionCore(kind, architecture == "paper", **settings)
 
     # ---- inputs -------------------------------------------------------------------------
-    def _inputs(self, spectrograms: Any, metadata: MetadataLike | None) -> tuple[np.ndarray | None, tuple | None]:
+    def _inputs(
+        self, spectrograms: Any, metadata: MetadataLike | None, training: bool = False
+    ) -> tuple[np.ndarray | None, tuple | None]:
         spec = _spectrograms(spectrograms) if self.kind in _AUDIO_KINDS else None
         if self.kind in _AUDIO_KINDS and spec is None:
             raise ValueError(f"kind {self.kind!r} needs spectrograms")
@@ -487,6 +498,8 @@ class FusionModel:
             if metadata is None:
                 raise ValueError(f"kind {self.kind!r} needs metadata")
             meta = metadata_columns(metadata)
+        elif training and metadata is not None and self._core.config["net"]["tag_task"] > 0:
+            meta = metadata_columns(metadata)  # the tag task's targets
         return spec, meta
 
     # ---- training -----------------------------------------------------------------------
@@ -603,7 +616,7 @@ class FusionModel:
         >>> audio.fit(spectrograms, None, wmf.item_factors, show_progress=False)
         FusionModel(kind='cnn_lstm', fitted)
         """
-        spec, meta = self._inputs(spectrograms, metadata)
+        spec, meta = self._inputs(spectrograms, metadata, training=True)
         y = _targets(targets)
         kwargs: dict[str, Any] = {}
         if hasattr(users, "user_factors"):  # a fitted musrec.WMF

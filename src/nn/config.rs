@@ -177,6 +177,14 @@ pub struct NetConfig {
     /// ignored otherwise (see [`NetConfig::is_stacked`]). Off in files written before it.
     #[serde(default)]
     pub stacked: bool,
+    /// Multi-task learning: weight of a second training loss, a linear head on the audio
+    /// branch predicting each training song's tag strengths, beside the loss on the song
+    /// vectors (each relative to its targets' variance, so 1 weighs them alike). Tags are
+    /// denser evidence of a song's sound than the WMF vector of its few listeners; the head
+    /// is used in training only (prediction needs no metadata). 0 (the default) is off.
+    /// Audio kinds without a deep metadata branch only; training then needs metadata.
+    #[serde(default)]
+    pub tag_task: f32,
 }
 
 fn yes() -> bool {
@@ -218,6 +226,7 @@ impl NetConfig {
             deep_metadata: false,
             wide_audio: true,
             stacked: kind == ModelKind::Fusion,
+            tag_task: 0.0,
         }
     }
 
@@ -248,6 +257,11 @@ impl NetConfig {
     /// Whether training stacks the audio network and ridge on the metadata (see `stacked`).
     pub fn is_stacked(&self) -> bool {
         self.stacked && self.kind == ModelKind::Fusion && self.wide && self.wide_audio && !self.deep_metadata
+    }
+
+    /// Whether training adds the tag-prediction loss (see `tag_task`).
+    pub fn has_tag_task(&self) -> bool {
+        self.tag_task > 0.0
     }
 
     /// Whether it has deep branches and a head.
@@ -323,6 +337,18 @@ impl NetConfig {
             "wide_audio=False leaves the linear part of a {:?} model nothing to read; use wide=False",
             self.kind.name()
         );
+        ensure!(
+            self.tag_task.is_finite() && self.tag_task >= 0.0,
+            "tag_task must be a finite weight >= 0, got {}",
+            self.tag_task
+        );
+        if self.has_tag_task() {
+            ensure!(
+                self.kind.uses_audio() && self.has_deep() && !self.has_deep_metadata(),
+                "tag_task applies to the audio networks (cnn, cnn_lstm, autoencoder, fusion without its deep metadata branch), not {:?}",
+                self.kind.name()
+            );
+        }
         if self.stacked {
             ensure!(
                 self.kind == ModelKind::Fusion,

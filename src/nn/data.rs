@@ -103,6 +103,10 @@ pub struct Standardizer {
     /// scaled).
     #[serde(default = "unit")]
     pub target_scale: f32,
+    /// The tag task's loss scale: the scaled training targets' mean variance over the tag
+    /// strengths' (so `tag_task` 1 weighs the two losses alike at the mean predictor).
+    #[serde(default = "unit")]
+    pub tag_scale: f32,
 }
 
 fn unit() -> f32 {
@@ -129,6 +133,7 @@ impl Standardizer {
             mean: vec![0.0; n_mels],
             scale: vec![1.0; n_mels],
             target_scale: 1.0,
+            tag_scale: 1.0,
         }
     }
 
@@ -175,6 +180,7 @@ impl Standardizer {
             mean,
             scale,
             target_scale: 1.0,
+            tag_scale: 1.0,
         }
     }
 }
@@ -278,16 +284,18 @@ pub fn make_batch(
         }
         batch.audio = Some(Tensor::from_vec(audio, (b, t, m), dev)?);
     }
+    if config.has_tag_task()
+        && inputs.targets.is_some()
+        && let Some(meta) = inputs.metadata
+    {
+        let weight = f64::from(config.tag_task) * f64::from(standardizer.tag_scale);
+        let tags = dense_tags(meta, rows, config.n_tags);
+        batch.tag_targets = Some((Tensor::from_vec(tags, (b, config.n_tags), dev)?, weight));
+    }
     if config.kind.uses_metadata()
         && let Some(meta) = inputs.metadata
     {
-        let mut tags = vec![0.0f32; b * config.n_tags];
-        for (i, &r) in rows.iter().enumerate() {
-            for k in meta.tag_indptr[r]..meta.tag_indptr[r + 1] {
-                let id = (meta.tag_ids[k] as usize).min(config.n_tags - 1);
-                tags[i * config.n_tags + id] += meta.tag_weights[k];
-            }
-        }
+        let tags = dense_tags(meta, rows, config.n_tags);
         let clamp = |id: u32, n: usize| id.min(n as u32 - 1);
         let artists: Vec<u32> = rows.iter().map(|&r| clamp(meta.artists[r], config.n_artists)).collect();
         let years: Vec<u32> = rows.iter().map(|&r| clamp(meta.years[r], config.n_years)).collect();
@@ -311,6 +319,18 @@ pub fn make_batch(
         }
     }
     Ok(batch)
+}
+
+/// The rows' tag weights as a dense (rows, n_tags) matrix, row-major.
+pub fn dense_tags(meta: &EncodedMetadata, rows: &[usize], n_tags: usize) -> Vec<f32> {
+    let mut tags = vec![0.0f32; rows.len() * n_tags];
+    for (i, &r) in rows.iter().enumerate() {
+        for k in meta.tag_indptr[r]..meta.tag_indptr[r + 1] {
+            let id = (meta.tag_ids[k] as usize).min(n_tags - 1);
+            tags[i * n_tags + id] += meta.tag_weights[k];
+        }
+    }
+    tags
 }
 
 /// Each band's mean over `segments` equal stretches of time (from time-major songs): what

@@ -168,6 +168,10 @@ impl FusionModel {
             Some(path) => self.resume_from(path, songs)?,
             None => self.fresh(songs, &train_rows)?,
         };
+        ensure!(
+            !fitted.net.config.has_tag_task() || songs.metadata.is_some(),
+            "tag_task needs the training songs' metadata (their tags)"
+        );
         let encoded = encode(&fitted.spec, songs)?;
         let train_set = inputs(songs, encoded.as_ref());
         train_set.validate(&fitted.net.config, true)?;
@@ -270,10 +274,11 @@ impl FusionModel {
         net.n_factors = songs.n_factors;
         net.n_mels = songs.n_mels;
         net.n_frames = songs.n_frames;
-        let encoder = if kind.uses_metadata() {
-            let meta = songs
-                .metadata
-                .ok_or_else(|| Error::invalid(format!("model kind {:?} needs metadata", kind.name())))?;
+        let encoder = if kind.uses_metadata() || net.has_tag_task() {
+            let meta = songs.metadata.ok_or_else(|| match kind.uses_metadata() {
+                true => Error::invalid(format!("model kind {:?} needs metadata", kind.name())),
+                false => Error::invalid("tag_task needs the training songs' metadata (their tags)"),
+            })?;
             ensure!(
                 meta.len() == songs.n,
                 "metadata has {} songs, expected {}",
@@ -305,10 +310,28 @@ impl FusionModel {
             }
             _ => Standardizer::identity(songs.n_mels),
         };
+        let target_scale = songs
+            .targets
+            .map_or(1.0, |t| target_scale(t, songs.n_factors, train_rows));
+        let tag_scale = match (&encoder, songs.metadata, songs.targets) {
+            (Some(encoder), Some(meta), Some(targets)) if net.has_tag_task() => {
+                let training: Vec<SongMetadata> = train_rows.iter().map(|&r| meta[r].clone()).collect();
+                let encoded = encoder.encode(&training)?;
+                let rows: Vec<usize> = (0..training.len()).collect();
+                let tags = super::data::dense_tags(&encoded, &rows, net.n_tags);
+                let d = songs.n_factors;
+                let scaled: Vec<f32> = train_rows
+                    .iter()
+                    .flat_map(|&r| targets[r * d..(r + 1) * d].iter().map(|v| v / target_scale))
+                    .collect();
+                let (v_targets, v_tags) = (mean_variance(&scaled, d), mean_variance(&tags, net.n_tags));
+                if v_tags > 0.0 { (v_targets / v_tags) as f32 } else { 1.0 }
+            }
+            _ => 1.0,
+        };
         let standardizer = Standardizer {
-            target_scale: songs
-                .targets
-                .map_or(1.0, |t| target_scale(t, songs.n_factors, train_rows)),
+            target_scale,
+            tag_scale,
             ..standardizer
         };
         let network = Network::new(net.clone(), self.train_config.seed)?;
@@ -448,6 +471,28 @@ impl FusionModel {
             fitted: Some(Fitted { net, spec, state }),
         })
     }
+}
+
+/// The mean over columns of each column's variance, of a row-major (rows, columns) matrix.
+fn mean_variance(values: &[f32], columns: usize) -> f64 {
+    let rows = values.len() / columns.max(1);
+    if rows == 0 {
+        return 0.0;
+    }
+    let mut sum = vec![0.0f64; columns];
+    let mut sum_sq = vec![0.0f64; columns];
+    for row in values.chunks_exact(columns) {
+        for (j, &v) in row.iter().enumerate() {
+            sum[j] += f64::from(v);
+            sum_sq[j] += f64::from(v) * f64::from(v);
+        }
+    }
+    let n = rows as f64;
+    sum.iter()
+        .zip(&sum_sq)
+        .map(|(s, q)| (q / n - (s / n).powi(2)).max(0.0))
+        .sum::<f64>()
+        / columns as f64
 }
 
 fn check_shape(config: &NetConfig, songs: &Songs) -> Result<()> {

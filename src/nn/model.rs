@@ -32,6 +32,9 @@ pub struct Batch {
     /// WPE training only: the Gram matrix and the (listener vectors, batch positions) of the
     /// songs' listeners (see `SongMetric::batch`).
     pub metric: Option<(Tensor, Option<(Tensor, Tensor)>)>,
+    /// The tag task only (training): (batch, n_tags) tag strengths, and the loss weight
+    /// (`tag_task` times the standardizer's `tag_scale`).
+    pub tag_targets: Option<(Tensor, f64)>,
 }
 
 pub struct Network {
@@ -49,6 +52,8 @@ pub struct Network {
     decoder: Option<Linear>,
     head: Option<Linear>,
     wide: Option<Wide>,
+    /// The tag task's head on the deep features (`NetConfig::tag_task`); training only.
+    tag_head: Option<Linear>,
 }
 
 /// The linear part: per-band statistics, tag weights, artist and year, each times a weight
@@ -221,6 +226,11 @@ impl Network {
         } else {
             None
         };
+        // Drawn last, so that the other weights are those of the same network without it.
+        let tag_head = match c.has_tag_task() {
+            true => Some(Linear::new(&mut store, "tag_head", head_inputs, c.n_tags, &mut rng)?),
+            false => None,
+        };
 
         Ok(Network {
             config,
@@ -237,6 +247,7 @@ impl Network {
             decoder,
             head,
             wide,
+            tag_head,
         })
     }
 
@@ -251,16 +262,26 @@ impl Network {
     /// Predicted song vectors (batch, d) and, for the autoencoder, the reconstruction.
     /// `rng` turns dropout on (training); `None` is inference.
     pub fn forward(&self, batch: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<(Tensor, Option<Tensor>)> {
-        let (deep, reconstruction) = match &self.head {
+        let (prediction, reconstruction, _) = self.forward_parts(batch, rng)?;
+        Ok((prediction, reconstruction))
+    }
+
+    /// `forward`, plus the deep features the tag head reads (when there is a deep part).
+    fn forward_parts(
+        &self,
+        batch: &Batch,
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
+        let (deep, reconstruction, features) = match &self.head {
             Some(head) => {
                 let features = self.deep_features(batch, rng)?;
                 let reconstruction = match &self.decoder {
                     Some(decoder) => Some(decoder.forward(&features)?),
                     None => None,
                 };
-                (Some(head.forward(&features)?), reconstruction)
+                (Some(head.forward(&features)?), reconstruction, Some(features))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let wide = match &self.wide {
             Some(wide) => Some(wide.forward(batch, self.head.is_some())?),
@@ -271,7 +292,7 @@ impl Network {
             (Some(x), None) | (None, Some(x)) => x,
             (None, None) => return Err(crate::Error::Compute("the network has no output".into())),
         };
-        Ok((prediction, reconstruction))
+        Ok((prediction, reconstruction, features))
     }
 
     /// The deep branches' concatenated outputs: what the head (and the decoder) read.
@@ -324,12 +345,16 @@ impl Network {
     /// metric (plus the weighted reconstruction MSE for
     /// the autoencoder).
     pub fn loss(&self, batch: &Batch, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
-        let (prediction, reconstruction) = self.forward(batch, rng)?;
+        let (prediction, reconstruction, features) = self.forward_parts(batch, rng)?;
         let targets = batch.targets.as_ref().ok_or_else(|| missing("targets"))?;
-        let loss = match &batch.metric {
+        let mut loss = match &batch.metric {
             Some((gram, pairs)) => SongMetric::loss(gram, pairs.as_ref(), &(&prediction - targets)?)?,
             None => mse(&prediction, targets)?,
         };
+        if let (Some(head), Some(features)) = (&self.tag_head, &features) {
+            let (tags, weight) = batch.tag_targets.as_ref().ok_or_else(|| missing("tag strengths"))?;
+            loss = (loss + (mse(&head.forward(features)?, tags)? * *weight)?)?;
+        }
         match (reconstruction, &batch.reconstruction) {
             (Some(r), Some(t)) => Ok((loss + (mse(&r, t)? * self.config.reconstruction_weight as f64)?)?),
             _ => Ok(loss),

@@ -87,6 +87,7 @@ pub fn stack(
             NetConfig {
                 kind: ModelKind::RidgeMetadata,
                 stacked: false,
+                tag_task: 0.0,
                 ..c.clone()
             },
             0,

@@ -201,7 +201,69 @@ fn tiny_batch(config: &NetConfig, rng: &mut ChaCha8Rng) -> Batch {
         reconstruction: Some(random_tensor(&[b, config.n_mels * config.reconstruction_segments], rng)),
         metric: None,
         stats: Some(random_tensor(&[b, 2 * config.n_mels], rng)),
+        tag_targets: None,
     }
+}
+
+/// The tag task's head and loss: correct gradients (the head's and, through it, the audio
+/// branch's), the other weights drawn as without it, and refused for a kind without audio.
+#[test]
+fn tag_task_has_correct_gradients() {
+    for kind in [ModelKind::CnnLstm, ModelKind::Cnn, ModelKind::Autoencoder] {
+        let config = NetConfig {
+            tag_task: 2.0,
+            ..tiny_config(kind)
+        };
+        let net = Network::new(config.clone(), 7).unwrap();
+        let mut batch = tiny_batch(&config, &mut ChaCha8Rng::seed_from_u64(8));
+        batch.tag_targets = Some((batch.tags.clone().unwrap(), 1.5));
+        assert!(net.params.vars.iter().any(|(name, _)| name.starts_with("tag_head")));
+        check_gradients(&net.params.vars, &|| net.loss(&batch, None).unwrap());
+        let plain = Network::new(tiny_config(kind), 7).unwrap();
+        for ((name, a), (_, b)) in plain.params.vars.iter().zip(&net.params.vars) {
+            let (a, b) = (a.flatten_all().unwrap(), b.flatten_all().unwrap());
+            assert_eq!(a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap(), "{name}");
+        }
+    }
+    let embedding = NetConfig {
+        tag_task: 1.0,
+        ..tiny_config(ModelKind::Embedding)
+    };
+    assert!(crate::error::invalid_message(embedding.validate()).contains("tag_task applies to the audio networks"));
+    let negative = NetConfig {
+        tag_task: -1.0,
+        ..tiny_config(ModelKind::Cnn)
+    };
+    assert!(crate::error::invalid_message(negative.validate()).contains("tag_task must be"));
+}
+
+/// An audio network with the tag task trains on the songs' tags, needs them to train, and
+/// predicts without them.
+#[test]
+fn tag_task_trains_with_metadata_and_predicts_without() {
+    let set = toy_set(24, 3);
+    let threads = Threads::new(0).unwrap();
+    let mut model = tiny_model(ModelKind::CnnLstm, 3);
+    model.template.tag_task = 1.0;
+    let mut no_meta = songs(&set);
+    no_meta.metadata = None;
+    let err = try_fit(&mut model, &no_meta, Validation::None).unwrap_err();
+    assert!(
+        err.to_string().contains("tag_task needs the training songs' metadata"),
+        "{err}"
+    );
+    fit_plain(&mut model, &set);
+    let fitted = model.fitted().unwrap();
+    let scale = fitted.spec.standardizer.tag_scale;
+    assert!(scale.is_finite() && scale > 0.0 && scale != 1.0, "{scale}");
+    let with = model.predict(&songs(&set), 64, &threads).unwrap();
+    let without = model.predict(&no_meta, 64, &threads).unwrap();
+    assert_eq!(with, without, "the tags are a training target, not an input");
+    assert!(with.iter().all(|v| v.is_finite()));
+    // Not the same model as without the task.
+    let mut plain = tiny_model(ModelKind::CnnLstm, 3);
+    fit_plain(&mut plain, &set);
+    assert_ne!(plain.predict(&no_meta, 64, &threads).unwrap(), with);
 }
 
 #[test]
@@ -327,19 +389,22 @@ fn fit_songs(model: &mut FusionModel, songs: &Songs) {
 }
 
 fn fit_with(model: &mut FusionModel, songs: &Songs, validation: Validation) {
+    try_fit(model, songs, validation).unwrap();
+}
+
+/// `fit` without users, metric, checkpoint or progress, its result returned.
+fn try_fit(model: &mut FusionModel, songs: &Songs, validation: Validation) -> crate::error::Result<()> {
     let threads = Threads::new(0).unwrap();
-    model
-        .fit(
-            songs,
-            validation,
-            None,
-            None,
-            None,
-            false,
-            &threads,
-            &mut ignore_progress,
-        )
-        .unwrap();
+    model.fit(
+        songs,
+        validation,
+        None,
+        None,
+        None,
+        false,
+        &threads,
+        &mut ignore_progress,
+    )
 }
 
 /// Several excerpts per song: identical excerpts train and predict exactly as one, and a
@@ -697,16 +762,7 @@ fn early_stopping_by_recall_keeps_the_best_ranking_epoch() {
     model.train_config.recall_k = 3;
     let threads = Threads::new(0).unwrap();
     // Without the users' vectors, recall cannot be computed.
-    let err = model.fit(
-        &songs(&set),
-        Validation::Songs(songs(&validation)),
-        None,
-        None,
-        None,
-        false,
-        &threads,
-        &mut ignore_progress,
-    );
+    let err = try_fit(&mut model, &songs(&set), Validation::Songs(songs(&validation)));
     assert!(err.unwrap_err().to_string().contains("users"));
     model
         .fit(
@@ -868,6 +924,7 @@ fn spec_augment_masks_training_input_only() {
         mean: vec![-50.0; 6],
         scale: vec![0.1; 6],
         target_scale: 1.0,
+        tag_scale: 1.0,
     };
     let rows = [0, 1, 2, 3];
     let masks = [
