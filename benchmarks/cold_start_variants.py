@@ -21,6 +21,10 @@ vector's length mostly says how popular the song is, which content cannot tell).
 becomes the mean squared error of every user's scores) and maps the predictions back.
 Predictions cached before a change to the models (``base+kind=ridge_metadata`` before tag
 strengths, for instance) are stale: use a fresh ``--cache``.
+``sound_tags`` trains an audio network (``+kind=``, default cnn_lstm) on every training
+song's tag strengths instead of its vector, then fits ridge on the metadata with each song's
+predicted tags added as tags of their own (``~name``, kept above 5% of the largest) beside
+its real ones: a sound-to-tags model feeding the linear model.
 Each pair is also combined as ``a + q * b`` with the ratio q chosen by validation recall@10.
 Predictions are cached under ``--cache``.
 """
@@ -68,7 +72,7 @@ def parse(variant: str) -> tuple[str, dict]:
 
 
 #: what a variant's name starts with
-HEADS = ("base", "user_metric", "directions", "ridge_stats", "ridge_flux")
+HEADS = ("base", "user_metric", "directions", "ridge_stats", "ridge_flux", "sound_tags")
 
 #: the weight ratios tried for a pair of predictions
 RATIOS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -100,6 +104,43 @@ def ridge_on_statistics(spec, vectors, fit_idx, val_idx, test_idx, flux: bool):
     best = min(10.0 ** np.arange(-1, 5, 0.5), key=lambda p: float(((f[val_idx] @ solve(p) - y[val_idx]) ** 2).mean()))
     w = solve(best)
     return f[val_idx] @ w, f[test_idx] @ w
+
+
+def ridge_with_sound_tags(pipe, ds, spec, meta, vectors, fit_idx, val_idx, test_idx, settings):
+    """Ridge on the metadata plus tags predicted from the sound (the ``sound_tags`` variant).
+
+    Returns the predicted vectors of the validation and the test songs."""
+    raw = ds.songs.tags.toarray().astype(np.float32)
+    top = max(float(raw[fit_idx].max()), 1e-12)
+    strengths = raw / top
+    settings = dict(settings)
+    kind = settings.pop("kind", "cnn_lstm")
+    tagger = FusionModel(kind, **{**pipe.model_args, "stop_metric": "mse", **settings})
+    tagger.fit(
+        spec[fit_idx],
+        None,
+        strengths[fit_idx],
+        validation=(spec[val_idx], None, strengths[val_idx]),
+        show_progress=False,
+    )
+    predicted = np.clip(tagger.predict(spec), 0, None) * top
+    names = ds.songs.tag_names
+    extended = []
+    for i, m in enumerate(meta):
+        tags = dict(m["tags"])
+        for j in np.flatnonzero(predicted[i] > 0.05 * top):
+            tags[f"~{names[j]}"] = float(predicted[i, j])
+        extended.append({**m, "tags": tags})
+    model = FusionModel("ridge", **pipe.model_args)
+    model.fit(
+        spec[fit_idx],
+        [extended[i] for i in fit_idx],
+        vectors[fit_idx],
+        validation=(spec[val_idx], [extended[i] for i in val_idx], vectors[val_idx]),
+        show_progress=False,
+    )
+    on_val = model.predict(spec[val_idx], [extended[i] for i in val_idx])
+    return on_val, model.predict(spec[test_idx], [extended[i] for i in test_idx])
 
 
 def main() -> None:
@@ -137,6 +178,13 @@ def main() -> None:
             path = os.path.join(args.cache, name)
             if head.startswith("ridge_"):
                 on_val, on_test = ridge_on_statistics(spec, vectors, fit_idx, val_idx, test_idx, head == "ridge_flux")
+            elif head == "sound_tags" and not os.path.exists(path):
+                start = time.perf_counter()
+                on_val, on_test = ridge_with_sound_tags(
+                    pipe, ds, spec, meta, vectors, fit_idx, val_idx, test_idx, settings
+                )
+                np.savez(path, val=on_val, test=on_test)
+                print(f"seed {seed}: {variant} in {time.perf_counter() - start:.0f} s")
             elif os.path.exists(path):
                 z = np.load(path)
                 on_val, on_test = z["val"], z["test"]
