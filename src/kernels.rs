@@ -57,6 +57,85 @@ pub fn gemv_rows(x: &[f32], b: &[f32], k: usize, y: &mut [f32]) {
     }
 }
 
+/// Columns per register tile of [`gemm_ab_small`] (two AVX-512 registers).
+const TILE_COLS: usize = 32;
+
+/// C (m x n) = A (m x k) * B (k x n), all row-major, C overwritten, without packing: for a
+/// few rows against a B that stays in cache, like the conjugate gradient's `A p` per block,
+/// where matrixmultiply's packing of B and its masked edge kernels cost more than the
+/// product (a block of one popular item is a 1 x k x k product). `#[inline(always)]`, so it
+/// takes the target features of the multiversioned caller. Each entry sums over `k` in
+/// order, so the result does not depend on `m` or on the thread count.
+#[inline(always)]
+pub fn gemm_ab_small(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm_ab_small operand too short (a bug in the caller's shapes)"
+    );
+    let full = n / TILE_COLS * TILE_COLS;
+    // The last n % 32 columns of B, zero-padded to a full tile, so they vectorise too.
+    let tail: Vec<f32> = if full < n {
+        let mut t = vec![0f32; k * TILE_COLS];
+        for (dst, src) in t.chunks_exact_mut(TILE_COLS).zip(b.chunks_exact(n)) {
+            dst[..n - full].copy_from_slice(&src[full..]);
+        }
+        t
+    } else {
+        Vec::new()
+    };
+    let mut r = 0;
+    while r + 4 <= m {
+        small_rows::<4>(r, n, k, a, b, &tail, c);
+        r += 4;
+    }
+    while r < m {
+        small_rows::<1>(r, n, k, a, b, &tail, c);
+        r += 1;
+    }
+}
+
+/// Rows `r0..r0 + R` of [`gemm_ab_small`], one 32-column tile at a time, the last from `tail`.
+#[inline(always)]
+fn small_rows<const R: usize>(r0: usize, n: usize, k: usize, a: &[f32], b: &[f32], tail: &[f32], c: &mut [f32]) {
+    let rows: [&[f32]; R] = std::array::from_fn(|i| &a[(r0 + i) * k..(r0 + i + 1) * k]);
+    for j in (0..n).step_by(TILE_COLS) {
+        let (src, stride, offset) = if j + TILE_COLS <= n {
+            (b, n, j)
+        } else {
+            (tail, TILE_COLS, 0)
+        };
+        let acc = small_tile::<R>(&rows, k, src, stride, offset);
+        let width = TILE_COLS.min(n - j);
+        for (i, acc) in acc.iter().enumerate() {
+            c[(r0 + i) * n + j..(r0 + i) * n + j + width].copy_from_slice(&acc[..width]);
+        }
+    }
+}
+
+/// R x 32 accumulators: sum over t of rows[i][t] * src[t * stride + offset..][..32].
+#[inline(always)]
+fn small_tile<const R: usize>(
+    rows: &[&[f32]; R],
+    k: usize,
+    src: &[f32],
+    stride: usize,
+    offset: usize,
+) -> [[f32; TILE_COLS]; R] {
+    let mut acc = [[0f32; TILE_COLS]; R];
+    for t in 0..k {
+        let bt: &[f32; TILE_COLS] = src[t * stride + offset..t * stride + offset + TILE_COLS]
+            .try_into()
+            .expect("tile width");
+        for i in 0..R {
+            let s = rows[i][t];
+            for l in 0..TILE_COLS {
+                acc[i][l] += s * bt[l];
+            }
+        }
+    }
+    acc
+}
+
 /// C (m x n) = A (m x k, row-major) * B^T where B is (n x k, row-major); C is overwritten.
 pub fn gemm_abt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     // B^T is B read with swapped strides, no copy.
@@ -145,6 +224,40 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
             let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             assert!((dot(&a, &b) as f64 - naive).abs() < 1e-4, "n={n}");
+        }
+    }
+
+    #[test]
+    fn small_gemm_matches_naive_for_every_edge() {
+        // Row counts around the 4-row tile, column counts around the 32-column tile.
+        for (m, n, k) in [
+            (1, 100, 100),
+            (3, 31, 5),
+            (4, 32, 7),
+            (5, 33, 9),
+            (9, 100, 100),
+            (2, 64, 1),
+            (0, 8, 8),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let mut c = vec![f32::NAN; m * n];
+            gemm_ab_small(m, n, k, &a, &b, &mut c);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                    assert!(
+                        (c[i * n + j] as f64 - want).abs() < 1e-4,
+                        "m={m} n={n} k={k} at ({i}, {j})"
+                    );
+                }
+            }
+            // A row's result does not depend on the rows around it.
+            if m > 1 {
+                let mut one = vec![0f32; n];
+                gemm_ab_small(1, n, k, &a[(m - 1) * k..], &b, &mut one);
+                assert_eq!(one, c[(m - 1) * n..]);
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! matrix-vector product per row; the sparse part runs over the row's factors gathered once
 //! into a contiguous buffer. Y^T C_u Y is never formed.
 
-use crate::kernels::{axpy, dot, gemm_ab};
+use crate::kernels::{axpy, dot, gemm_ab_small};
 use crate::sparse::CsrRef;
 use multiversion::multiversion;
 
@@ -63,7 +63,7 @@ pub(crate) fn solve_block(block: &Block<'_>, x: &mut [f32], steps: usize) {
 
     // r = b - A_u x = -A x + sum_i (c_i - (c_i - 1) y_i.x) y_i
     let mut r = vec![0f32; rows * dim];
-    gemm_ab(rows, dim, dim, x, block.a, &mut r);
+    gemm_ab_small(rows, dim, dim, x, block.a, &mut r);
     r.iter_mut().for_each(|v| *v = -*v);
     for row in 0..rows {
         let xr = &x[row * dim..(row + 1) * dim];
@@ -87,7 +87,7 @@ pub(crate) fn solve_block(block: &Block<'_>, x: &mut [f32], steps: usize) {
         if rs.iter().all(|&v| v == 0.0) {
             break;
         }
-        gemm_ab(rows, dim, dim, &p, block.a, &mut ap);
+        gemm_ab_small(rows, dim, dim, &p, block.a, &mut ap);
         for row in 0..rows {
             if rs[row] == 0.0 {
                 continue;
