@@ -49,6 +49,18 @@ ap.add_argument(
     help="also train the excerpt MLP with a second head predicting the tag strengths, at these loss weights",
 )
 ap.add_argument("--excerpts-only", action="store_true", help="skip the whole-song and WPE rows")
+ap.add_argument(
+    "--random-features",
+    type=int,
+    default=0,
+    help="also fit ridge with this many random Fourier features of the audio inputs (an RBF kernel's)",
+)
+ap.add_argument(
+    "--rff-scale",
+    type=float,
+    default=0.5,
+    help="the RBF kernel's gamma times the number of standardised audio inputs",
+)
 
 COARSE = 16
 
@@ -87,6 +99,39 @@ def ridge(x, y, fit, val, test):
 
     best = min(10.0 ** np.arange(-1, 5, 0.5), key=lambda p: float(((x[val] @ solve(p) - y[val]) ** 2).mean()))
     return x[test] @ solve(best)
+
+
+def ridge_blocks(blocks, y, fit, val, test):
+    """Ridge with a penalty of its own per block of columns (each block standardised and
+    divided by the square root of its width, then scaled by 1/sqrt(penalty)), the penalties
+    chosen on the validation MSE one block at a time, two sweeps."""
+    zs = [standardise(b, fit) / np.sqrt(b.shape[1]) for b in blocks]
+    grid = 10.0 ** np.arange(-3, 3.01, 0.5)
+
+    def solve(p):
+        x = np.hstack([z / np.sqrt(pi) for z, pi in zip(zs, p)] + [np.full((len(y), 1), 10.0)])
+        return x, np.linalg.solve(x[fit].T @ x[fit] + np.eye(x.shape[1]), x[fit].T @ y[fit])
+
+    def err(p):
+        x, w = solve(p)
+        return float(((x[val] @ w - y[val]) ** 2).mean())
+
+    p = [1.0] * len(zs)
+    for _ in range(2):
+        for i in range(len(p)):
+            p[i] = min(grid, key=lambda g, i=i: err(p[:i] + [g] + p[i + 1 :]))
+    x, w = solve(p)
+    return x[test] @ w
+
+
+def random_fourier(x, fit, n, scale, seed):
+    """n random Fourier features of the standardised x: cos(x W + b) with W ~ N(0, 2 gamma),
+    gamma = scale / x's width, so that exp(-gamma |x - x'|^2) is about e^-1 for two typical songs."""
+    x = standardise(x, fit)
+    rng = np.random.default_rng(seed)
+    gamma = scale / x.shape[1]
+    w = rng.normal(0, np.sqrt(2 * gamma), (x.shape[1], n))
+    return np.sqrt(2.0 / n) * np.cos(x @ w + rng.uniform(0, 2 * np.pi, n))
 
 
 def song_metrics(plays, users, params, rows):
@@ -257,6 +302,23 @@ def main() -> None:
                         ("descriptors + predicted tags + tags", [d, tags_hat, strengths]),
                     ):
                         score(f"ridge on {name}, {tag}", ridge(np.hstack(parts), y, fit, val, test_idx))
+                if args.random_features:
+                    # A kernel machine in closed form: ridge with a penalty per block, on the
+                    # audio inputs, an RBF kernel's random features of them, and the tags.
+                    n, sc = args.random_features, args.rff_scale
+                    for name, audio_in in (
+                        ("band mean and spread", stats),
+                        ("mean, spread, descriptors", np.hstack([stats, d])),
+                    ):
+                        score(
+                            f"block ridge: {name} | tags, {tag}",
+                            ridge_blocks([audio_in, strengths], y, fit, val, test_idx),
+                        )
+                        f = random_fourier(audio_in, fit, n, sc, seed)
+                        score(
+                            f"block ridge: {name} | {n} RBF features of it | tags, {tag}",
+                            ridge_blocks([audio_in, f, strengths], y, fit, val, test_idx),
+                        )
         print(f"seed {seed} done", flush=True)
     print(f"\ncold-start {args.split}, seeds {args.seeds}\n")
     print_seed_table("probe", rows)

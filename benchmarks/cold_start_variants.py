@@ -158,6 +158,9 @@ def main() -> None:
         ds, wmf, spec, _, meta, train_idx, test_idx = pipe._prepared()
         users, vectors = wmf.user_factors, wmf.item_factors
         fit_idx, val_idx = pipe._validation(train_idx)
+        if val_idx is None:  # split="songs": a seeded tenth of the training songs, as FusionModel holds out
+            held = np.random.default_rng(seed).random(len(fit_idx)) < 0.1
+            fit_idx, val_idx = fit_idx[~held], fit_idx[held]
         test_plays = ds.plays[:, test_idx].tocsr()
         no_train = sp.csr_matrix(test_plays.shape, dtype=np.float32)
 

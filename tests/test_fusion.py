@@ -103,6 +103,40 @@ def test_tag_task_trains_on_the_tags_and_predicts_from_audio_alone(data):
         musrec.FusionModel("embedding", tag_task=1.0, max_epochs=1).fit(None, meta, y, show_progress=False)
 
 
+def test_random_features_give_ridge_a_kernel_part(data, tmp_path):
+    (spec, meta, y), (spec_test, meta_test, y_test) = data
+    plain = musrec.FusionModel("ridge", **SMALL).fit(spec, meta, y, show_progress=False)
+    kernel = musrec.FusionModel("ridge", random_features=256, random_state=3, **SMALL)
+    kernel.fit(spec, meta, y, show_progress=False)
+    ridge = kernel.config_["ridge"]
+    assert ridge["lambda_random"] is not None and len(ridge["random_path"]) == 11
+    out = kernel.predict(spec_test, meta_test)
+    assert np.isfinite(out).all() and not np.array_equal(out, plain.predict(spec_test, meta_test))
+    # Saved with its projection; the same seed refits the same model.
+    kernel.save(tmp_path / "kernel.safetensors")
+    loaded = musrec.FusionModel.load(tmp_path / "kernel.safetensors")
+    np.testing.assert_array_equal(loaded.predict(spec_test, meta_test), out)
+    again = musrec.FusionModel("ridge", random_features=256, random_state=3, **SMALL)
+    np.testing.assert_array_equal(again.fit(spec, meta, y, show_progress=False).predict(spec_test, meta_test), out)
+    with pytest.raises(ValueError, match="random_features applies to a linear part that reads audio"):
+        musrec.FusionModel("ridge_metadata", random_features=16).fit(None, meta, y, show_progress=False)
+    with pytest.raises(ValueError, match="rff_scale must be"):
+        musrec.FusionModel("ridge", random_features=16, rff_scale=-1.0).fit(spec, meta, y, show_progress=False)
+
+
+def test_wide_flux_adds_each_bands_flux_to_the_linear_part(data, tmp_path):
+    (spec, meta, y), (spec_test, meta_test, y_test) = data
+    plain = musrec.FusionModel("ridge_audio", **SMALL).fit(spec, None, y, show_progress=False)
+    flux = musrec.FusionModel("ridge_audio", wide_flux=True, **SMALL).fit(spec, None, y, show_progress=False)
+    assert flux.config_["net"]["wide_flux"] and not plain.config_["net"]["wide_flux"]
+    out = flux.predict(spec_test, None)
+    assert np.isfinite(out).all() and not np.array_equal(out, plain.predict(spec_test, None))
+    flux.save(tmp_path / "flux.safetensors")
+    np.testing.assert_array_equal(musrec.FusionModel.load(tmp_path / "flux.safetensors").predict(spec_test, None), out)
+    with pytest.raises(ValueError, match="wide_flux applies to a linear part that reads audio"):
+        musrec.FusionModel("embedding", wide_flux=True).fit(None, meta, y, show_progress=False)
+
+
 def test_metadata_forms_and_cold_start_values(data):
     (spec, meta, y), _ = data
     model = musrec.FusionModel("embedding", max_epochs=1, **SMALL)

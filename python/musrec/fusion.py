@@ -245,6 +245,22 @@ class FusionModel:
         to its targets' variance, so 1 weighs them alike). Tags are denser evidence of how
         a song sounds than the WMF vector of its few listeners. :meth:`fit` then needs the
         metadata for every kind; :meth:`predict` does not. None: 0 (off).
+    random_features : int or None, optional
+        Random Fourier features of the audio statistics in the linear part: this many
+        features ``sqrt(2) cos(z W + b)`` of the standardised statistics ``z`` (``W`` and
+        ``b`` drawn from the seed; the random features of an RBF kernel), with a ridge
+        penalty of their own chosen on the validation songs. The linear model becomes a
+        kernel machine, still fitted in closed form, and a wide & deep network starts from
+        it. For kinds whose linear part reads audio (``"ridge"``, ``"ridge_audio"``, and the
+        audio networks with ``wide`` and ``wide_audio``); at most 16,384. Fitting costs
+        about the cube of (statistics + features + vocabulary). None: 0 (off).
+    rff_scale : float or None, optional
+        The RBF kernel's ``gamma`` times the number of statistics (``2 n_mels``), > 0; at
+        0.5 ``exp(-gamma |z - z'|^2)`` is about ``e^-1`` for two typical songs. None: 0.5.
+    wide_flux : bool or None, optional
+        Each Mel band's spectral flux (the mean absolute change of the standardised log-Mel
+        from one frame to the next) beside its mean and spread in the linear part's audio
+        statistics. Kinds whose linear part reads audio only; off by default.
     learning_rate : float or None, optional
         Adam's learning rate (> 0); None: 1e-3.
     weight_decay : float or None, optional
@@ -451,6 +467,9 @@ class FusionModel:
         wide_audio: bool | None = None,
         stacked: bool | None = None,
         tag_task: float | None = None,
+        random_features: int | None = None,
+        rff_scale: float | None = None,
+        wide_flux: bool | None = None,
         learning_rate: float | None = None,
         weight_decay: float | None = None,
         batch_size: int | None = None,

@@ -185,7 +185,33 @@ pub struct NetConfig {
     /// Audio kinds without a deep metadata branch only; training then needs metadata.
     #[serde(default)]
     pub tag_task: f32,
+    /// Random Fourier features of the audio statistics in the linear part: this many
+    /// features `sqrt(2) cos(z W + b)` of the standardised statistics `z`, with
+    /// `W ~ N(0, 2 gamma)` and `b ~ U(0, 2 pi)` drawn from the training seed (the random
+    /// features of an RBF kernel), under a ridge penalty of their own chosen on the
+    /// validation songs. The linear model becomes a kernel machine, still fitted in closed
+    /// form; a wide & deep network starts from it. Kinds whose linear part reads audio only.
+    /// 0 (the default) is off.
+    #[serde(default)]
+    pub random_features: usize,
+    /// The RBF kernel's `gamma` times the number of statistics (`2 n_mels`): at 0.5 (the
+    /// default) `exp(-gamma |z - z'|^2)` is about `e^-1` for two typical songs.
+    #[serde(default = "half")]
+    pub rff_scale: f32,
+    /// Each band's spectral flux beside its mean and spread in the linear part's statistics:
+    /// the mean absolute change of the standardised log-Mel from one frame to the next,
+    /// averaged over the excerpts (how much the band moves in time, which a mean and a spread
+    /// cannot tell). Kinds whose linear part reads audio only; off by default.
+    #[serde(default)]
+    pub wide_flux: bool,
 }
+
+fn half() -> f32 {
+    0.5
+}
+
+/// The most random features the linear part takes (its normal equations grow as their square).
+pub const MAX_RANDOM_FEATURES: usize = 16_384;
 
 fn yes() -> bool {
     true
@@ -227,6 +253,9 @@ impl NetConfig {
             wide_audio: true,
             stacked: kind == ModelKind::Fusion,
             tag_task: 0.0,
+            random_features: 0,
+            rff_scale: 0.5,
+            wide_flux: false,
         }
     }
 
@@ -252,6 +281,12 @@ impl NetConfig {
     /// Whether the linear part reads the audio statistics.
     pub fn wide_reads_audio(&self) -> bool {
         self.has_wide() && self.kind.uses_audio() && (self.wide_audio || self.kind.is_linear())
+    }
+
+    /// How many audio statistics the linear part reads per band (mean, spread and, with
+    /// `wide_flux`, flux).
+    pub fn stats_per_band(&self) -> usize {
+        if self.wide_flux { 3 } else { 2 }
     }
 
     /// Whether training stacks the audio network and ridge on the metadata (see `stacked`).
@@ -346,6 +381,30 @@ impl NetConfig {
             ensure!(
                 self.kind.uses_audio() && self.has_deep() && !self.has_deep_metadata(),
                 "tag_task applies to the audio networks (cnn, cnn_lstm, autoencoder, fusion without its deep metadata branch), not {:?}",
+                self.kind.name()
+            );
+        }
+        ensure!(
+            self.random_features <= MAX_RANDOM_FEATURES,
+            "random_features must be at most {MAX_RANDOM_FEATURES}, got {}",
+            self.random_features
+        );
+        ensure!(
+            self.rff_scale.is_finite() && self.rff_scale > 0.0,
+            "rff_scale must be a finite number > 0, got {}",
+            self.rff_scale
+        );
+        if self.wide_flux {
+            ensure!(
+                self.wide_reads_audio(),
+                "wide_flux applies to a linear part that reads audio (the ridge and ridge_audio kinds, or an audio network with wide=True and wide_audio=True), not this {:?} model",
+                self.kind.name()
+            );
+        }
+        if self.random_features > 0 {
+            ensure!(
+                self.wide_reads_audio(),
+                "random_features applies to a linear part that reads audio (the ridge and ridge_audio kinds, or an audio network with wide=True and wide_audio=True), not this {:?} model",
                 self.kind.name()
             );
         }

@@ -233,10 +233,15 @@ pub fn make_batch(
             config.n_mels,
             config.n_frames,
             inputs.n_excerpts,
+            config.wide_flux,
             rows,
         );
         let stats: Vec<f32> = stats.into_iter().map(|v| v as f32).collect();
-        batch.stats = Some(Tensor::from_vec(stats, (b, 2 * config.n_mels), dev)?);
+        batch.stats = Some(Tensor::from_vec(
+            stats,
+            (b, config.stats_per_band() * config.n_mels),
+            dev,
+        )?);
     }
     if config.kind.uses_audio()
         && config.has_deep()

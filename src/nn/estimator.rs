@@ -198,7 +198,8 @@ impl FusionModel {
             let c = &net.config;
             // A stacked model's audio network starts from ridge on the audio alone; the
             // metadata joins after training (see `stack`).
-            let shape = stack::wide_shape(c, c.wide_reads_audio(), c.kind.uses_metadata() && !c.is_stacked());
+            let mut shape = stack::wide_shape(c, c.wide_reads_audio(), c.kind.uses_metadata() && !c.is_stacked());
+            shape.seed = self.train_config.seed;
             let standardizer = &spec.standardizer;
             let (weights, report) =
                 threads.run(|| wide::fit(&shape, standardizer, (&train_set, &train_rows), validation_set))?;

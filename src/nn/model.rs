@@ -60,6 +60,9 @@ pub struct Network {
 /// matrix, plus a bias. Its values come from the closed-form ridge fit (`wide::fit`).
 struct Wide {
     audio: Option<Var>,
+    /// Random Fourier features of the statistics (`NetConfig::random_features`): projection,
+    /// phases and weights.
+    random: Option<(Var, Var, Var)>,
     tags: Option<Var>,
     artists: Option<Var>,
     years: Option<Var>,
@@ -69,17 +72,27 @@ struct Wide {
 impl Wide {
     fn new(store: &mut ParamStore, c: &NetConfig) -> Result<Self> {
         let d = c.n_factors;
-        let mut zeros = |name: &str, rows: usize| store.zeros(&format!("wide.{name}"), &[rows, d]);
+        let mut zeros = |name: &str, shape: &[usize]| store.zeros(&format!("wide.{name}"), shape);
         let audio = if c.wide_reads_audio() {
-            Some(zeros("audio", 2 * c.n_mels)?)
+            Some(zeros("audio", &[c.stats_per_band() * c.n_mels, d])?)
+        } else {
+            None
+        };
+        let random = if c.wide_reads_audio() && c.random_features > 0 {
+            let n = c.random_features;
+            Some((
+                zeros("random_projection", &[c.stats_per_band() * c.n_mels, n])?,
+                zeros("random_phase", &[n])?,
+                zeros("random", &[n, d])?,
+            ))
         } else {
             None
         };
         let (tags, artists, years) = if c.kind.uses_metadata() {
             (
-                Some(zeros("tags", c.n_tags)?),
-                Some(zeros("artists", c.n_artists)?),
-                Some(zeros("years", c.n_years)?),
+                Some(zeros("tags", &[c.n_tags, d])?),
+                Some(zeros("artists", &[c.n_artists, d])?),
+                Some(zeros("years", &[c.n_years, d])?),
             )
         } else {
             (None, None, None)
@@ -87,6 +100,7 @@ impl Wide {
         let bias = store.zeros("wide.bias", &[d])?;
         Ok(Wide {
             audio,
+            random,
             tags,
             artists,
             years,
@@ -107,6 +121,10 @@ impl Wide {
         if let Some(w) = &self.audio {
             let stats = batch.stats.as_ref().ok_or_else(|| missing("audio statistics"))?;
             out = stats.matmul(&value(w))?.broadcast_add(&out)?;
+            if let Some((projection, phase, weights)) = &self.random {
+                let features = stats.matmul(&value(projection))?.broadcast_add(&value(phase))?.cos()?;
+                out = features.matmul(&value(weights))?.add(&out)?;
+            }
         }
         if let (Some(t), Some(a), Some(y)) = (&self.tags, &self.artists, &self.years) {
             let tags = batch.tags.as_ref().ok_or_else(|| missing("tags"))?.matmul(&value(t))?;
@@ -125,6 +143,11 @@ impl Wide {
             Ok(())
         };
         put(&self.audio, &w.audio)?;
+        if let Some((projection, phase, weights)) = &self.random {
+            put(&Some(projection.clone()), &w.random_projection)?;
+            put(&Some(phase.clone()), &w.random_phase)?;
+            put(&Some(weights.clone()), &w.random)?;
+        }
         put(&self.tags, &w.tags)?;
         put(&self.artists, &w.artists)?;
         put(&self.years, &w.years)?;

@@ -51,6 +51,10 @@ pub fn wide_shape(c: &NetConfig, audio: bool, metadata: bool) -> WideShape {
         n_artists: c.n_artists,
         n_years: c.n_years,
         d: c.n_factors,
+        random_features: if audio { c.random_features } else { 0 },
+        rff_scale: f64::from(c.rff_scale),
+        flux: audio && c.wide_flux,
+        seed: 0,
     }
 }
 
@@ -88,6 +92,8 @@ pub fn stack(
                 kind: ModelKind::RidgeMetadata,
                 stacked: false,
                 tag_task: 0.0,
+                random_features: 0,
+                wide_flux: false,
                 ..c.clone()
             },
             0,

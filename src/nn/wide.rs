@@ -34,8 +34,14 @@ pub const DEFAULT_PENALTY: f64 = 10.0;
 /// The weights of the linear model, in the network's units (scaled targets, raw statistics).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WideWeights {
-    /// (2 n_mels) x d: per-band means then per-band standard deviations.
+    /// (2 n_mels) x d: per-band means then per-band standard deviations (3 n_mels with
+    /// fluxes after them, `NetConfig::wide_flux`).
     pub audio: Option<Vec<f32>>,
+    /// The random features, in raw statistics: projection (statistics) x n, phases n, and
+    /// their weights n x d (the amplitude folded in).
+    pub random_projection: Option<Vec<f32>>,
+    pub random_phase: Option<Vec<f32>>,
+    pub random: Option<Vec<f32>>,
     /// n_tags x d, n_artists x d, n_years x d.
     pub tags: Option<Vec<f32>>,
     pub artists: Option<Vec<f32>>,
@@ -62,6 +68,13 @@ pub struct RidgeReport {
     /// (lambda_artist, validation MSE) of every artist penalty tried.
     #[serde(default)]
     pub artist_path: Vec<(f64, f64)>,
+    /// The random features' own penalty (`NetConfig::random_features`), searched after the
+    /// pair and before the artists; None without them.
+    #[serde(default)]
+    pub lambda_random: Option<f64>,
+    /// (lambda_random, validation MSE) of every random-feature penalty tried.
+    #[serde(default)]
+    pub random_path: Vec<(f64, f64)>,
 }
 
 /// Which blocks the linear model reads, and their sizes.
@@ -75,33 +88,101 @@ pub struct WideShape {
     pub n_artists: usize,
     pub n_years: usize,
     pub d: usize,
+    /// Random Fourier features of the statistics (`NetConfig::random_features`; 0 without
+    /// audio), their kernel's scale, and the seed their projection is drawn from.
+    pub random_features: usize,
+    pub rff_scale: f64,
+    /// Each band's flux beside its mean and spread (`NetConfig::wide_flux`).
+    pub flux: bool,
+    pub seed: u64,
 }
 
 impl WideShape {
     fn n_stats(&self) -> usize {
-        if self.audio { 2 * self.n_mels } else { 0 }
+        match (self.audio, self.flux) {
+            (false, _) => 0,
+            (true, false) => 2 * self.n_mels,
+            (true, true) => 3 * self.n_mels,
+        }
     }
 
-    /// Columns of Z: intercept, statistics, tags, years.
+    fn n_random(&self) -> usize {
+        if self.audio { self.random_features } else { 0 }
+    }
+
+    /// Columns of Z: intercept, statistics, random features, tags, years.
     fn n_z(&self) -> usize {
-        1 + self.n_stats() + if self.metadata { self.n_tags + self.n_years } else { 0 }
+        1 + self.n_stats() + self.n_random() + if self.metadata { self.n_tags + self.n_years } else { 0 }
+    }
+}
+
+/// The random features' projection of the standardised statistics: `W` (n_stats x n, N(0,
+/// 2 gamma)) and the phases `b` (U(0, 2 pi)), gamma = rff_scale / n_stats.
+struct Projection {
+    w: Vec<f64>,
+    b: Vec<f64>,
+    n: usize,
+}
+
+impl Projection {
+    fn draw(shape: &WideShape) -> Option<Projection> {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, StandardNormal, Uniform};
+        let (n_stats, n) = (shape.n_stats(), shape.n_random());
+        if n == 0 || n_stats == 0 {
+            return None;
+        }
+        // Its own stream, apart from the network's initial weights drawn from the same seed.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(shape.seed ^ 0x5246_465f_7769_6465);
+        let sd = (2.0 * shape.rff_scale / n_stats as f64).sqrt();
+        let w = (0..n_stats * n)
+            .map(|_| sd * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, &mut rng))
+            .collect();
+        let phase = Uniform::new(0.0, 2.0 * std::f64::consts::PI).expect("a valid range");
+        let b = (0..n).map(|_| phase.sample(&mut rng)).collect();
+        Some(Projection { w, b, n })
+    }
+
+    /// `out[i, j] = sqrt(2) cos(z_i . W_j + b_j)` for the rows of `z` (rows x n_stats): unit
+    /// variance, like the standardised statistics, so that the penalty grid suits both
+    /// (the kernel's own `sqrt(2 / n)` scaling only moves the penalty by a factor n).
+    fn features(&self, z: &[f64], n_stats: usize) -> Vec<f64> {
+        let rows = z.len() / n_stats.max(1);
+        let mut zt = vec![0.0; z.len()];
+        for (i, row) in z.chunks_exact(n_stats).enumerate() {
+            for (k, &v) in row.iter().enumerate() {
+                zt[k * rows + i] = v;
+            }
+        }
+        let mut out = vec![0.0; rows * self.n];
+        gemm_atb(rows, self.n, n_stats, &zt, &self.w, &mut out);
+        let amplitude = std::f64::consts::SQRT_2;
+        for row in out.chunks_exact_mut(self.n) {
+            for (v, b) in row.iter_mut().zip(&self.b) {
+                *v = amplitude * (*v + b).cos();
+            }
+        }
+        out
     }
 }
 
 /// Each song's per-band mean and standard deviation over time of the standardised
-/// spectrogram, averaged over the song's excerpts (what the network's wide part reads),
-/// rows x 2 n_mels.
+/// spectrogram and, with `flux`, its mean absolute change from frame to frame, averaged over
+/// the song's excerpts (what the network's wide part reads): rows x 2 n_mels (means, then
+/// spreads) or rows x 3 n_mels (then fluxes).
 pub fn song_stats(
     spectrograms: &[f32],
     standardizer: &Standardizer,
     n_mels: usize,
     n_frames: usize,
     n_excerpts: usize,
+    flux: bool,
     rows: &[usize],
 ) -> Vec<f64> {
     let per_clip = n_mels * n_frames;
-    let mut out = vec![0.0f64; rows.len() * 2 * n_mels];
-    for (dst, &r) in out.chunks_exact_mut(2 * n_mels).zip(rows) {
+    let width = if flux { 3 * n_mels } else { 2 * n_mels };
+    let mut out = vec![0.0f64; rows.len() * width];
+    for (dst, &r) in out.chunks_exact_mut(width).zip(rows) {
         let song = &spectrograms[r * n_excerpts * per_clip..(r + 1) * n_excerpts * per_clip];
         for clip in song.chunks_exact(per_clip) {
             for (band, row) in clip.chunks_exact(n_frames).enumerate() {
@@ -111,6 +192,10 @@ pub fn song_stats(
                 let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n_frames as f64;
                 dst[band] += mean / n_excerpts as f64;
                 dst[n_mels + band] += (var + STD_EPSILON as f64).sqrt() / n_excerpts as f64;
+                if flux && n_frames > 1 {
+                    let change = row.windows(2).map(|w| (f64::from(w[1] - w[0]) * f64::from(s)).abs());
+                    dst[2 * n_mels + band] += change.sum::<f64>() / ((n_frames - 1) * n_excerpts) as f64;
+                }
             }
         }
     }
@@ -126,6 +211,7 @@ fn audio_stats(shape: &WideShape, inputs: &Inputs, standardizer: &Standardizer, 
             shape.n_mels,
             shape.n_frames,
             inputs.n_excerpts,
+            shape.flux,
             rows,
         ),
         _ => Vec::new(),
@@ -153,16 +239,25 @@ fn design(
     inputs: &Inputs,
     standardizer: &Standardizer,
     scaling: &StatScaling,
+    projection: Option<&Projection>,
     rows: &[usize],
 ) -> Design {
     let n_stats = shape.n_stats();
-    let dense_width = 1 + n_stats;
+    let n_random = projection.map_or(0, |p| p.n);
+    let dense_width = 1 + n_stats + n_random;
+    let mut z = audio_stats(shape, inputs, standardizer, rows);
+    for row in z.chunks_exact_mut(n_stats.max(1)) {
+        for (k, v) in row.iter_mut().enumerate() {
+            *v = (*v - scaling.mean[k]) * scaling.scale[k];
+        }
+    }
+    let random = projection.map(|p| p.features(&z, n_stats));
     let mut dense = vec![0.0; rows.len() * dense_width];
-    let stats = audio_stats(shape, inputs, standardizer, rows);
     for (i, row) in dense.chunks_exact_mut(dense_width).enumerate() {
         row[0] = 1.0;
-        for k in 0..n_stats {
-            row[1 + k] = (stats[i * n_stats + k] - scaling.mean[k]) * scaling.scale[k];
+        row[1..1 + n_stats].copy_from_slice(&z[i * n_stats..(i + 1) * n_stats]);
+        if let Some(f) = &random {
+            row[1 + n_stats..].copy_from_slice(&f[i * n_random..(i + 1) * n_random]);
         }
     }
     let (mut sparse, mut artist) = (vec![Vec::new(); rows.len()], vec![0; rows.len()]);
@@ -281,22 +376,32 @@ fn normal_equations(shape: &WideShape, x: &Design, y: &[f64]) -> Normal {
     }
 }
 
+/// The penalties of the column blocks.
+#[derive(Clone, Copy, Debug)]
+struct Penalties {
+    audio: f64,
+    random: f64,
+    metadata: f64,
+    artist: f64,
+}
+
 /// The ridge solution (Wz: p x d, Wa: q x d) for the penalties, in standardised coordinates.
-fn solve(
-    shape: &WideShape,
-    ne: &Normal,
-    lambda_audio: f64,
-    lambda_meta: f64,
-    lambda_artist: f64,
-) -> Result<(Vec<f64>, Vec<f64>)> {
+fn solve(shape: &WideShape, ne: &Normal, lambdas: Penalties) -> Result<(Vec<f64>, Vec<f64>)> {
     let (p, q, d) = (ne.p, ne.q, ne.d);
-    let n_stats = shape.n_stats();
+    let (n_stats, n_random) = (shape.n_stats(), shape.n_random());
+    let Penalties {
+        audio: lambda_audio,
+        random: lambda_random,
+        metadata: lambda_meta,
+        artist: lambda_artist,
+    } = lambdas;
     let mut m = ne.zz.clone();
     let mut rhs = ne.zy.clone();
     for k in 0..p {
         m[k * p + k] += match k {
             0 => INTERCEPT_PENALTY,
             k if k <= n_stats => lambda_audio,
+            k if k <= n_stats + n_random => lambda_random,
             _ => lambda_meta,
         };
     }
@@ -395,21 +500,33 @@ pub fn fit(
     ensure!(!train.is_empty(), "no training songs");
     let d = shape.d;
     let scaling = stat_scaling(shape, train_set, standardizer, train);
-    let x = design(shape, train_set, standardizer, &scaling, train);
+    let projection = Projection::draw(shape);
+    let x = design(shape, train_set, standardizer, &scaling, projection.as_ref(), train);
     let y = targets(train_set, standardizer, d, train)?;
     let ne = normal_equations(shape, &x, &y);
     let mut report = RidgeReport {
         lambda_audio: DEFAULT_PENALTY,
         lambda_metadata: DEFAULT_PENALTY,
+        lambda_random: projection.as_ref().map(|_| DEFAULT_PENALTY),
         ..Default::default()
     };
+    // Until their own search, the random features share the audio statistics' penalty.
+    let tied = |la: f64, lm: f64| Penalties {
+        audio: la,
+        random: la,
+        metadata: lm,
+        artist: lm,
+    };
     if let Some((set, rows)) = validation.filter(|(_, rows)| !rows.is_empty()) {
-        let xv = design(shape, set, standardizer, &scaling, rows);
+        let xv = design(shape, set, standardizer, &scaling, projection.as_ref(), rows);
         let yv = targets(set, standardizer, d, rows)?;
+        let error = |lambdas: Penalties| -> Result<f64> {
+            let (wz, wa) = solve(shape, &ne, lambdas)?;
+            Ok(mse(&xv, &yv, &wz, &wa, d))
+        };
         let try_pair = |la: f64, lm: f64, report: &mut RidgeReport| -> Result<()> {
             if !report.path.iter().any(|&(a, m, _)| a == la && m == lm) {
-                let (wz, wa) = solve(shape, &ne, la, lm, lm)?;
-                report.path.push((la, lm, mse(&xv, &yv, &wz, &wa, d)));
+                report.path.push((la, lm, error(tied(la, lm))?));
             }
             Ok(())
         };
@@ -436,31 +553,53 @@ pub fn fit(
                 try_pair(la, lm, &mut report)?;
             }
         }
-        let (mut error, la, lm) = best(&report);
-        let mut lambda_artist = lm;
-        if shape.metadata && ne.q > 0 {
+        let (mut error_now, la, lm) = best(&report);
+        let mut lambdas = tied(la, lm);
+        if projection.is_some() {
             for &l in &GRID {
-                let (wz, wa) = solve(shape, &ne, la, lm, l)?;
-                let e = mse(&xv, &yv, &wz, &wa, d);
+                let e = error(Penalties { random: l, ..lambdas })?;
+                report.random_path.push((l, e));
+                if e < error_now {
+                    error_now = e;
+                    lambdas.random = l;
+                }
+            }
+            report.lambda_random = Some(lambdas.random);
+        }
+        if shape.metadata && ne.q > 0 {
+            let mut lambda_artist = lm;
+            for &l in &GRID {
+                let e = error(Penalties { artist: l, ..lambdas })?;
                 report.artist_path.push((l, e));
-                if e < error {
-                    (error, lambda_artist) = (e, l);
+                if e < error_now {
+                    (error_now, lambda_artist) = (e, l);
                 }
             }
             report.lambda_artist = Some(lambda_artist);
         }
-        report.validation_mse = Some(error);
+        report.validation_mse = Some(error_now);
         report.lambda_audio = la;
         report.lambda_metadata = lm;
     }
-    let lambda_artist = report.lambda_artist.unwrap_or(report.lambda_metadata);
-    let (wz, wa) = solve(shape, &ne, report.lambda_audio, report.lambda_metadata, lambda_artist)?;
-    Ok((to_network_units(shape, &scaling, &wz, &wa), report))
+    let lambdas = Penalties {
+        audio: report.lambda_audio,
+        random: report.lambda_random.unwrap_or(report.lambda_audio),
+        metadata: report.lambda_metadata,
+        artist: report.lambda_artist.unwrap_or(report.lambda_metadata),
+    };
+    let (wz, wa) = solve(shape, &ne, lambdas)?;
+    Ok((to_network_units(shape, &scaling, projection.as_ref(), &wz, &wa), report))
 }
 
 /// Fold the statistics' standardisation into the weights (so the network multiplies raw
 /// statistics) and split Wz into the network's parameter blocks.
-fn to_network_units(shape: &WideShape, scaling: &StatScaling, wz: &[f64], wa: &[f64]) -> WideWeights {
+fn to_network_units(
+    shape: &WideShape,
+    scaling: &StatScaling,
+    projection: Option<&Projection>,
+    wz: &[f64],
+    wa: &[f64],
+) -> WideWeights {
     let d = shape.d;
     let n_stats = shape.n_stats();
     let mut bias: Vec<f64> = wz[..d].to_vec();
@@ -477,8 +616,34 @@ fn to_network_units(shape: &WideShape, scaling: &StatScaling, wz: &[f64], wa: &[
         }
         weights.audio = Some(audio);
     }
-    if shape.metadata {
+    let n_random = projection.map_or(0, |p| p.n);
+    if let Some(proj) = projection {
+        // cos(z W + b) with z = (s - mean) * scale is cos(s W' + b'), W' = diag(scale) W and
+        // b' = b - (mean * scale) W: the network reads the raw statistics.
+        let n = proj.n;
+        let mut w = vec![0.0f32; n_stats * n];
+        let mut phase = proj.b.clone();
+        for k in 0..n_stats {
+            let (m, sc) = (scaling.mean[k], scaling.scale[k]);
+            for j in 0..n {
+                let v = proj.w[k * n + j];
+                w[k * n + j] = (v * sc) as f32;
+                phase[j] -= m * sc * v;
+            }
+        }
+        let amplitude = std::f64::consts::SQRT_2;
         let start = 1 + n_stats;
+        weights.random_projection = Some(w);
+        weights.random_phase = Some(phase.iter().map(|&v| v as f32).collect());
+        weights.random = Some(
+            wz[start * d..(start + n) * d]
+                .iter()
+                .map(|&v| (v * amplitude) as f32)
+                .collect(),
+        );
+    }
+    if shape.metadata {
+        let start = 1 + n_stats + n_random;
         let block = |from: usize, rows: usize| wz[from * d..(from + rows) * d].iter().map(|&v| v as f32).collect();
         weights.tags = Some(block(start, shape.n_tags));
         weights.years = Some(block(start + shape.n_tags, shape.n_years));
@@ -506,6 +671,10 @@ mod tests {
             n_artists: 4,
             n_years: 2,
             d: 2,
+            random_features: 0,
+            rff_scale: 0.5,
+            flux: false,
+            seed: 0,
         };
         let meta = EncodedMetadata {
             tag_indptr: vec![0, 1, 3, 3, 4, 6, 7],
@@ -527,12 +696,18 @@ mod tests {
         let st = Standardizer::identity(1);
         let rows: Vec<usize> = (0..6).collect();
         let scaling = stat_scaling(&shape, &inputs, &st, &rows);
-        let x = design(&shape, &inputs, &st, &scaling, &rows);
+        let x = design(&shape, &inputs, &st, &scaling, None, &rows);
         let yy = targets(&inputs, &st, 2, &rows).unwrap();
         let ne = normal_equations(&shape, &x, &yy);
         // The artists' penalty differs from the tags' and years'.
         let (la, lm, lart) = (0.7, 1.3, 4.1);
-        let (wz, wa) = solve(&shape, &ne, la, lm, lart).unwrap();
+        let lambdas = Penalties {
+            audio: la,
+            random: la,
+            metadata: lm,
+            artist: lart,
+        };
+        let (wz, wa) = solve(&shape, &ne, lambdas).unwrap();
 
         // The full design [1, tags, years, artists] and its normal equations.
         let p = 1 + 3 + 2 + 4;
