@@ -118,23 +118,23 @@ def test_random_features_give_ridge_a_kernel_part(data, tmp_path):
     np.testing.assert_array_equal(loaded.predict(spec_test, meta_test), out)
     again = musrec.FusionModel("ridge", random_features=256, random_state=3, **SMALL)
     np.testing.assert_array_equal(again.fit(spec, meta, y, show_progress=False).predict(spec_test, meta_test), out)
-    with pytest.raises(ValueError, match="random_features applies to a linear part that reads audio"):
-        musrec.FusionModel("ridge_metadata", random_features=16).fit(None, meta, y, show_progress=False)
+    # Where the linear part reads no audio they do not apply (fusion asks for them by default).
+    meta_only = musrec.FusionModel("ridge_metadata", random_features=16).fit(None, meta, y, show_progress=False)
+    assert meta_only.config_["net"]["random_features"] == 0
     with pytest.raises(ValueError, match="rff_scale must be"):
         musrec.FusionModel("ridge", random_features=16, rff_scale=-1.0).fit(spec, meta, y, show_progress=False)
 
 
 def test_wide_flux_adds_each_bands_flux_to_the_linear_part(data, tmp_path):
     (spec, meta, y), (spec_test, meta_test, y_test) = data
-    plain = musrec.FusionModel("ridge_audio", **SMALL).fit(spec, None, y, show_progress=False)
+    plain = musrec.FusionModel("ridge_audio", wide_flux=False, **SMALL).fit(spec, None, y, show_progress=False)
     flux = musrec.FusionModel("ridge_audio", wide_flux=True, **SMALL).fit(spec, None, y, show_progress=False)
     assert flux.config_["net"]["wide_flux"] and not plain.config_["net"]["wide_flux"]
     out = flux.predict(spec_test, None)
     assert np.isfinite(out).all() and not np.array_equal(out, plain.predict(spec_test, None))
     flux.save(tmp_path / "flux.safetensors")
     np.testing.assert_array_equal(musrec.FusionModel.load(tmp_path / "flux.safetensors").predict(spec_test, None), out)
-    with pytest.raises(ValueError, match="wide_flux applies to a linear part that reads audio"):
-        musrec.FusionModel("embedding", wide_flux=True).fit(None, meta, y, show_progress=False)
+    assert musrec.FusionModel("ridge_audio", **SMALL).config_["net"]["wide_flux"]  # the default
 
 
 def test_metadata_forms_and_cold_start_values(data):
@@ -229,13 +229,14 @@ def test_no_network_collapses_to_the_mean(data):
 
 
 def _ridge_by_numpy(spec, meta, y, spec_test, meta_test, lam):
-    """Ridge regression by its definition: per-band mean and std of the per-band
-    standardised spectrogram (then z-scored), one-hot tags (weights), artist and 5-year
-    bucket, an unpenalised intercept, penalty lam on the rest."""
+    """Ridge regression by its definition: per-band mean, std and flux (mean absolute
+    frame-to-frame change) of the per-band standardised spectrogram (then z-scored), one-hot
+    tags (weights), artist and 5-year bucket, an unpenalised intercept, penalty lam on the rest."""
 
     def stats(s, mu, sd):
         z = (s - mu[None, :, None]) / sd[None, :, None]
-        return np.concatenate([z.mean(axis=2), np.sqrt(z.var(axis=2) + 1e-6)], axis=1)
+        flux = np.abs(np.diff(z, axis=2)).mean(axis=2)
+        return np.concatenate([z.mean(axis=2), np.sqrt(z.var(axis=2) + 1e-6), flux], axis=1)
 
     mu = spec.mean(axis=(0, 2))
     sd = spec.transpose(1, 0, 2).reshape(spec.shape[1], -1).std(axis=1)
@@ -382,17 +383,22 @@ def test_fusion_linear_part_on_metadata_only(data):
 
 
 def test_stacked_fusion_is_the_least_squares_combination_of_its_parts(tmp_path, data):
-    """stacked=True: the audio network and ridge on metadata, combined by least squares on the
-    validation songs (numpy's lstsq as the reference)."""
+    """stacked=True: the audio network and ridge on all the inputs (with the same random
+    features), combined by least squares on the validation songs (numpy's lstsq as the
+    reference)."""
     (spec, meta, y), (spec_t, meta_t, _) = data
     cut = 400
     train, val = (spec[:cut], meta[:cut], y[:cut]), (spec[cut:], meta[cut:], y[cut:])
     # A learning rate too small to move: the audio network is its linear start, ridge_audio.
-    fused = musrec.FusionModel("fusion", max_epochs=1, learning_rate=1e-12, **SMALL)
+    fused = musrec.FusionModel("fusion", max_epochs=1, learning_rate=1e-12, random_state=4, **SMALL)
     fused.fit(*train, validation=val, show_progress=False)
-    audio = musrec.FusionModel("ridge_audio").fit(*train, validation=val, show_progress=False)
-    metadata = musrec.FusionModel("ridge_metadata").fit(*train, validation=val, show_progress=False)
-    a_v, m_v = audio.predict(val[0], None), metadata.predict(None, val[1])
+    net = fused.config_["net"]
+    assert net["stacked_ridge_audio"] and net["wide_flux"] and net["random_features"] == cut  # one per song
+    audio = musrec.FusionModel("ridge_audio", random_features=2000, random_state=4)
+    audio.fit(*train, validation=val, show_progress=False)
+    metadata = musrec.FusionModel("ridge", random_features=2000, random_state=4)
+    metadata.fit(*train, validation=val, show_progress=False)
+    a_v, m_v = audio.predict(val[0], None), metadata.predict(*val[:2])
     d = y.shape[1]
     design = np.column_stack([a_v.ravel(), m_v.ravel(), np.tile(np.eye(d), (len(a_v), 1))]).astype(np.float64)
     solution = np.linalg.lstsq(design, val[2].ravel().astype(np.float64), rcond=None)[0]
@@ -400,7 +406,7 @@ def test_stacked_fusion_is_the_least_squares_combination_of_its_parts(tmp_path, 
     assert report["audio_weight"] == pytest.approx(solution[0], rel=1e-3)
     assert report["metadata_weight"] == pytest.approx(solution[1], rel=1e-3)
     assert report["validation_mse"] <= min(report["validation_mse_audio"], report["validation_mse_metadata"])
-    want = solution[0] * audio.predict(spec_t, None) + solution[1] * metadata.predict(None, meta_t) + solution[2:]
+    want = solution[0] * audio.predict(spec_t, None) + solution[1] * metadata.predict(spec_t, meta_t) + solution[2:]
     np.testing.assert_allclose(fused.predict(spec_t, meta_t), want, atol=1e-4)
     fused.save(tmp_path / "stacked.safetensors")
     again = musrec.FusionModel.load(tmp_path / "stacked.safetensors")
@@ -437,7 +443,9 @@ def test_several_excerpts_per_song(data):
     # four excerpts of each song: its sound shifted in time, as another stretch of it would be
     stack = lambda s: np.stack([np.roll(s, 3 * k, axis=2) for k in range(4)], axis=1)  # noqa: E731
     excerpts, excerpts_t = stack(spec), stack(spec_t)
-    model = musrec.FusionModel("fusion", max_epochs=3, **SMALL).fit(excerpts, meta, y, show_progress=False)
+    # without random features, which are a non-linear function of the statistics over all excerpts
+    model = musrec.FusionModel("fusion", max_epochs=3, random_features=0, **SMALL)
+    model.fit(excerpts, meta, y, show_progress=False)
     together = model.predict(excerpts_t, meta_t)
     # the prediction from several excerpts is the mean of the predictions from each alone
     alone = np.mean([model.predict(excerpts_t[:, k], meta_t) for k in range(4)], axis=0)

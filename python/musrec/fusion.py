@@ -252,15 +252,22 @@ class FusionModel:
         penalty of their own chosen on the validation songs. The linear model becomes a
         kernel machine, still fitted in closed form, and a wide & deep network starts from
         it. For kinds whose linear part reads audio (``"ridge"``, ``"ridge_audio"``, and the
-        audio networks with ``wide`` and ``wide_audio``); at most 16,384. Fitting costs
-        about the cube of (statistics + features + vocabulary). None: 0 (off).
+        audio networks with ``wide`` and ``wide_audio``; no effect elsewhere); at most 16,384,
+        and at most one per training song. Fitting costs about the cube of (statistics +
+        features + vocabulary). None: 2,000 for fusion (in its audio network's linear part and
+        its stacked ridge), 0 (off) for the other kinds.
     rff_scale : float or None, optional
-        The RBF kernel's ``gamma`` times the number of statistics (``2 n_mels``), > 0; at
+        The RBF kernel's ``gamma`` times the number of statistics (``3 n_mels``), > 0; at
         0.5 ``exp(-gamma |z - z'|^2)`` is about ``e^-1`` for two typical songs. None: 0.5.
     wide_flux : bool or None, optional
         Each Mel band's spectral flux (the mean absolute change of the standardised log-Mel
         from one frame to the next) beside its mean and spread in the linear part's audio
-        statistics. Kinds whose linear part reads audio only; off by default.
+        statistics. None: on for every kind that reads audio; no effect where the linear part
+        reads no audio.
+    stacked_ridge_audio : bool or None, optional
+        With ``stacked``: the ridge combined with the audio network reads the audio statistics
+        and their random features as well as the metadata (the ``ridge`` kind's model)
+        instead of the metadata alone. None: on for fusion.
     learning_rate : float or None, optional
         Adam's learning rate (> 0); None: 1e-3.
     weight_decay : float or None, optional
@@ -374,11 +381,14 @@ class FusionModel:
     ends training before the audio branch has learned: on real sound with new artists
     recall@10 was 0.187 with it and 0.212 without); ``stacked=True`` (fusion): late fusion by
     stacking, where the audio network (ridge on the audio statistics plus the deep audio
-    branch learning its residual, trained as ``"cnn_lstm"`` is) and ridge on the metadata are
-    fitted apart and combined as ``a * audio + m * metadata + c``, the two weights and the
-    per-dimension intercept fitted by least squares on the validation songs
-    (:attr:`stacking_`; jointly trained, the audio branch learns only what ridge on
-    everything misses and stops within a few epochs); gradients are clipped to a global norm
+    branch learning its residual, trained as ``"cnn_lstm"`` is) and ridge on every input
+    (``stacked_ridge_audio``; on the metadata alone before) are fitted apart and combined as
+    ``a * audio + m * ridge + c``, the two weights and the per-dimension intercept fitted by
+    least squares on the validation songs (:attr:`stacking_`; jointly trained, the audio
+    branch learns only what ridge on everything misses and stops within a few epochs); both
+    linear parts read each band's flux beside its mean and spread (``wide_flux``) and 2,000
+    random Fourier features of those statistics (``random_features``), which make them kernel
+    machines fitted in closed form; gradients are clipped to a global norm
     of ``clip_norm`` 5. ``architecture="paper"`` gives the paper's network as it describes it
     instead (no linear part, ReLU on every fully connected layer, no forget bias, no clipping
     unless given).
@@ -470,6 +480,7 @@ class FusionModel:
         random_features: int | None = None,
         rff_scale: float | None = None,
         wide_flux: bool | None = None,
+        stacked_ridge_audio: bool | None = None,
         learning_rate: float | None = None,
         weight_decay: float | None = None,
         batch_size: int | None = None,

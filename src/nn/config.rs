@@ -190,21 +190,31 @@ pub struct NetConfig {
     /// `W ~ N(0, 2 gamma)` and `b ~ U(0, 2 pi)` drawn from the training seed (the random
     /// features of an RBF kernel), under a ridge penalty of their own chosen on the
     /// validation songs. The linear model becomes a kernel machine, still fitted in closed
-    /// form; a wide & deep network starts from it. Kinds whose linear part reads audio only.
-    /// 0 (the default) is off.
+    /// form; a wide & deep network starts from it. At most one per training song is drawn;
+    /// no effect where the linear part reads no audio. 0 (off) by default, but
+    /// [`FUSION_RANDOM_FEATURES`] for fusion, whose stacked ridge is best with them.
     #[serde(default)]
     pub random_features: usize,
-    /// The RBF kernel's `gamma` times the number of statistics (`2 n_mels`): at 0.5 (the
+    /// The RBF kernel's `gamma` times the number of statistics (`3 n_mels`): at 0.5 (the
     /// default) `exp(-gamma |z - z'|^2)` is about `e^-1` for two typical songs.
     #[serde(default = "half")]
     pub rff_scale: f32,
     /// Each band's spectral flux beside its mean and spread in the linear part's statistics:
     /// the mean absolute change of the standardised log-Mel from one frame to the next,
     /// averaged over the excerpts (how much the band moves in time, which a mean and a spread
-    /// cannot tell). Kinds whose linear part reads audio only; off by default.
+    /// cannot tell). On by default for the kinds that read audio (models saved before it
+    /// existed read mean and spread only); no effect where the linear part reads no audio.
     #[serde(default)]
     pub wide_flux: bool,
+    /// With `stacked`: the ridge stacked beside the audio network reads the audio statistics
+    /// (and their random features) as well as the metadata, instead of the metadata alone.
+    /// On (for fusion) by default; models saved before it existed stacked ridge on metadata.
+    #[serde(default)]
+    pub stacked_ridge_audio: bool,
 }
+
+/// The random features fusion's linear parts take by default (at most one per training song).
+pub const FUSION_RANDOM_FEATURES: usize = 2_000;
 
 fn half() -> f32 {
     0.5
@@ -253,9 +263,14 @@ impl NetConfig {
             wide_audio: true,
             stacked: kind == ModelKind::Fusion,
             tag_task: 0.0,
-            random_features: 0,
+            random_features: if kind == ModelKind::Fusion {
+                FUSION_RANDOM_FEATURES
+            } else {
+                0
+            },
             rff_scale: 0.5,
-            wide_flux: false,
+            wide_flux: kind.uses_audio(),
+            stacked_ridge_audio: kind == ModelKind::Fusion,
         }
     }
 
@@ -269,6 +284,9 @@ impl NetConfig {
             forget_bias: 0.0,
             deep_metadata: true,
             stacked: false,
+            stacked_ridge_audio: false,
+            random_features: 0,
+            wide_flux: false,
             ..Self::new(kind, n_factors, n_mels, n_frames)
         }
     }
@@ -281,6 +299,17 @@ impl NetConfig {
     /// Whether the linear part reads the audio statistics.
     pub fn wide_reads_audio(&self) -> bool {
         self.has_wide() && self.kind.uses_audio() && (self.wide_audio || self.kind.is_linear())
+    }
+
+    /// The linear part's audio settings as they apply to a fit on `n_train` songs: none
+    /// without audio statistics, and at most one random feature per training song (more add
+    /// nothing to the kernel's rank).
+    pub fn resolve_linear_audio(&mut self, n_train: usize) {
+        if !self.wide_reads_audio() {
+            self.random_features = 0;
+            self.wide_flux = false;
+        }
+        self.random_features = self.random_features.min(n_train);
     }
 
     /// How many audio statistics the linear part reads per band (mean, spread and, with
@@ -394,20 +423,6 @@ impl NetConfig {
             "rff_scale must be a finite number > 0, got {}",
             self.rff_scale
         );
-        if self.wide_flux {
-            ensure!(
-                self.wide_reads_audio(),
-                "wide_flux applies to a linear part that reads audio (the ridge and ridge_audio kinds, or an audio network with wide=True and wide_audio=True), not this {:?} model",
-                self.kind.name()
-            );
-        }
-        if self.random_features > 0 {
-            ensure!(
-                self.wide_reads_audio(),
-                "random_features applies to a linear part that reads audio (the ridge and ridge_audio kinds, or an audio network with wide=True and wide_audio=True), not this {:?} model",
-                self.kind.name()
-            );
-        }
         if self.stacked {
             ensure!(
                 self.kind == ModelKind::Fusion,

@@ -165,7 +165,7 @@ impl FusionModel {
             _ => None,
         };
         let fitted = match resumable {
-            Some(path) => self.resume_from(path, songs)?,
+            Some(path) => self.resume_from(path, songs, train_rows.len())?,
             None => self.fresh(songs, &train_rows)?,
         };
         ensure!(
@@ -253,7 +253,9 @@ impl FusionModel {
         if net.config.is_stacked() && !finished {
             // Also after an interrupt: the model kept is then still a whole fusion model.
             let standardizer = &spec.standardizer;
-            let combined = threads.run(|| stack::stack(&net, standardizer, (&train_set, &train_rows), validation_set));
+            let seed = self.train_config.seed;
+            let combined =
+                threads.run(|| stack::stack(&net, standardizer, (&train_set, &train_rows), validation_set, seed));
             match combined {
                 Ok(report) => {
                     spec.stacking = Some(report);
@@ -295,6 +297,7 @@ impl FusionModel {
         } else {
             None
         };
+        net.resolve_linear_audio(train_rows.len());
         let standardizer = match songs.spectrograms {
             Some(spec) if kind.uses_audio() => {
                 ensure!(
@@ -351,7 +354,7 @@ impl FusionModel {
         })
     }
 
-    fn resume_from(&self, path: &Path, songs: &Songs) -> Result<Fitted> {
+    fn resume_from(&self, path: &Path, songs: &Songs, n_train: usize) -> Result<Fitted> {
         let (net, spec, state) = checkpoint::load(path)?;
         let mut expected = self.template.clone();
         expected.n_factors = songs.n_factors;
@@ -360,6 +363,7 @@ impl FusionModel {
         expected.n_tags = spec.net.n_tags;
         expected.n_artists = spec.net.n_artists;
         expected.n_years = spec.net.n_years;
+        expected.resolve_linear_audio(n_train);
         ensure!(
             spec.net == expected,
             "checkpoint {} was written by a different model or for different input shapes; \
@@ -425,7 +429,10 @@ impl FusionModel {
             "the alignment has NaN or infinite values"
         );
         for (name, var) in &fitted.net.params.vars {
-            if !(name.starts_with("wide.") || name.starts_with("head.")) {
+            // The random features' projection and phases act on the input side: not mapped.
+            let output_side = (name.starts_with("wide.") || name.starts_with("head."))
+                && !matches!(name.as_str(), "wide.random_projection" | "wide.random_phase");
+            if !output_side {
                 continue;
             }
             let values = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;

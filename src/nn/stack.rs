@@ -1,13 +1,16 @@
 //! Late fusion by stacking (`NetConfig::stacked`): the fusion model's audio network (ridge on
 //! the audio statistics plus the deep audio branch learning its residual) is trained first,
-//! ridge on the one-hot metadata is fitted beside it, and the two are combined as
-//! `a * audio + m * metadata + c`, with the weights `a`, `m` and the per-dimension intercept
-//! `c` fitted by least squares on the validation songs (the songs neither was fitted on).
+//! a ridge model is fitted beside it (on the metadata and, with `stacked_ridge_audio`, the
+//! audio statistics and their random features too: the `ridge` kind's model), and the two
+//! are combined as `a * audio + m * ridge + c`, with the weights `a`, `m` and the
+//! per-dimension intercept `c` fitted by least squares on the validation songs (the songs
+//! neither was fitted on).
 //!
-//! The combination is folded into the network's own parameters: the linear part's audio
-//! weights and the head are scaled by `a`, its metadata weights are `m` times the metadata
-//! ridge's, and the biases are summed. The fitted model is then an ordinary fusion network,
-//! so prediction, saving and loading need nothing of their own.
+//! The combination is folded into the network's own parameters: the head is scaled by `a`,
+//! each linear weight is `a` times the audio network's plus `m` times the ridge's (the
+//! random features of both share one projection, drawn from the same seed over the same
+//! standardised statistics), and the biases are summed. The fitted model is then an
+//! ordinary fusion network, so prediction, saving and loading need nothing of their own.
 
 use super::config::{ModelKind, NetConfig};
 use super::data::{Inputs, Standardizer};
@@ -22,15 +25,16 @@ use serde::{Deserialize, Serialize};
 /// Inference chunk of the validation predictions.
 const BATCH: usize = 256;
 
-/// How the audio network and the metadata ridge were combined.
+/// How the audio network and the stacked ridge were combined (its fields keep the names
+/// of the metadata-only design: `metadata_*` is the stacked ridge's).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StackingReport {
-    /// `a` and `m`: the weights of the audio network's and the metadata ridge's predictions.
+    /// `a` and `m`: the weights of the audio network's and the stacked ridge's predictions.
     pub audio_weight: f64,
     pub metadata_weight: f64,
     /// `c`, in the units of the scaled targets (the network's).
     pub intercept: Vec<f64>,
-    /// The metadata ridge's penalty (chosen on the validation songs).
+    /// The stacked ridge's metadata penalty (chosen on the validation songs).
     pub lambda_metadata: f64,
     /// Validation MSE (scaled targets) of the audio network alone, of the metadata ridge
     /// alone and of the combination; None without validation songs, when the two are simply
@@ -58,18 +62,22 @@ pub fn wide_shape(c: &NetConfig, audio: bool, metadata: bool) -> WideShape {
     }
 }
 
-/// Fit the metadata ridge on `train`, combine it with the trained audio network `net` on the
-/// `validation` songs and fold the combination into `net`'s parameters.
+/// Fit the stacked ridge on `train` (its random features drawn from `seed`, as the audio
+/// network's were), combine it with the trained audio network `net` on the `validation`
+/// songs and fold the combination into `net`'s parameters.
 pub fn stack(
     net: &Network,
     standardizer: &Standardizer,
     train: (&Inputs, &[usize]),
     validation: Option<(&Inputs, &[usize])>,
+    seed: u64,
 ) -> Result<StackingReport> {
     let c = &net.config;
     ensure!(c.is_stacked(), "only a stacked fusion network is combined");
     let d = c.n_factors;
-    let (metadata, ridge) = wide::fit(&wide_shape(c, false, true), standardizer, train, validation)?;
+    let mut shape = wide_shape(c, c.stacked_ridge_audio, true);
+    shape.seed = seed;
+    let (metadata, ridge) = wide::fit(&shape, standardizer, train, validation)?;
     let mut report = StackingReport {
         audio_weight: 0.5,
         metadata_weight: 0.5,
@@ -89,11 +97,13 @@ pub fn stack(
         let audio = predict_scaled(net, standardizer, set, rows, BATCH)?;
         let linear = Network::new(
             NetConfig {
-                kind: ModelKind::RidgeMetadata,
+                kind: if c.stacked_ridge_audio {
+                    ModelKind::Ridge
+                } else {
+                    ModelKind::RidgeMetadata
+                },
                 stacked: false,
                 tag_task: 0.0,
-                random_features: 0,
-                wide_flux: false,
                 ..c.clone()
             },
             0,
@@ -171,14 +181,45 @@ fn least_squares(audio: &[f32], metadata: &[f32], truth: &[f64], d: usize) -> Co
 }
 
 /// Rewrite `net`'s parameters so that it predicts the combination: the audio network's
-/// parts (linear audio weights, head) scaled by `a`, the metadata ridge's weights by `m`.
+/// parts (linear weights, head) scaled by `a`, the stacked ridge's weights by `m`.
 fn fold(net: &Network, metadata: &WideWeights, report: &StackingReport) -> Result<()> {
+    let c = &net.config;
     let (a, m) = (report.audio_weight as f32, report.metadata_weight as f32);
     let scaled = |values: &[f32], by: f32| values.iter().map(|v| v * by).collect::<Vec<f32>>();
     for (name, var) in &net.params.vars {
         let current = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
         let new = match name.as_str() {
-            "wide.audio" => scaled(&current, a),
+            "wide.audio" | "wide.random" => match (name.as_str(), c.stacked_ridge_audio) {
+                (_, false) => scaled(&current, a),
+                (part, true) => {
+                    let theirs = if part == "wide.audio" {
+                        &metadata.audio
+                    } else {
+                        &metadata.random
+                    };
+                    let theirs = theirs
+                        .as_ref()
+                        .ok_or_else(|| crate::Error::Compute(format!("the stacked ridge has no {name}")))?;
+                    ensure!(theirs.len() == current.len(), "{name} does not match the stacked ridge");
+                    current.iter().zip(theirs).map(|(x, y)| a * x + m * y).collect()
+                }
+            },
+            "wide.random_projection" | "wide.random_phase" => {
+                // The same draw over the same statistics on both sides: nothing to combine.
+                let theirs = match name.as_str() {
+                    "wide.random_projection" => &metadata.random_projection,
+                    _ => &metadata.random_phase,
+                };
+                if let Some(theirs) = theirs.as_ref().filter(|_| c.stacked_ridge_audio) {
+                    let same = theirs.len() == current.len()
+                        && theirs
+                            .iter()
+                            .zip(&current)
+                            .all(|(x, y)| (x - y).abs() <= 1e-5 * (1.0 + y.abs()));
+                    ensure!(same, "{name} of the stacked ridge differs from the audio network's");
+                }
+                continue;
+            }
             "wide.tags" | "wide.artists" | "wide.years" => {
                 let part = match name.as_str() {
                     "wide.tags" => &metadata.tags,

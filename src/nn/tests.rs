@@ -176,6 +176,8 @@ fn tiny_config(kind: ModelKind) -> NetConfig {
     // deep metadata branch.
     c.wide = kind.is_linear();
     c.deep_metadata = true;
+    // Fusion's default random features are tested on their own (and in the Python tests).
+    c.random_features = 0;
     c
 }
 
@@ -200,7 +202,7 @@ fn tiny_batch(config: &NetConfig, rng: &mut ChaCha8Rng) -> Batch {
         targets: Some(random_tensor(&[b, config.n_factors], rng)),
         reconstruction: Some(random_tensor(&[b, config.n_mels * config.reconstruction_segments], rng)),
         metric: None,
-        stats: Some(random_tensor(&[b, 2 * config.n_mels], rng)),
+        stats: Some(random_tensor(&[b, config.stats_per_band() * config.n_mels], rng)),
         tag_targets: None,
     }
 }
@@ -1095,7 +1097,13 @@ fn v_shaped_set(n: usize, seed: u64) -> ToySet {
 fn random_features_make_ridge_fit_a_non_linear_target() {
     let (train, val, test) = (v_shaped_set(300, 1), v_shaped_set(100, 2), v_shaped_set(100, 3));
     let threads = Threads::new(0).unwrap();
-    let test_mse = |features: usize| ridge_audio_test_mse((&train, &val, &test), |c| c.random_features = features);
+    // Without flux: its noise would be 6 more dimensions of the isotropic kernel.
+    let test_mse = |features: usize| {
+        ridge_audio_test_mse((&train, &val, &test), |c| {
+            c.random_features = features;
+            c.wide_flux = false;
+        })
+    };
     let (linear, _, _) = test_mse(0);
     let (kernel, model, predicted) = test_mse(256);
     // Ridge does no better than the mean here (the V is symmetric); the kernel machine halves
@@ -1121,13 +1129,21 @@ fn random_features_make_ridge_fit_a_non_linear_target() {
 }
 
 #[test]
-fn random_features_are_refused_where_nothing_reads_audio() {
-    let mut c = NetConfig::new(ModelKind::RidgeMetadata, 3, 6, 16);
-    c.random_features = 16;
-    assert!(
-        crate::error::invalid_message(c.validate())
-            .contains("random_features applies to a linear part that reads audio")
-    );
+fn random_features_and_flux_apply_only_where_the_linear_part_reads_audio() {
+    let set = toy_set(24, 5);
+    for (kind, asked, want) in [
+        (ModelKind::RidgeMetadata, 16, 0),
+        (ModelKind::Ridge, 16, 16),
+        (ModelKind::Ridge, 500, 24), // at most one per training song
+    ] {
+        let mut model = tiny_model(kind, 1);
+        model.template.random_features = asked;
+        model.template.wide_flux = true;
+        fit_songs(&mut model, &songs(&set));
+        let net = &model.fitted.as_ref().unwrap().spec.net;
+        assert_eq!(net.random_features, want, "{kind:?} asked for {asked}");
+        assert_eq!(net.wide_flux, kind.uses_audio(), "{kind:?}");
+    }
     let mut c = NetConfig::new(ModelKind::Ridge, 3, 6, 16);
     c.random_features = super::config::MAX_RANDOM_FEATURES + 1;
     assert!(crate::error::invalid_message(c.validate()).contains("random_features must be at most"));
@@ -1136,6 +1152,12 @@ fn random_features_are_refused_where_nothing_reads_audio() {
     assert!(crate::error::invalid_message(c.validate()).contains("rff_scale must be"));
     c.rff_scale = 0.5;
     assert!(c.validate().is_ok());
+    // The defaults: flux wherever audio is read, random features for fusion only.
+    for kind in ModelKind::ALL {
+        let c = NetConfig::new(kind, 3, 6, 16);
+        assert_eq!(c.wide_flux, kind.uses_audio(), "{kind:?}");
+        assert_eq!(c.random_features > 0, kind == ModelKind::Fusion, "{kind:?}");
+    }
 }
 
 /// Songs whose first band alternates between +a and -a dB every frame (target 1) or holds +a
@@ -1208,9 +1230,25 @@ fn flux_lets_ridge_tell_a_moving_band_from_a_still_one() {
     assert!(without > 0.06, "without flux: {without}");
     assert!(with < 0.2 * without, "with flux: {with} against {without}");
     assert_eq!(fit_and_score(true).2, predicted, "deterministic");
-    let mut c = NetConfig::new(ModelKind::Embedding, 3, 6, 16);
-    c.wide_flux = true;
-    assert!(
-        crate::error::invalid_message(c.validate()).contains("wide_flux applies to a linear part that reads audio")
-    );
+}
+
+/// `align_output` maps a model with random features exactly: their projection and phases
+/// are on the input side and stay, their weights are mapped with the rest.
+#[test]
+fn aligning_a_kernel_ridge_maps_its_predictions() {
+    let set = toy_set(24, 5);
+    let threads = Threads::new(0).unwrap();
+    let mut model = tiny_model(ModelKind::Ridge, 1);
+    model.template.random_features = 10;
+    fit_songs(&mut model, &songs(&set));
+    let before = model.predict(&songs(&set), 8, &threads).unwrap();
+    let w: Vec<f32> = (0..9).map(|i| ((i * 5 % 7) as f32 - 3.0) * 0.3).collect();
+    model.align_output(&w).unwrap();
+    let after = model.predict(&songs(&set), 8, &threads).unwrap();
+    for (p, q) in before.chunks_exact(3).zip(after.chunks_exact(3)) {
+        for j in 0..3 {
+            let want: f32 = (0..3).map(|i| p[i] * w[i * 3 + j]).sum();
+            assert!((q[j] - want).abs() < 1e-4 * (1.0 + want.abs()), "{} vs {want}", q[j]);
+        }
+    }
 }
