@@ -25,30 +25,119 @@ const CHUNK_BYTES: usize = 32 << 20;
 /// fixed seed: the ids come from a file, not from an adversary.
 type IdMap<K> = HashMap<K, u32, foldhash::fast::FixedState>;
 
+/// An id of at most 23 bytes (the Taste Profile's 18-byte song ids), padded, with its
+/// length in the last byte: stored in the hash table itself, so a lookup compares 24 bytes
+/// in place instead of following a pointer to the id's text, a cache miss per lookup on a
+/// table of 400k songs. Longer ids are keyed by their text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Inline([u64; 3]);
+
+impl Inline {
+    const MAX: usize = 23;
+
+    fn new(id: &str) -> Option<Inline> {
+        let n = id.len();
+        if n > Self::MAX {
+            return None;
+        }
+        let mut b = [0u8; 24];
+        b[..n].copy_from_slice(id.as_bytes());
+        b[23] = n as u8;
+        let word = |i: usize| u64::from_le_bytes(b[i * 8..(i + 1) * 8].try_into().expect("8 bytes"));
+        Some(Inline([word(0), word(1), word(2)]))
+    }
+
+    fn text(self) -> String {
+        let mut b = [0u8; 24];
+        for (i, w) in self.0.iter().enumerate() {
+            b[i * 8..(i + 1) * 8].copy_from_slice(&w.to_le_bytes());
+        }
+        // Built from a &str, so valid UTF-8: the lossy conversion never replaces anything.
+        String::from_utf8_lossy(&b[..b[23] as usize]).into_owned()
+    }
+}
+
+impl std::hash::Hash for Inline {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.iter().for_each(|&w| h.write_u64(w));
+    }
+}
+
+/// Ids to dense indices, short ids inline ([`Inline`]), long ones by `K` (their text).
+#[derive(Clone, Debug)]
+struct IdIndex<K> {
+    short: IdMap<Inline>,
+    long: IdMap<K>,
+}
+
+impl std::fmt::Debug for Inline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.text())
+    }
+}
+
+impl<K> Default for IdIndex<K> {
+    fn default() -> Self {
+        IdIndex::with_capacity(0)
+    }
+}
+
+impl<K> IdIndex<K> {
+    fn with_capacity(n: usize) -> Self {
+        IdIndex {
+            short: IdMap::with_capacity_and_hasher(n, Default::default()),
+            long: IdMap::with_hasher(Default::default()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+}
+
+impl<K: std::borrow::Borrow<str> + std::hash::Hash + Eq> IdIndex<K> {
+    fn get(&self, id: &str) -> Option<u32> {
+        match Inline::new(id) {
+            Some(k) => self.short.get(&k).copied(),
+            None => self.long.get(id).copied(),
+        }
+    }
+
+    /// The index of `id`, or `next` after inserting it (`key` makes the long-id key).
+    fn get_or_insert(&mut self, id: &str, next: u32, key: impl FnOnce() -> K) -> u32 {
+        match Inline::new(id) {
+            Some(k) => *self.short.entry(k).or_insert(next),
+            None => match self.long.get(id) {
+                Some(&i) => i,
+                None => *self.long.entry(key()).or_insert(next),
+            },
+        }
+    }
+}
+
 /// String ids to dense indices in order of first appearance.
 #[derive(Clone, Debug, Default)]
 pub struct Vocabulary {
-    index: IdMap<Box<str>>,
+    index: IdIndex<Box<str>>,
 }
 
 impl Vocabulary {
     /// The index of `id`, adding it if new. Indices stay below i32::MAX, the CSR's limit.
     pub fn intern(&mut self, id: &str) -> Result<u32> {
-        if let Some(&i) = self.index.get(id) {
-            return Ok(i);
+        let next = self.index.len();
+        if next >= i32::MAX as usize {
+            return self
+                .index
+                .get(id)
+                .ok_or_else(|| Error::invalid(format!("more than {} distinct ids", i32::MAX)));
         }
-        let i = self.index.len();
-        if i >= i32::MAX as usize {
-            return Err(Error::invalid(format!("more than {} distinct ids", i32::MAX)));
-        }
-        self.index.insert(id.into(), i as u32);
-        Ok(i as u32)
+        Ok(self.index.get_or_insert(id, next as u32, || id.into()))
     }
 
     /// The index of each of `ids` (distinct), adding the new ones in order: as interning
     /// them one by one, but the lookups of the ones already known run in parallel.
     pub fn intern_all(&mut self, ids: &[&str]) -> Result<Vec<u32>> {
-        let known: Vec<Option<u32>> = ids.par_iter().map(|id| self.index.get(*id).copied()).collect();
+        let known: Vec<Option<u32>> = ids.par_iter().map(|id| self.index.get(id)).collect();
         ids.iter()
             .zip(known)
             .map(|(id, k)| match k {
@@ -63,14 +152,16 @@ impl Vocabulary {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
     }
 
-    /// The ids ordered by index (moves the strings, no copies).
+    /// The ids ordered by index (moves the long strings, no copies).
     pub fn into_ids(self) -> Vec<String> {
-        let mut pairs: Vec<(u32, Box<str>)> = self.index.into_iter().map(|(k, v)| (v, k)).collect();
+        let IdIndex { short, long } = self.index;
+        let mut pairs: Vec<(u32, String)> = short.into_iter().map(|(k, v)| (v, k.text())).collect();
+        pairs.extend(long.into_iter().map(|(k, v)| (v, k.into_string())));
         pairs.sort_unstable_by_key(|&(v, _)| v);
-        pairs.into_iter().map(|(_, k)| k.into_string()).collect()
+        pairs.into_iter().map(|(_, k)| k).collect()
     }
 }
 
@@ -101,8 +192,9 @@ pub struct Triplets {
 /// Read `path`. `strict` makes the first malformed line an error instead of a count.
 ///
 /// The file is read in chunks of [`CHUNK_BYTES`] cut at line ends; a batch of chunks is
-/// parsed in parallel (on the current rayon pool), each with vocabularies of its own, then
-/// merged in file order, so ids are numbered by first appearance exactly as a line-by-line
+/// parsed in parallel (on the current rayon pool), each looking its songs up in the
+/// vocabulary of the batches before and keeping vocabularies of its own for the ids new to
+/// it, then merged in file order, so ids are numbered by first appearance exactly as a line-by-line
 /// reader numbers them, and the result does not depend on the number of threads.
 pub fn read(path: &Path, strict: bool, progress: Progress<'_>) -> Result<Triplets> {
     read_chunked(path, strict, progress, CHUNK_BYTES)
@@ -116,30 +208,33 @@ fn read_chunked(path: &Path, strict: bool, progress: Progress<'_>, chunk_bytes: 
     let mut report = TripletsReport::default();
     let batch = 2 * rayon::current_num_threads().max(1);
     let mut carry: Vec<u8> = Vec::new();
+    // The chunk buffers of the last batch, reused: fresh 32 MB buffers are fresh pages, which
+    // the kernel zeroes and faults in one by one.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     let (mut done, mut at_end) = (0usize, false);
     while !at_end {
         // Read a batch of chunks, each ending at a line end (the last one at the file's end).
         let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(batch);
         while chunks.len() < batch && !at_end {
-            let mut buf = std::mem::take(&mut carry);
+            let mut buf = spare.pop().unwrap_or_default();
+            buf.clear();
+            buf.append(&mut carry);
             let start = buf.len();
-            buf.resize(start + chunk_bytes, 0);
-            let mut filled = start;
-            while filled < buf.len() {
-                let n = file.read(&mut buf[filled..]).map_err(|e| Error::io(path, e))?;
-                if n == 0 {
-                    at_end = true;
-                    break;
-                }
-                filled += n;
-            }
-            buf.truncate(filled);
-            done += filled - start;
+            let n = (&mut file)
+                .take(chunk_bytes as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(path, e))?;
+            at_end = n < chunk_bytes;
+            done += n;
             if !at_end {
-                match memchr::memrchr(b'\n', &buf) {
-                    Some(last) => carry = buf.split_off(last + 1),
+                match memchr::memrchr(b'\n', &buf[start..]) {
+                    Some(last) => {
+                        carry.extend_from_slice(&buf[start + last + 1..]);
+                        buf.truncate(start + last + 1);
+                    }
                     None => {
-                        carry = buf; // one line longer than a chunk: read on
+                        std::mem::swap(&mut carry, &mut buf); // one line longer than a chunk: read on
+                        spare.push(buf);
                         continue;
                     }
                 }
@@ -148,7 +243,7 @@ fn read_chunked(path: &Path, strict: bool, progress: Progress<'_>, chunk_bytes: 
                 chunks.push(buf);
             }
         }
-        let parsed: Vec<Chunk<'_>> = chunks.par_iter().map(|c| parse_chunk(c)).collect();
+        let parsed: Vec<Chunk<'_>> = chunks.par_iter().map(|c| parse_chunk(c, &songs)).collect();
         for chunk in parsed {
             let before = report.lines;
             report.lines += chunk.lines;
@@ -162,13 +257,16 @@ fn read_chunked(path: &Path, strict: bool, progress: Progress<'_>, chunk_bytes: 
             report.malformed.count += chunk.more_malformed;
             let user_map = users.intern_all(&chunk.users)?;
             let song_map = songs.intern_all(&chunk.songs)?;
-            records.par_extend(
-                chunk
-                    .records
-                    .par_iter()
-                    .map(|&(u, s, c)| (user_map[u as usize], song_map[s as usize], c)),
-            );
+            records.par_extend(chunk.records.par_iter().map(|&(u, s, c)| {
+                let song = if s & NEW_SONG != 0 {
+                    song_map[(s & !NEW_SONG) as usize]
+                } else {
+                    s
+                };
+                (user_map[u as usize], song, c)
+            }));
         }
+        spare.extend(chunks);
         progress(Step {
             done,
             total: total.max(done),
@@ -196,10 +294,16 @@ fn read_chunked(path: &Path, strict: bool, progress: Progress<'_>, chunk_bytes: 
     })
 }
 
+/// Set on a chunk record's song when it indexes the chunk's own new songs (global indices
+/// stay below i32::MAX).
+const NEW_SONG: u32 = 1 << 31;
+
 /// One chunk of lines parsed on its own: its ids in order of first appearance (borrowed
 /// from the chunk), its records in those local indices, and its line counts.
 struct Chunk<'a> {
     users: Vec<&'a str>,
+    /// The songs not in the vocabulary of the chunks before this batch; a record's song is
+    /// an index into these when it carries [`NEW_SONG`], else a global index.
     songs: Vec<&'a str>,
     records: Vec<(u32, u32, f32)>,
     lines: usize,
@@ -210,10 +314,13 @@ struct Chunk<'a> {
     more_malformed: usize,
 }
 
-fn parse_chunk(text: &[u8]) -> Chunk<'_> {
+/// Parse one chunk. `known` is the song vocabulary of the batches before: its songs are
+/// recorded by global index straight away (one lookup per line, in one table, instead of a
+/// chunk table and a merge lookup per distinct song), the rest through the chunk's own.
+fn parse_chunk<'a>(text: &'a [u8], known: &Vocabulary) -> Chunk<'a> {
     // About one distinct song per 100 bytes in the Taste Profile's shape; users are grouped.
-    let mut users: IdMap<&str> = IdMap::with_capacity_and_hasher(text.len() / 2000, Default::default());
-    let mut songs: IdMap<&str> = IdMap::with_capacity_and_hasher(text.len() / 100, Default::default());
+    let mut users: IdIndex<&str> = IdIndex::with_capacity(text.len() / 2000);
+    let mut songs: IdIndex<&str> = IdIndex::with_capacity(if known.is_empty() { text.len() / 100 } else { 1024 });
     let mut chunk = Chunk {
         users: Vec::new(),
         songs: Vec::new(),
@@ -237,20 +344,15 @@ fn parse_chunk(text: &[u8]) -> Chunk<'_> {
                 let u = match last_user {
                     Some((name, u)) if name == user => u,
                     _ => {
-                        let next = chunk.users.len() as u32;
-                        let u = *users.entry(user).or_insert_with(|| {
-                            chunk.users.push(user);
-                            next
-                        });
+                        let u = local_index(&mut users, &mut chunk.users, user);
                         last_user = Some((user, u));
                         u
                     }
                 };
-                let next = chunk.songs.len() as u32;
-                let s = *songs.entry(song).or_insert_with(|| {
-                    chunk.songs.push(song);
-                    next
-                });
+                let s = match known.index.get(song) {
+                    Some(s) => s,
+                    None => local_index(&mut songs, &mut chunk.songs, song) | NEW_SONG,
+                };
                 chunk.records.push((u, s, count as f32));
             }
             Err(why) if chunk.malformed.len() < QUOTED_PROBLEMS => chunk.malformed.push((chunk.lines, why)),
@@ -258,6 +360,16 @@ fn parse_chunk(text: &[u8]) -> Chunk<'_> {
         }
     }
     chunk
+}
+
+/// `id`'s index in a chunk's vocabulary, appending it to `ids` if new.
+fn local_index<'a>(index: &mut IdIndex<&'a str>, ids: &mut Vec<&'a str>, id: &'a str) -> u32 {
+    let next = ids.len() as u32;
+    let i = index.get_or_insert(id, next, || id);
+    if i == next {
+        ids.push(id); // indices already given are below `next`: this one is new
+    }
+    i
 }
 
 /// One line: `Ok(None)` when blank, the (user, song, count) record, or why it is malformed.
@@ -350,13 +462,34 @@ mod tests {
             match i % 37 {
                 5 => text.push_str("broken line\n"),
                 9 => text.push('\n'),
-                _ => text.push_str(&format!("user{}\tsong{}\t{}\n", i / 7, (i * 31) % 53, 1 + i % 4)),
+                _ => {
+                    // Ids on both sides of the 23-byte inline limit, multi-byte ones too.
+                    let song = match (i * 31) % 53 {
+                        s if s % 3 == 0 => format!("{:x<w$}", format!("song{s}-"), w = 20 + s % 5),
+                        s if s % 3 == 1 => format!("chanson-é-{s}-{}", "ü".repeat(s % 9)),
+                        s => format!("song{s}"),
+                    };
+                    text.push_str(&format!(
+                        "user{}-{}\t{song}\t{}\n",
+                        i / 7,
+                        "u".repeat(i % 30),
+                        1 + i % 4
+                    ))
+                }
             }
         }
         text.push_str("user0\tsong1\t2"); // no final line end
         let path = scratch("chunks", &text);
         let whole = read_chunked(&path, false, &mut ignore_progress, 1 << 20).unwrap();
         assert_eq!(whole.report.lines, 301);
+        for (i, id) in whole.song_ids.iter().enumerate() {
+            let hits = text
+                .lines()
+                .filter(|l| l.split('\t').nth(1) == Some(id.as_str()))
+                .count();
+            assert!(hits > 0, "song id {id:?} (index {i}) is not in the file");
+        }
+        assert!(whole.song_ids.iter().any(|id| id.len() == 24) && whole.song_ids.iter().any(|id| id.len() == 23));
         for chunk in [1, 7, 64, 1000] {
             let cut = with_threads(2, || read_chunked(&path, false, &mut ignore_progress, chunk))
                 .unwrap()
