@@ -4,9 +4,10 @@
 //! matrix-vector product per row; the sparse part runs over the row's factors gathered once
 //! into a contiguous buffer. Y^T C_u Y is never formed.
 
-use crate::kernels::{axpy, dot, gemm_ab_small};
+use crate::kernels::{axpy, dot, gemm_ab_small, prefetch};
 use crate::sparse::CsrRef;
 use multiversion::multiversion;
+use std::cell::RefCell;
 
 /// Residual below which a row is considered solved (as in implicit).
 const CONVERGED: f32 = 1e-20;
@@ -38,15 +39,56 @@ impl Block<'_> {
         (base..end, local)
     }
 
-    /// Copy the factors of the block's interactions into one contiguous buffer.
-    pub(crate) fn gather(&self, span: &std::ops::Range<usize>) -> Vec<f32> {
+    /// Copy the factors of the block's interactions into one contiguous buffer, `g`
+    /// (resized; a caller's reused buffer, so no fresh pages are faulted in per block).
+    /// The rows are scattered over a table far larger than the caches: each is prefetched
+    /// a few rows ahead so its misses overlap with the copies before it.
+    pub(crate) fn gather_into(&self, span: &std::ops::Range<usize>, g: &mut Vec<f32>) {
+        const AHEAD: usize = 8;
         let dim = self.dim;
-        let mut g = vec![0f32; span.len() * dim];
-        for (dst, &j) in g.chunks_exact_mut(dim).zip(&self.m.indices[span.clone()]) {
-            dst.copy_from_slice(&self.y[j as usize * dim..(j as usize + 1) * dim]);
+        let js = &self.m.indices[span.clone()];
+        let row = |j: i32| &self.y[j as usize * dim..(j as usize + 1) * dim];
+        g.clear();
+        g.reserve(js.len() * dim);
+        for &j in js.iter().take(AHEAD) {
+            prefetch(row(j));
         }
+        for (t, &j) in js.iter().enumerate() {
+            if let Some(&ahead) = js.get(t + AHEAD) {
+                prefetch(row(ahead));
+            }
+            g.extend_from_slice(row(j));
+        }
+    }
+
+    /// [`Block::gather_into`] a fresh buffer.
+    pub(crate) fn gather(&self, span: &std::ops::Range<usize>) -> Vec<f32> {
+        let mut g = Vec::new();
+        self.gather_into(span, &mut g);
         g
     }
+}
+
+thread_local! {
+    /// Per-thread buffers reused by every block: the gathered factors (up to 400 KiB, past
+    /// the allocator's mmap threshold, so a fresh one per block cost page faults and zeroing)
+    /// and the CG vectors.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+#[derive(Default)]
+struct Scratch {
+    g: Vec<f32>,
+    r: Vec<f32>,
+    p: Vec<f32>,
+    ap: Vec<f32>,
+}
+
+pub(crate) fn solve_block(block: &Block<'_>, x: &mut [f32], steps: usize) {
+    SCRATCH.with(|s| {
+        let s = &mut *s.borrow_mut();
+        solve_block_with(block, x, steps, s);
+    });
 }
 
 #[multiversion(targets(
@@ -54,16 +96,19 @@ impl Block<'_> {
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-pub(crate) fn solve_block(block: &Block<'_>, x: &mut [f32], steps: usize) {
+fn solve_block_with(block: &Block<'_>, x: &mut [f32], steps: usize, s: &mut Scratch) {
     let dim = block.dim;
     let rows = x.len() / dim;
     let (span, local) = block.spans(rows);
-    let g = block.gather(&span);
+    block.gather_into(&span, &mut s.g);
+    let g = &s.g;
     let c = &block.conf[span];
 
     // r = b - A_u x = -A x + sum_i (c_i - (c_i - 1) y_i.x) y_i
-    let mut r = vec![0f32; rows * dim];
-    gemm_ab_small(rows, dim, dim, x, block.a, &mut r);
+    let r = &mut s.r;
+    r.clear();
+    r.resize(rows * dim, 0.0);
+    gemm_ab_small(rows, dim, dim, x, block.a, r);
     r.iter_mut().for_each(|v| *v = -*v);
     for row in 0..rows {
         let xr = &x[row * dim..(row + 1) * dim];
@@ -73,7 +118,9 @@ pub(crate) fn solve_block(block: &Block<'_>, x: &mut [f32], steps: usize) {
             axpy(c[t] - (c[t] - 1.0) * dot(yt, xr), yt, rr);
         }
     }
-    let mut p = r.clone();
+    let p = &mut s.p;
+    p.clear();
+    p.extend_from_slice(r);
     let mut rs: Vec<f32> = r.chunks_exact(dim).map(|v| dot(v, v)).collect();
     for row in 0..rows {
         if !(rs[row] >= CONVERGED) {
@@ -82,12 +129,14 @@ pub(crate) fn solve_block(block: &Block<'_>, x: &mut [f32], steps: usize) {
         }
     }
 
-    let mut ap = vec![0f32; rows * dim];
+    let ap = &mut s.ap;
+    ap.clear();
+    ap.resize(rows * dim, 0.0);
     for _ in 0..steps {
         if rs.iter().all(|&v| v == 0.0) {
             break;
         }
-        gemm_ab_small(rows, dim, dim, &p, block.a, &mut ap);
+        gemm_ab_small(rows, dim, dim, p, block.a, ap);
         for row in 0..rows {
             if rs[row] == 0.0 {
                 continue;
