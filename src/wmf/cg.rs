@@ -84,10 +84,17 @@ struct Scratch {
     ap: Vec<f32>,
 }
 
+/// A gather buffer past this many floats (1 MiB; a block within the sweep's limits needs at
+/// most 400 KiB) came from a single very popular row: it is freed, not kept per thread.
+const KEEP_FLOATS: usize = 1 << 18;
+
 pub(crate) fn solve_block(block: &Block<'_>, x: &mut [f32], steps: usize) {
     SCRATCH.with(|s| {
         let s = &mut *s.borrow_mut();
         solve_block_with(block, x, steps, s);
+        if s.g.capacity() > KEEP_FLOATS {
+            s.g = Vec::new();
+        }
     });
 }
 

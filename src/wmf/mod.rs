@@ -128,12 +128,22 @@ pub struct FitReport {
 }
 
 /// Interactions prepared for the solvers: play counts checked, stored zeros dropped (they mean
-/// "no interaction"), confidences precomputed for both orientations.
+/// "no interaction"), both orientations, each holding the confidences c_ui in place of the
+/// counts (the solvers read nothing else; separate arrays cost 8 bytes per play, 380 MB on
+/// the full Taste Profile).
 pub(crate) struct Prepared {
     pub users: Csr,
-    pub user_conf: Vec<f32>,
     pub items: Csr,
-    pub item_conf: Vec<f32>,
+}
+
+impl Prepared {
+    pub fn user_conf(&self) -> &[f32] {
+        &self.users.data
+    }
+
+    pub fn item_conf(&self) -> &[f32] {
+        &self.items.data
+    }
 }
 
 /// Check that the values are non-negative finite play counts; name the first offender.
@@ -170,16 +180,12 @@ fn drop_zeros(m: CsrRef<'_>) -> Csr {
 
 pub(crate) fn prepare(params: &WmfParams, user_items: CsrRef<'_>) -> Result<Prepared> {
     check_counts(user_items)?;
-    let users = drop_zeros(user_items);
-    let items = users.view().transpose();
-    let user_conf = confidences(params, &users.data);
-    let item_conf = confidences(params, &items.data);
-    Ok(Prepared {
-        users,
-        user_conf,
-        items,
-        item_conf,
-    })
+    let mut users = drop_zeros(user_items);
+    let mut items = users.view().transpose();
+    for v in users.data.iter_mut().chain(items.data.iter_mut()) {
+        *v = params.confidence_of(*v);
+    }
+    Ok(Prepared { users, items })
 }
 
 /// Uniform [0, 0.01) start, as implicit does, so iteration counts compare like for like.
@@ -221,10 +227,10 @@ pub fn fit(
     };
     let mut report = FitReport::default();
     for it in 0..params.iterations {
-        threads.run(|| sweep::solve_side(&mut x, &y, k, data.users.view(), &data.user_conf, params))?;
-        threads.run(|| sweep::solve_side(&mut y, &x, k, data.items.view(), &data.item_conf, params))?;
+        threads.run(|| sweep::solve_side(&mut x, &y, k, data.users.view(), data.user_conf(), params))?;
+        threads.run(|| sweep::solve_side(&mut y, &x, k, data.items.view(), data.item_conf(), params))?;
         let loss = if params.compute_loss {
-            let l = threads.run(|| loss::training_loss(&x, &y, k, data.users.view(), &data.user_conf, params));
+            let l = threads.run(|| loss::training_loss(&x, &y, k, data.users.view(), data.user_conf(), params));
             report.losses.push(l);
             Some(l)
         } else {
@@ -278,7 +284,7 @@ pub fn training_loss(
             item_factors,
             k,
             data.users.view(),
-            &data.user_conf,
+            data.user_conf(),
             params,
         )
     }))

@@ -107,7 +107,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn half_step(m: &Csr, y: &[f32], p: &WmfParams, start: Vec<f32>) -> Vec<f32> {
     let prepared = prepare(p, m.view()).unwrap();
     let mut x = start;
-    sweep::solve_side(&mut x, y, p.factors, prepared.users.view(), &prepared.user_conf, p).unwrap();
+    sweep::solve_side(&mut x, y, p.factors, prepared.users.view(), prepared.user_conf(), p).unwrap();
     x
 }
 
@@ -133,14 +133,14 @@ fn item_half_step_matches_dense_closed_form() {
     let t = m.view().transpose();
     let prepared = prepare(&p, m.view()).unwrap();
     let mut y = vec![0f32; 9 * 4];
-    sweep::solve_side(&mut y, &x, 4, prepared.items.view(), &prepared.item_conf, &p).unwrap();
+    sweep::solve_side(&mut y, &x, 4, prepared.items.view(), prepared.item_conf(), &p).unwrap();
     assert!(max_abs_diff(&y, &dense_half_step(&t, &x, &p)) < 1e-4);
 }
 
 /// A half-step by the conjugate gradient alone, every row (no Woodbury rows).
 fn cg_only_half_step(m: &Csr, y: &[f32], p: &WmfParams, start: Vec<f32>, steps: usize) -> Vec<f32> {
     let prepared = prepare(p, m.view()).unwrap();
-    let (users, conf) = (prepared.users.view(), &prepared.user_conf);
+    let (users, conf) = (prepared.users.view(), prepared.user_conf());
     let a = sweep::regularized_gram(y, p.factors, p.regularization);
     let mut x = start;
     for r in sweep::blocks(users) {
@@ -382,7 +382,7 @@ fn singular_systems_are_reported_not_nan() {
     let y = vec![0f32; 9 * 4];
     let prepared = prepare(&p, m.view()).unwrap();
     let mut x = vec![0f32; 7 * 4];
-    let err = sweep::solve_side(&mut x, &y, 4, prepared.users.view(), &prepared.user_conf, &p).unwrap_err();
+    let err = sweep::solve_side(&mut x, &y, 4, prepared.users.view(), prepared.user_conf(), &p).unwrap_err();
     assert!(err.to_string().contains("positive definite"));
     // CG stops such rows where they are instead of dividing by zero.
     let p = WmfParams {
@@ -390,7 +390,7 @@ fn singular_systems_are_reported_not_nan() {
         ..params(Solver::Cg { steps: 3 })
     };
     let mut x = vec![0f32; 7 * 4];
-    sweep::solve_side(&mut x, &y, 4, prepared.users.view(), &prepared.user_conf, &p).unwrap();
+    sweep::solve_side(&mut x, &y, 4, prepared.users.view(), prepared.user_conf(), &p).unwrap();
     assert!(x.iter().all(|v| v.is_finite()));
 }
 
