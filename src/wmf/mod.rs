@@ -159,8 +159,12 @@ pub fn check_counts(m: CsrRef<'_>) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn confidences(params: &WmfParams, data: &[f32]) -> Vec<f32> {
-    data.iter().map(|&r| params.confidence_of(r)).collect()
+/// Overwrite play counts with their confidences (the solvers read nothing else, so the
+/// prepared matrices hold them in place of the counts).
+pub(crate) fn to_confidences(params: &WmfParams, data: &mut [f32]) {
+    for v in data.iter_mut() {
+        *v = params.confidence_of(*v);
+    }
 }
 
 /// Copy without explicitly stored zeros.
@@ -182,9 +186,8 @@ pub(crate) fn prepare(params: &WmfParams, user_items: CsrRef<'_>) -> Result<Prep
     check_counts(user_items)?;
     let mut users = drop_zeros(user_items);
     let mut items = users.view().transpose();
-    for v in users.data.iter_mut().chain(items.data.iter_mut()) {
-        *v = params.confidence_of(*v);
-    }
+    to_confidences(params, &mut users.data);
+    to_confidences(params, &mut items.data);
     Ok(Prepared { users, items })
 }
 
@@ -323,14 +326,14 @@ pub fn fold_in_with_gram(
     );
     ensure!(gram.len() == k * k, "the Gram matrix is not {k} x {k}");
     check_counts(rows)?;
-    let rows = drop_zeros(rows);
-    let conf = confidences(params, &rows.data);
+    let mut rows = drop_zeros(rows);
+    to_confidences(params, &mut rows.data);
     let mut out = vec![0f32; rows.n_rows * k];
     let exact = WmfParams {
         solver: Solver::Cholesky,
         ..params.clone()
     };
-    threads.run(|| sweep::solve_side_with_gram(&mut out, fixed, gram, k, rows.view(), &conf, &exact))?;
+    threads.run(|| sweep::solve_side_with_gram(&mut out, fixed, gram, k, rows.view(), &rows.data, &exact))?;
     Ok(out)
 }
 

@@ -6,7 +6,7 @@
 //! warm start, never on which other rows share its block or thread, so the rows solved shard
 //! by shard are bit for bit those of [`super::fit`].
 
-use super::{WmfParams, check_counts, confidences, drop_zeros, random_factors, sweep};
+use super::{WmfParams, check_counts, drop_zeros, random_factors, sweep, to_confidences};
 use crate::ensure;
 use crate::error::Result;
 use crate::parallel::Threads;
@@ -17,8 +17,8 @@ use rand_chacha::ChaCha8Rng;
 /// Rows of one side (users x items, or items x users) prepared as [`super::fit`] prepares them.
 pub struct Shard {
     params: WmfParams,
+    /// The confidences in place of the play counts (all the solver reads).
     rows: Csr,
-    conf: Vec<f32>,
 }
 
 impl Shard {
@@ -26,12 +26,11 @@ impl Shard {
     pub fn new(params: &WmfParams, rows: CsrRef<'_>) -> Result<Shard> {
         params.validate()?;
         check_counts(rows)?;
-        let rows = drop_zeros(rows);
-        let conf = confidences(params, &rows.data);
+        let mut rows = drop_zeros(rows);
+        to_confidences(params, &mut rows.data);
         Ok(Shard {
             params: params.clone(),
             rows,
-            conf,
         })
     }
 
@@ -60,7 +59,7 @@ impl Shard {
             fixed.len() / k
         );
         ensure!(gram.len() == k * k, "the Gram matrix is not {k} x {k}");
-        threads.run(|| sweep::solve_side_with_gram(x, fixed, gram, k, self.rows.view(), &self.conf, &self.params))
+        threads.run(|| sweep::solve_side_with_gram(x, fixed, gram, k, self.rows.view(), &self.rows.data, &self.params))
     }
 }
 
