@@ -15,6 +15,7 @@ pub mod experiment;
 pub mod io;
 pub mod kernels;
 pub mod linalg;
+pub mod memory;
 pub mod nn;
 pub mod parallel;
 pub mod serve;

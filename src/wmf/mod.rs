@@ -22,6 +22,7 @@ use crate::sparse::{Csr, CsrRef};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// How a play count r becomes a confidence weight c >= 1.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,15 +131,30 @@ pub struct FitReport {
 /// Interactions prepared for the solvers: play counts checked, stored zeros dropped (they mean
 /// "no interaction"), both orientations, each holding the confidences c_ui in place of the
 /// counts (the solvers read nothing else; separate arrays cost 8 bytes per play, 380 MB on
-/// the full Taste Profile).
-pub(crate) struct Prepared {
-    pub users: Csr,
+/// the full Taste Profile). The user side borrows the caller's indptr and indices when no
+/// zero is stored (the usual case: 200 MB on the full Taste Profile not copied).
+pub(crate) struct Prepared<'a> {
+    n_users: usize,
+    n_items: usize,
+    user_indptr: Cow<'a, [i64]>,
+    user_indices: Cow<'a, [i32]>,
+    user_conf: Vec<f32>,
     pub items: Csr,
 }
 
-impl Prepared {
+impl Prepared<'_> {
+    pub fn users(&self) -> CsrRef<'_> {
+        CsrRef {
+            n_rows: self.n_users,
+            n_cols: self.n_items,
+            indptr: &self.user_indptr,
+            indices: &self.user_indices,
+            data: &self.user_conf,
+        }
+    }
+
     pub fn user_conf(&self) -> &[f32] {
-        &self.users.data
+        &self.user_conf
     }
 
     pub fn item_conf(&self) -> &[f32] {
@@ -182,13 +198,30 @@ fn drop_zeros(m: CsrRef<'_>) -> Csr {
     out
 }
 
-pub(crate) fn prepare(params: &WmfParams, user_items: CsrRef<'_>) -> Result<Prepared> {
+pub(crate) fn prepare<'a>(params: &WmfParams, user_items: CsrRef<'a>) -> Result<Prepared<'a>> {
     check_counts(user_items)?;
-    let mut users = drop_zeros(user_items);
-    let mut items = users.view().transpose();
-    to_confidences(params, &mut users.data);
-    to_confidences(params, &mut items.data);
-    Ok(Prepared { users, items })
+    let (user_indptr, user_indices, mut user_conf) = if user_items.data.contains(&0.0) {
+        let users = drop_zeros(user_items);
+        (Cow::Owned(users.indptr), Cow::Owned(users.indices), users.data)
+    } else {
+        (
+            Cow::Borrowed(user_items.indptr),
+            Cow::Borrowed(user_items.indices),
+            user_items.data.to_vec(),
+        )
+    };
+    to_confidences(params, &mut user_conf);
+    let mut prepared = Prepared {
+        n_users: user_items.n_rows,
+        n_items: user_items.n_cols,
+        user_indptr,
+        user_indices,
+        user_conf,
+        items: Csr::default(),
+    };
+    // The confidence of a play is the same in either orientation.
+    prepared.items = prepared.users().transpose();
+    Ok(prepared)
 }
 
 /// Uniform [0, 0.01) start, as implicit does, so iteration counts compare like for like.
@@ -230,10 +263,10 @@ pub fn fit(
     };
     let mut report = FitReport::default();
     for it in 0..params.iterations {
-        threads.run(|| sweep::solve_side(&mut x, &y, k, data.users.view(), data.user_conf(), params))?;
+        threads.run(|| sweep::solve_side(&mut x, &y, k, data.users(), data.user_conf(), params))?;
         threads.run(|| sweep::solve_side(&mut y, &x, k, data.items.view(), data.item_conf(), params))?;
         let loss = if params.compute_loss {
-            let l = threads.run(|| loss::training_loss(&x, &y, k, data.users.view(), data.user_conf(), params));
+            let l = threads.run(|| loss::training_loss(&x, &y, k, data.users(), data.user_conf(), params));
             report.losses.push(l);
             Some(l)
         } else {
@@ -281,16 +314,7 @@ pub fn training_loss(
         user_items.n_cols
     );
     let data = prepare(params, user_items)?;
-    Ok(threads.run(|| {
-        loss::training_loss(
-            user_factors,
-            item_factors,
-            k,
-            data.users.view(),
-            data.user_conf(),
-            params,
-        )
-    }))
+    Ok(threads.run(|| loss::training_loss(user_factors, item_factors, k, data.users(), data.user_conf(), params)))
 }
 
 /// Solve new rows against fixed factors without refitting ("fold-in"): each row of `rows`

@@ -107,7 +107,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn half_step(m: &Csr, y: &[f32], p: &WmfParams, start: Vec<f32>) -> Vec<f32> {
     let prepared = prepare(p, m.view()).unwrap();
     let mut x = start;
-    sweep::solve_side(&mut x, y, p.factors, prepared.users.view(), prepared.user_conf(), p).unwrap();
+    sweep::solve_side(&mut x, y, p.factors, prepared.users(), prepared.user_conf(), p).unwrap();
     x
 }
 
@@ -140,7 +140,7 @@ fn item_half_step_matches_dense_closed_form() {
 /// A half-step by the conjugate gradient alone, every row (no Woodbury rows).
 fn cg_only_half_step(m: &Csr, y: &[f32], p: &WmfParams, start: Vec<f32>, steps: usize) -> Vec<f32> {
     let prepared = prepare(p, m.view()).unwrap();
-    let (users, conf) = (prepared.users.view(), prepared.user_conf());
+    let (users, conf) = (prepared.users(), prepared.user_conf());
     let a = sweep::regularized_gram(y, p.factors, p.regularization);
     let mut x = start;
     for r in sweep::blocks(users) {
@@ -171,6 +171,22 @@ fn conjugate_gradient_converges_to_the_exact_solution() {
     // ...and fewer steps move the warm start towards it.
     let one = cg_only_half_step(&m, &y, &p, start.clone(), 1);
     assert!(max_abs_diff(&one, &exact) < max_abs_diff(&start, &exact));
+}
+
+#[test]
+fn a_row_too_long_to_gather_is_solved_in_place() {
+    // One user with 20,000 plays (past cg::MAX_GATHER) beside two ordinary ones: the long
+    // row's factors are read in place, and CG still reaches the exact solution.
+    let n_items = 20_000;
+    let mut m = Csr::with_capacity(n_items, 3, n_items + 4);
+    m.push_row((0..n_items as i32).map(|j| (j, 1.0 + (j % 5) as f32)));
+    m.push_row([(3, 2.0), (9, 1.0)]);
+    m.push_row([(0, 4.0), (19_999, 1.0)]);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let y: Vec<f32> = (0..n_items * 4).map(|_| rng.random::<f32>() - 0.5).collect();
+    let exact = dense_half_step(&m, &y, &params(Solver::Cholesky));
+    let cg = cg_only_half_step(&m, &y, &params(Solver::Cg { steps: 8 }), vec![0.0; 12], 8);
+    assert!(max_abs_diff(&cg, &exact) < 1e-4, "{cg:?} vs {exact:?}");
 }
 
 #[test]
@@ -382,7 +398,7 @@ fn singular_systems_are_reported_not_nan() {
     let y = vec![0f32; 9 * 4];
     let prepared = prepare(&p, m.view()).unwrap();
     let mut x = vec![0f32; 7 * 4];
-    let err = sweep::solve_side(&mut x, &y, 4, prepared.users.view(), prepared.user_conf(), &p).unwrap_err();
+    let err = sweep::solve_side(&mut x, &y, 4, prepared.users(), prepared.user_conf(), &p).unwrap_err();
     assert!(err.to_string().contains("positive definite"));
     // CG stops such rows where they are instead of dividing by zero.
     let p = WmfParams {
@@ -390,7 +406,7 @@ fn singular_systems_are_reported_not_nan() {
         ..params(Solver::Cg { steps: 3 })
     };
     let mut x = vec![0f32; 7 * 4];
-    sweep::solve_side(&mut x, &y, 4, prepared.users.view(), prepared.user_conf(), &p).unwrap();
+    sweep::solve_side(&mut x, &y, 4, prepared.users(), prepared.user_conf(), &p).unwrap();
     assert!(x.iter().all(|v| v.is_finite()));
 }
 
