@@ -96,9 +96,14 @@ const MAX_GATHER: usize = 1 << 14;
 const KEEP_FLOATS: usize = 1 << 18;
 
 pub(crate) fn solve_block(block: &Block<'_>, x: &mut [f32], steps: usize) {
+    solve_block_gathering(block, x, steps, MAX_GATHER);
+}
+
+/// [`solve_block`] gathering at most `max_gather` interactions (the timing test varies it).
+fn solve_block_gathering(block: &Block<'_>, x: &mut [f32], steps: usize, max_gather: usize) {
     SCRATCH.with(|s| {
         let s = &mut *s.borrow_mut();
-        solve_block_with(block, x, steps, s);
+        solve_block_with(block, x, steps, s, max_gather);
         if s.g.capacity() > KEEP_FLOATS {
             s.g = Vec::new();
         }
@@ -110,7 +115,7 @@ pub(crate) fn solve_block(block: &Block<'_>, x: &mut [f32], steps: usize) {
     "x86_64+avx2+fma",
     "aarch64+neon"
 ))]
-fn solve_block_with(block: &Block<'_>, x: &mut [f32], steps: usize, s: &mut Scratch) {
+fn solve_block_with(block: &Block<'_>, x: &mut [f32], steps: usize, s: &mut Scratch, max_gather: usize) {
     let dim = block.dim;
     let rows = x.len() / dim;
     let (span, local) = block.spans(rows);
@@ -118,7 +123,7 @@ fn solve_block_with(block: &Block<'_>, x: &mut [f32], steps: usize, s: &mut Scra
     // allocation of the fit: 167 MiB for the most played song of the Taste Profile); its
     // factors are read in place, prefetched ahead, at about the same cost, since a copy
     // that size does not stay in cache between the steps either.
-    let direct = span.len() > MAX_GATHER;
+    let direct = span.len() > max_gather;
     if direct {
         s.g.clear();
     } else {
@@ -207,5 +212,53 @@ fn solve_block_with(block: &Block<'_>, x: &mut [f32], steps: usize, s: &mut Scra
             }
             rs[row] = rs_new;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sparse::Csr;
+
+    /// `cargo test --release --lib wmf::cg -- --ignored --nocapture`: one row of 436,598
+    /// plays (the Taste Profile's most played song) against 1M users x 100 factors, solved
+    /// with its factors gathered and read in place (best of 5 each, alternating).
+    #[test]
+    #[ignore]
+    fn time_a_long_row() {
+        let (n_other, dim, n) = (1_000_000usize, 100usize, 436_598usize);
+        let y: Vec<f32> = (0..n_other * dim).map(|i| ((i * 7919) % 1000) as f32 * 1e-5).collect();
+        let mut cols: Vec<i32> = (0..n)
+            .map(|i| ((i as u64 * 2_654_435_761) % n_other as u64) as i32)
+            .collect();
+        cols.sort_unstable();
+        cols.dedup();
+        let mut m = Csr::with_capacity(n_other, 1, cols.len());
+        m.push_row(cols.iter().map(|&c| (c, 2.0)));
+        let mut a = vec![0f32; dim * dim];
+        for d in 0..dim {
+            a[d * dim + d] = 1.0;
+        }
+        let block = Block {
+            first_row: 0,
+            y: &y,
+            dim,
+            a: &a,
+            m: m.view(),
+            conf: &m.data,
+        };
+        let mut best = [f64::INFINITY; 2];
+        let mut out = [vec![0f32; dim], vec![0f32; dim]];
+        for _ in 0..5 {
+            for (which, max_gather) in [usize::MAX, 0].into_iter().enumerate() {
+                let mut x = vec![0f32; dim];
+                let t = std::time::Instant::now();
+                solve_block_gathering(&block, &mut x, 3, max_gather);
+                best[which] = best[which].min(t.elapsed().as_secs_f64());
+                out[which] = x;
+            }
+        }
+        assert_eq!(out[0], out[1]);
+        println!("gathered {:.1} ms, in place {:.1} ms", best[0] * 1e3, best[1] * 1e3);
     }
 }
