@@ -44,6 +44,289 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// How [`dot_axpy_rows`] weighs row `t` given `d = y_t . v` and the confidence `c_t`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowWeight {
+    /// `c_t - (c_t - 1) d`: the conjugate gradient's initial residual.
+    Residual,
+    /// `(c_t - 1) d`, rows with `c_t = 1` skipped: its product with the search direction.
+    Step,
+}
+
+impl RowWeight {
+    #[inline(always)]
+    pub fn of(self, c: f32, d: f32) -> Option<f32> {
+        match self {
+            RowWeight::Residual => Some(c - (c - 1.0) * d),
+            RowWeight::Step => {
+                let w = c - 1.0;
+                (w != 0.0).then_some(w * d)
+            }
+        }
+    }
+}
+
+/// For each row `y_t` of the row-major `rows` (`v.len()` wide) with confidence `c[t]`:
+/// `out += w_t y_t`, `w_t` from `d = dot(y_t, v)` by `weight` (the sparse half of the
+/// conjugate gradient's products, one row of a block). The same sums as [`dot`] and
+/// [`axpy`] in the same order, so the same bits, but in explicit AVX-512 or AVX2 registers
+/// where the CPU has them (with `out` held in registers across the rows): LLVM vectorises
+/// [`dot`]'s 16 accumulators as eight 2-lane ones. The features are detected per call (a
+/// cached flag), so per row of a block, not per interaction.
+#[inline(always)]
+pub fn dot_axpy_rows(rows: &[f32], c: &[f32], v: &[f32], out: &mut [f32], weight: RowWeight) {
+    let dim = v.len();
+    assert!(
+        dim > 0 && out.len() == dim && rows.len() == c.len() * dim,
+        "dot_axpy_rows operand shapes (a bug in the caller)"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::has_avx512() {
+            // SAFETY: the CPU has the features.
+            return unsafe { x86::dot_axpy_rows_avx512(rows, c, v, out, weight) };
+        }
+        if x86::has_avx2() {
+            // SAFETY: the CPU has the features.
+            return unsafe { x86::dot_axpy_rows_avx2(rows, c, v, out, weight) };
+        }
+    }
+    for (yt, &ct) in rows.chunks_exact(dim).zip(c) {
+        if let Some(w) = weight.of(ct, dot(yt, v)) {
+            axpy(w, yt, out);
+        }
+    }
+}
+
+/// `out[t] = dot(v, table[offsets[t]..][..v.len()])` for each `t`: one vector against
+/// scattered rows of a table, the same bits as [`dot`], in explicit registers as in
+/// [`dot_axpy_rows`].
+#[inline(always)]
+pub fn dot_rows(v: &[f32], table: &[f32], offsets: &[usize], out: &mut [f32]) {
+    let dim = v.len();
+    assert!(
+        out.len() == offsets.len() && offsets.iter().all(|&o| o + dim <= table.len()),
+        "dot_rows operand shapes (a bug in the caller)"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::has_avx512() {
+            // SAFETY: the CPU has the features.
+            return unsafe { x86::dot_rows_avx512(v, table, offsets, out) };
+        }
+        if x86::has_avx2() {
+            // SAFETY: the CPU has the features.
+            return unsafe { x86::dot_rows_avx2(v, table, offsets, out) };
+        }
+    }
+    for (o, &off) in out.iter_mut().zip(offsets) {
+        *o = dot(v, &table[off..off + dim]);
+    }
+}
+
+/// [`dot`] and [`axpy`] in explicit registers, bit for bit: 16 lane sums over the full
+/// 16-element chunks (multiply, then add: no FMA, as in the portable code), the remainder
+/// summed in order on its own, then the lanes folded pairwise (8, 4, 2, 1) and the remainder
+/// added last.
+///
+/// The kernels enable the feature sets of the `#[multiversion]` targets (see `wmf::cg`), so the
+/// closures those clones pass in (which carry their features) inline into them.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::is_x86_feature_detected as has;
+    use std::arch::x86_64::*;
+
+    pub(super) fn has_avx512() -> bool {
+        has!("avx512f") && has!("avx512bw") && has!("avx512cd") && has!("avx512dq") && has!("avx512vl") && has_avx2()
+    }
+
+    pub(super) fn has_avx2() -> bool {
+        has!("avx2") && has!("fma")
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
+    fn dot512(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let full = n / 16 * 16;
+        let mut acc = _mm512_setzero_ps();
+        let mut i = 0;
+        while i < full {
+            // SAFETY: i + 16 <= full <= the length of both slices.
+            let (x, y) = unsafe { (_mm512_loadu_ps(a.as_ptr().add(i)), _mm512_loadu_ps(b.as_ptr().add(i))) };
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(x, y));
+            i += 16;
+        }
+        let mut tail = 0f32;
+        for (x, y) in a[full..n].iter().zip(&b[full..n]) {
+            tail += x * y;
+        }
+        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+        let s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), high);
+        fold8(s8) + tail
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
+    fn axpy512(alpha: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let a = _mm512_set1_ps(alpha);
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n <= the length of both slices.
+            unsafe {
+                let (xv, yv) = (_mm512_loadu_ps(x.as_ptr().add(i)), _mm512_loadu_ps(y.as_ptr().add(i)));
+                _mm512_storeu_ps(y.as_mut_ptr().add(i), _mm512_add_ps(yv, _mm512_mul_ps(a, xv)));
+            }
+            i += 16;
+        }
+        if i < n {
+            let m = ((1u32 << (n - i)) - 1) as __mmask16;
+            // SAFETY: the mask covers only the n - i < 16 elements left in both slices.
+            unsafe {
+                let xv = _mm512_maskz_loadu_ps(m, x.as_ptr().add(i));
+                let yv = _mm512_maskz_loadu_ps(m, y.as_ptr().add(i));
+                _mm512_mask_storeu_ps(y.as_mut_ptr().add(i), m, _mm512_add_ps(yv, _mm512_mul_ps(a, xv)));
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn dot256(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let full = n / 16 * 16;
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i < full {
+            // SAFETY: i + 16 <= full <= the length of both slices.
+            unsafe {
+                let (x0, y0) = (_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)));
+                let (x1, y1) = (
+                    _mm256_loadu_ps(a.as_ptr().add(i + 8)),
+                    _mm256_loadu_ps(b.as_ptr().add(i + 8)),
+                );
+                lo = _mm256_add_ps(lo, _mm256_mul_ps(x0, y0));
+                hi = _mm256_add_ps(hi, _mm256_mul_ps(x1, y1));
+            }
+            i += 16;
+        }
+        let mut tail = 0f32;
+        for (x, y) in a[full..n].iter().zip(&b[full..n]) {
+            tail += x * y;
+        }
+        fold8(_mm256_add_ps(lo, hi)) + tail
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn axpy256(alpha: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let a = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n <= the length of both slices.
+            unsafe {
+                let (xv, yv) = (_mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(y.as_ptr().add(i)));
+                _mm256_storeu_ps(y.as_mut_ptr().add(i), _mm256_add_ps(yv, _mm256_mul_ps(a, xv)));
+            }
+            i += 8;
+        }
+        for (yi, xi) in y[i..n].iter_mut().zip(&x[i..n]) {
+            *yi += alpha * xi;
+        }
+    }
+
+    /// Lanes 0..8 folded as [`super::dot`] folds them: l + (l + 4), then + (l + 2), then + (l + 1).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn fold8(s8: __m256) -> f32 {
+        let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+        let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps::<1>(s2, s2)))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
+    pub(super) fn dot_axpy_rows_avx512(rows: &[f32], c: &[f32], v: &[f32], out: &mut [f32], weight: super::RowWeight) {
+        // `out` held in registers across the rows when it fits in 8 of them: stored back per
+        // row, its masked tail would be reloaded by the next row before the store retires,
+        // and a masked load cannot take its data from the store buffer.
+        match out.len().div_ceil(16) {
+            1 => return in_registers::<1>(rows, c, v, out, weight),
+            2 => return in_registers::<2>(rows, c, v, out, weight),
+            3 => return in_registers::<3>(rows, c, v, out, weight),
+            4 => return in_registers::<4>(rows, c, v, out, weight),
+            5 => return in_registers::<5>(rows, c, v, out, weight),
+            6 => return in_registers::<6>(rows, c, v, out, weight),
+            7 => return in_registers::<7>(rows, c, v, out, weight),
+            8 => return in_registers::<8>(rows, c, v, out, weight),
+            _ => {}
+        }
+        for (yt, &ct) in rows.chunks_exact(v.len()).zip(c) {
+            if let Some(w) = weight.of(ct, dot512(yt, v)) {
+                axpy512(w, yt, out);
+            }
+        }
+    }
+
+    /// [`dot_axpy_rows_avx512`] for `out` of `16 (C - 1) + 1 ..= 16 C` floats, in C registers.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
+    fn in_registers<const C: usize>(rows: &[f32], c: &[f32], v: &[f32], out: &mut [f32], weight: super::RowWeight) {
+        let n = out.len();
+        let mask = |k: usize| -> __mmask16 {
+            let left = n - 16 * k;
+            if left >= 16 {
+                !0
+            } else {
+                ((1u32 << left) - 1) as __mmask16
+            }
+        };
+        let mut acc = [_mm512_setzero_ps(); C];
+        for (k, a) in acc.iter_mut().enumerate() {
+            // SAFETY: the mask covers only elements inside `out`.
+            *a = unsafe { _mm512_maskz_loadu_ps(mask(k), out.as_ptr().add(16 * k)) };
+        }
+        for (yt, &ct) in rows.chunks_exact(n).zip(c) {
+            if let Some(w) = weight.of(ct, dot512(yt, v)) {
+                let wv = _mm512_set1_ps(w);
+                for (k, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: the mask covers only elements inside `yt` (n long).
+                    let y = unsafe { _mm512_maskz_loadu_ps(mask(k), yt.as_ptr().add(16 * k)) };
+                    *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, y));
+                }
+            }
+        }
+        for (k, a) in acc.iter().enumerate() {
+            // SAFETY: the mask covers only elements inside `out`.
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(16 * k), mask(k), *a) };
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_axpy_rows_avx2(rows: &[f32], c: &[f32], v: &[f32], out: &mut [f32], weight: super::RowWeight) {
+        for (yt, &ct) in rows.chunks_exact(v.len()).zip(c) {
+            if let Some(w) = weight.of(ct, dot256(yt, v)) {
+                axpy256(w, yt, out);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
+    pub(super) fn dot_rows_avx512(v: &[f32], table: &[f32], offsets: &[usize], out: &mut [f32]) {
+        for (o, &off) in out.iter_mut().zip(offsets) {
+            *o = dot512(v, &table[off..off + v.len()]);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_rows_avx2(v: &[f32], table: &[f32], offsets: &[usize], out: &mut [f32]) {
+        for (o, &off) in out.iter_mut().zip(offsets) {
+            *o = dot256(v, &table[off..off + v.len()]);
+        }
+    }
+}
+
 /// y (n) = B x for B (n x k, row-major): one query against many rows. For a single query a
 /// dot product per row beats a GEMM, which would pack B first.
 #[multiversion::multiversion(targets(
@@ -247,6 +530,66 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
             let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             assert!((dot(&a, &b) as f64 - naive).abs() < 1e-4, "n={n}");
+        }
+    }
+
+    /// The portable loops that [`dot_axpy_rows`] and [`dot_rows`] replace.
+    fn portable(dim: usize, rows: &[f32], c: &[f32], v: &[f32], weight: RowWeight) -> (Vec<f32>, Vec<f32>) {
+        let mut out = vec![0.5f32; dim];
+        let mut dots = Vec::new();
+        for (yt, &ct) in rows.chunks_exact(dim).zip(c) {
+            dots.push(dot(v, yt));
+            if let Some(w) = weight.of(ct, dot(yt, v)) {
+                axpy(w, yt, &mut out);
+            }
+        }
+        (out, dots)
+    }
+
+    #[test]
+    fn simd_row_kernels_give_the_portable_bits() {
+        for dim in (1..=40).chain([63, 64, 100, 129]) {
+            let n = 7;
+            let rows: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5).collect();
+            let c: Vec<f32> = (0..n)
+                .map(|t| if t == 3 { 1.0 } else { 1.0 + t as f32 * 0.7 })
+                .collect();
+            let v: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin()).collect();
+            let offsets: Vec<usize> = (0..n).map(|t| ((t * 3) % n) * dim).collect();
+            for weight in [RowWeight::Residual, RowWeight::Step] {
+                let (want_out, mut want_dots) = portable(dim, &rows, &c, &v, weight);
+                want_dots = offsets.iter().map(|&o| want_dots[o / dim]).collect();
+                let mut got: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+                let (mut out, mut dots) = (vec![0.5f32; dim], vec![0f32; n]);
+                dot_axpy_rows(&rows, &c, &v, &mut out, weight);
+                dot_rows(&v, &rows, &offsets, &mut dots);
+                got.push((out, dots));
+                // Every path this CPU has, not only the one dispatched to.
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if x86::has_avx512() {
+                        let (mut out, mut dots) = (vec![0.5f32; dim], vec![0f32; n]);
+                        // SAFETY: the CPU has the features.
+                        unsafe {
+                            x86::dot_axpy_rows_avx512(&rows, &c, &v, &mut out, weight);
+                            x86::dot_rows_avx512(&v, &rows, &offsets, &mut dots);
+                        }
+                        got.push((out, dots));
+                    }
+                    if x86::has_avx2() {
+                        let (mut out, mut dots) = (vec![0.5f32; dim], vec![0f32; n]);
+                        // SAFETY: the CPU has the features.
+                        unsafe {
+                            x86::dot_axpy_rows_avx2(&rows, &c, &v, &mut out, weight);
+                            x86::dot_rows_avx2(&v, &rows, &offsets, &mut dots);
+                        }
+                        got.push((out, dots));
+                    }
+                }
+                for (out, dots) in got {
+                    assert_eq!((&out, &dots), (&want_out, &want_dots), "dim {dim}, {weight:?}");
+                }
+            }
         }
     }
 

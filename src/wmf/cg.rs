@@ -4,7 +4,7 @@
 //! matrix-vector product per row; the sparse part runs over the row's factors gathered once
 //! into a contiguous buffer. Y^T C_u Y is never formed.
 
-use crate::kernels::{axpy, dot, gemm_ab_small, prefetch};
+use crate::kernels::{RowWeight, axpy, dot, dot_axpy_rows, gemm_ab_small, prefetch};
 use crate::sparse::CsrRef;
 use multiversion::multiversion;
 use std::cell::RefCell;
@@ -146,6 +146,20 @@ fn solve_block_with(block: &Block<'_>, x: &mut [f32], steps: usize, s: &mut Scra
         }
     };
     let c = &block.conf[span];
+    // out += w_t y_t over a row's interactions (`kernels::dot_axpy_rows` on the gathered
+    // copy; the same sums in place, with the prefetches, for a row too long to gather).
+    let sparse = |ts: std::ops::Range<usize>, v: &[f32], out: &mut [f32], weight: RowWeight| {
+        if direct {
+            for t in ts {
+                let yt = factor(t);
+                if let Some(w) = weight.of(c[t], dot(yt, v)) {
+                    axpy(w, yt, out);
+                }
+            }
+        } else {
+            dot_axpy_rows(&g[ts.start * dim..ts.end * dim], &c[ts], v, out, weight);
+        }
+    };
 
     // r = b - A_u x = -A x + sum_i (c_i - (c_i - 1) y_i.x) y_i
     let r = &mut s.r;
@@ -156,10 +170,7 @@ fn solve_block_with(block: &Block<'_>, x: &mut [f32], steps: usize, s: &mut Scra
     for row in 0..rows {
         let xr = &x[row * dim..(row + 1) * dim];
         let rr = &mut r[row * dim..(row + 1) * dim];
-        for t in local[row].clone() {
-            let yt = factor(t);
-            axpy(c[t] - (c[t] - 1.0) * dot(yt, xr), yt, rr);
-        }
+        sparse(local[row].clone(), xr, rr, RowWeight::Residual);
     }
     let p = &mut s.p;
     p.clear();
@@ -186,13 +197,7 @@ fn solve_block_with(block: &Block<'_>, x: &mut [f32], steps: usize, s: &mut Scra
             }
             let span = row * dim..(row + 1) * dim;
             let (pr, apr) = (&mut p[span.clone()], &mut ap[span.clone()]);
-            for t in local[row].clone() {
-                let w = c[t] - 1.0;
-                if w != 0.0 {
-                    let yt = factor(t);
-                    axpy(w * dot(yt, pr), yt, apr);
-                }
-            }
+            sparse(local[row].clone(), pr, apr, RowWeight::Step);
             let pap = dot(pr, apr);
             if !(pap > 0.0) {
                 // Singular direction (lambda = 0 and no data): stop this row where it is.

@@ -14,7 +14,7 @@
 //! path depends only on its own interaction count and confidences and on `A`, so shards solve
 //! every row as the local fit does.
 
-use crate::kernels::{axpy, dot, gemm_ab};
+use crate::kernels::{axpy, dot_rows, gemm_ab};
 use crate::linalg::{cholesky, cholesky_solve};
 use crate::sparse::CsrRef;
 use multiversion::multiversion;
@@ -111,8 +111,11 @@ impl Prepared {
     }
 }
 
+/// The n x n system, its right-hand side, the rows' places in `z`, one row's dot products.
+type Scratch = (Vec<f64>, Vec<f64>, Vec<usize>, Vec<f32>);
+
 thread_local! {
-    static SCRATCH: RefCell<(Vec<f64>, Vec<f64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
 }
 
 #[multiversion(targets(
@@ -126,7 +129,7 @@ fn solve_row_with(
     indices: &[i32],
     conf: &[f32],
     x: &mut [f32],
-    scratch: &mut (Vec<f64>, Vec<f64>),
+    scratch: &mut Scratch,
 ) -> bool {
     let (dim, n) = (p.dim, indices.len());
     x.fill(0.0);
@@ -138,7 +141,11 @@ fn solve_row_with(
         &p.z[s * dim..(s + 1) * dim]
     };
     let yv = |t: usize| &y[indices[t] as usize * dim..(indices[t] as usize + 1) * dim];
-    let (g, v) = scratch;
+    let (g, v, offsets, dots) = scratch;
+    offsets.clear();
+    offsets.extend(indices.iter().map(|&j| p.slot[j as usize] as usize * dim));
+    dots.clear();
+    dots.resize(n, 0.0);
     g.clear();
     g.resize(n * n, 0.0);
     v.clear();
@@ -146,8 +153,9 @@ fn solve_row_with(
     for s in 0..n {
         let w = (conf[s] - 1.0) as f64;
         let ys = yv(s);
-        for t in 0..=s {
-            g[s * n + t] = dot(ys, z(t)) as f64;
+        dot_rows(ys, &p.z, &offsets[..=s], &mut dots[..=s]);
+        for (gt, &d) in g[s * n..=s * n + s].iter_mut().zip(&dots[..=s]) {
+            *gt = d as f64;
         }
         g[s * n + s] += 1.0 / w;
         v.push(conf[s] as f64 / w);
