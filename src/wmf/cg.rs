@@ -89,10 +89,13 @@ const PREFETCH_AHEAD: usize = 8;
 
 /// A block with more interactions than this (one row of a popular item: the sweep's blocks
 /// hold at most 1024) reads its factors in place instead of gathering a copy of them.
-/// `time_a_long_row` below, best of many: in place costs 6% more at 16,384 plays and 13% at
-/// 65,536 (the gathered copy stays in the heap), and half as much at 436,598 (a copy past
-/// glibc's 32 MiB mmap limit is fresh pages every time); 6% of the Taste Profile's item-side
-/// plays lie in rows of 16,384 to 65,536.
+/// `time_a_long_row` below, best of many: with the portable `dot`, in place cost 6% more at
+/// 16,384 plays and 13% at 65,536 (the gathered copy stays in the heap) and half as much at
+/// 436,598 (a copy past glibc's 32 MiB mmap limit is fresh pages every time); since the
+/// gathered rows go through `kernels::dot_axpy_rows`, in place costs 2.2x at 16,384, 1.6x at
+/// 65,536 and still half at 436,598 (one run on a shared machine). 6% of the Taste Profile's
+/// item-side plays lie in rows of 16,384 to 65,536: a higher limit would buy some speed with
+/// up to 2 x 25 MiB more at the peak.
 const MAX_GATHER: usize = 1 << 14;
 
 /// A gather buffer past this many floats (1 MiB; a block within the sweep's limits needs at
