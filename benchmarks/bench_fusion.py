@@ -5,7 +5,7 @@ channels, width 3, pooling 4/2/2, LSTM 256, d=100; tag/artist/year embeddings 64
 512 -> 100, dropout 0.2, fused by a linear layer), train with Adam at 1e-3 on batches of 64
 clips of 128 Mel bands x 130 frames (3 s at 22,050 Hz), on the same threads, in one run.
 
-    python benchmarks/bench_fusion.py [--threads 2] [--steps 20] [--kind fusion]
+    python benchmarks/bench_fusion.py [--threads 2] [--steps 20] [--repeats 5] [--kind fusion]
 
 PyTorch is an optional benchmark dependency (see ../shared/BENCHMARKS.md):
 ``pip install "torch==2.11.0"``. musrec's step time is measured through the public API as
@@ -22,6 +22,7 @@ import time
 
 import musrec
 import numpy as np
+from _timing import machine_line  # run from benchmarks/, as every benchmark is
 
 
 def make_data(n: int, n_mels: int, frames: int, d: int, seed: int = 0):
@@ -81,65 +82,94 @@ def torch_model(kind: str, n_mels: int, d: int, n_tags: int, n_artists: int, n_y
     return Net()
 
 
-def bench_torch(kind, spec, tags, artists, years, targets, batch, steps, threads, infer_batch):
-    import torch
+class TorchSide:
+    """The PyTorch model and optimiser, built once; each repetition trains `steps` steps
+    (after 3 warm-up steps on the first) and times inference over every song."""
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    vocab = (tags.shape[1], int(artists.max()) + 1, int(years.max()) + 1)
-    model = torch_model(kind, spec.shape[1], targets.shape[1], *vocab)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.from_numpy(spec)
-    tg, ar, yr, y = (torch.from_numpy(a) for a in (tags, artists, years, targets))
-    n = x.shape[0]
-    times = []
-    model.train()
-    for step in range(steps + 3):
-        idx = torch.arange(step * batch, step * batch + batch) % n
-        t0 = time.perf_counter()
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x[idx], tg[idx], ar[idx], yr[idx]), y[idx])
-        loss.backward()
-        opt.step()
-        if step >= 3:  # warm-up excluded
+    def __init__(self, kind, spec, tags, artists, years, targets, threads):
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self.torch = torch
+        vocab = (tags.shape[1], int(artists.max()) + 1, int(years.max()) + 1)
+        self.model = torch_model(kind, spec.shape[1], targets.shape[1], *vocab)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.x = torch.from_numpy(spec)
+        self.tg, self.ar, self.yr, self.y = (torch.from_numpy(a) for a in (tags, artists, years, targets))
+        self.n_parameters = sum(p.numel() for p in self.model.parameters())
+        self.position = 0
+        self.train_steps(3)
+
+    def train_steps(self, steps: int, batch: int = 64) -> list[float]:
+        torch, n, times = self.torch, self.x.shape[0], []
+        self.model.train()
+        for _ in range(steps):
+            idx = torch.arange(self.position, self.position + batch) % n
+            self.position += batch
+            t0 = time.perf_counter()
+            self.opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(
+                self.model(self.x[idx], self.tg[idx], self.ar[idx], self.yr[idx]), self.y[idx]
+            )
+            loss.backward()
+            self.opt.step()
             times.append(time.perf_counter() - t0)
-    model.eval()
-    b = infer_batch
-    with torch.no_grad():
-        model(x[:b], tg[:b], ar[:b], yr[:b])
+        return times
+
+    def rep(self, batch: int, steps: int, infer_batch: int) -> tuple[float, float]:
+        step = statistics.median(self.train_steps(steps, batch))
+        self.model.eval()
+        x, tg, ar, yr, n, b = self.x, self.tg, self.ar, self.yr, self.x.shape[0], infer_batch
+        with self.torch.no_grad():
+            self.model(x[:b], tg[:b], ar[:b], yr[:b])
+            t0 = time.perf_counter()
+            for s in range(0, n, b):
+                self.model(x[s : s + b], tg[s : s + b], ar[s : s + b], yr[s : s + b])
+            infer = n / (time.perf_counter() - t0)
+        return step, infer
+
+
+class MusrecSide:
+    """Each repetition: the step time as the difference between a fit of 1 + k epochs and one
+    of 1 epoch over the k extra epochs' steps (so set-up is excluded), and inference over every
+    song."""
+
+    def __init__(self, kind, spec, meta, targets, threads):
+        self.kind, self.spec, self.meta, self.targets, self.threads = kind, spec, meta, targets, threads
+        self.n_parameters = None
+
+    def fit(self, epochs: int, batch: int):
+        model = musrec.FusionModel(
+            self.kind, max_epochs=epochs, batch_size=batch, num_threads=self.threads, min_count=1
+        )
         t0 = time.perf_counter()
-        for s in range(0, n, b):
-            model(x[s : s + b], tg[s : s + b], ar[s : s + b], yr[s : s + b])
-        infer = n / (time.perf_counter() - t0)
-    params = sum(p.numel() for p in model.parameters())
-    return statistics.median(times), infer, params
-
-
-def bench_musrec(kind, spec, meta, targets, batch, steps, threads, infer_batch):
-    n = spec.shape[0]
-    per_epoch = -(-n // batch)
-    extra = max(1, -(-steps // per_epoch))
-
-    def fit(epochs):
-        model = musrec.FusionModel(kind, max_epochs=epochs, batch_size=batch, num_threads=threads, min_count=1)
-        t0 = time.perf_counter()
-        model.fit(spec, meta, targets, validation=None, show_progress=False)
+        model.fit(self.spec, self.meta, self.targets, validation=None, show_progress=False)
         return time.perf_counter() - t0, model
 
-    base, _ = fit(1)
-    more, model = fit(1 + extra)
-    step = (more - base) / (extra * per_epoch)
-    model.predict(spec[:infer_batch], meta[:infer_batch], batch_size=infer_batch)
-    t0 = time.perf_counter()
-    model.predict(spec, meta, batch_size=infer_batch)
-    infer = n / (time.perf_counter() - t0)
-    return step, infer, model.n_parameters_
+    def rep(self, batch: int, steps: int, infer_batch: int) -> tuple[float, float]:
+        n = self.spec.shape[0]
+        per_epoch = -(-n // batch)
+        extra = max(1, -(-steps // per_epoch))
+        base, _ = self.fit(1, batch)
+        more, model = self.fit(1 + extra, batch)
+        self.n_parameters = model.n_parameters_
+        step = (more - base) / (extra * per_epoch)
+        model.predict(self.spec[:infer_batch], self.meta[:infer_batch], batch_size=infer_batch)
+        t0 = time.perf_counter()
+        model.predict(self.spec, self.meta, batch_size=infer_batch)
+        return step, n / (time.perf_counter() - t0)
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=20, help="training steps per repetition, each side")
+    ap.add_argument("--repeats", type=int, default=5, help="alternating repetitions of both sides")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--frames", type=int, default=130, help="130 = 3 s at 22,050 Hz; 47 = 3 s at 8 kHz")
     ap.add_argument("--infer-batch", type=int, default=64, help="songs per forward pass at inference, both sides")
@@ -158,28 +188,41 @@ def main() -> None:
     artists = np.array([int(m["artist"][6:]) + 1 for m in meta], np.int64)
     years = np.array([(m["year"] - 1960) // 5 + 1 for m in meta], np.int64)
 
-    print(
-        f"kind={args.kind} batch={args.batch} infer-batch={args.infer_batch} input=128x{args.frames} "
-        f"threads={args.threads}"
-    )
-    m_step, m_infer, m_params = bench_musrec(
-        args.kind, spec, meta, targets, args.batch, args.steps, args.threads, args.infer_batch
-    )
+    print(machine_line())
+    sides = {"musrec": MusrecSide(args.kind, spec, meta, targets, args.threads)}
     try:
-        t_step, t_infer, t_params = bench_torch(
-            args.kind, spec, tags, artists, years, targets, args.batch, args.steps, args.threads, args.infer_batch
-        )
+        sides["pytorch"] = TorchSide(args.kind, spec, tags, artists, years, targets, args.threads)
+        torch_threads = sides["pytorch"].torch.get_num_threads()
     except ImportError:
         print("PyTorch is not installed: musrec only")
-        t_step = t_infer = t_params = None
-    rows = [("musrec", m_step, m_infer, m_params)]
-    if t_step is not None:
-        rows.append(("pytorch", t_step, t_infer, t_params))
-    print(f"{'library':<10}{'params':>10}{'step (s)':>11}{'train samples/s':>17}{'infer samples/s':>17}")
-    for name, step, infer, params in rows:
-        print(f"{name:<10}{params:>10,}{step:>11.4f}{args.batch / step:>17,.0f}{infer:>17,.0f}")
-    if t_step is not None:
-        print(f"musrec / pytorch: training {t_step / m_step:.2f}x, inference {m_infer / t_infer:.2f}x")
+        torch_threads = None
+    print(
+        f"kind={args.kind} batch={args.batch} infer-batch={args.infer_batch} input=128x{args.frames} "
+        f"threads: musrec {args.threads}"
+        + (f", pytorch {torch_threads}" if torch_threads else "")
+        + f"; {args.repeats} alternating repetitions of {args.steps} steps"
+    )
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+    names = list(sides)
+    for rep in range(args.repeats):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            results[name].append(sides[name].rep(args.batch, args.steps, args.infer_batch))
+    print("median [min-max] over repetitions")
+    print(f"{'library':<10}{'params':>11}  {'step (s)':<26}{'train samples/s':<22}{'infer samples/s':<22}")
+    for name, side in sides.items():
+        steps = [s for s, _ in results[name]]
+        infers = [i for _, i in results[name]]
+        print(
+            f"{name:<10}{side.n_parameters:>11,}  {spread(steps, '.4f'):<26}"
+            f"{spread([args.batch / s for s in steps], ',.0f'):<22}{spread(infers, ',.0f'):<22}"
+        )
+    if "pytorch" in results:
+        train = [t[0] / m[0] for m, t in zip(results["musrec"], results["pytorch"], strict=True)]
+        infer = [m[1] / t[1] for m, t in zip(results["musrec"], results["pytorch"], strict=True)]
+        print(
+            f"musrec / pytorch (paired by repetition): training {spread(train, '.2f')}x, "
+            f"inference {spread(infer, '.2f')}x"
+        )
 
 
 if __name__ == "__main__":

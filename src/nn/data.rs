@@ -24,6 +24,9 @@ pub struct Inputs<'a> {
     pub targets: Option<&'a [f32]>,
     /// Each song's WPE metric (training with `Objective::Wpe` only).
     pub metric: Option<&'a SongMetric>,
+    /// Each song's statistics for the linear part (`wide::song_stats`, n x its width),
+    /// computed once before training; `None`: computed per batch.
+    pub stats: Option<&'a [f32]>,
 }
 
 impl Inputs<'_> {
@@ -227,16 +230,26 @@ pub fn make_batch(
     if config.wide_reads_audio()
         && let Some(spec) = inputs.spectrograms
     {
-        let stats = super::wide::song_stats(
-            spec,
-            standardizer,
-            config.n_mels,
-            config.n_frames,
-            inputs.n_excerpts,
-            config.wide_flux,
-            rows,
-        );
-        let stats: Vec<f32> = stats.into_iter().map(|v| v as f32).collect();
+        let width = config.stats_per_band() * config.n_mels;
+        let stats: Vec<f32> = match inputs.stats {
+            Some(table) => rows
+                .iter()
+                .flat_map(|&r| &table[r * width..(r + 1) * width])
+                .copied()
+                .collect(),
+            None => super::wide::song_stats(
+                spec,
+                standardizer,
+                config.n_mels,
+                config.n_frames,
+                inputs.n_excerpts,
+                config.wide_flux,
+                rows,
+            )
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        };
         batch.stats = Some(Tensor::from_vec(
             stats,
             (b, config.stats_per_band() * config.n_mels),

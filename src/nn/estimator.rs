@@ -540,5 +540,6 @@ fn inputs<'a>(songs: &Songs<'a>, encoded: Option<&'a EncodedMetadata>) -> Inputs
         metadata: encoded,
         targets: songs.targets,
         metric: None,
+        stats: None,
     }
 }

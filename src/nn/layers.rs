@@ -82,7 +82,7 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(self.w.as_tensor())?.broadcast_add(self.b.as_tensor())?)
+        Ok(ops::linear(x, self.w.as_tensor(), self.b.as_tensor())?)
     }
 }
 
@@ -112,15 +112,11 @@ impl ConvPool {
         })
     }
 
-    /// (batch, frames, inputs) -> (batch, frames / pool, outputs).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, c) = x.dims3()?;
-        let outputs = self.b.dim(0)?;
-        let y = ops::unfold(x, self.kernel)?
-            .reshape((b * t, self.kernel * c))?
-            .matmul(self.w.as_tensor())?
-            .reshape((b, t, outputs))?;
-        Ok(ops::bias_pool_relu(&y, self.b.as_tensor(), self.pool)?)
+    /// (batch, frames, inputs) -> (batch, frames / pool, outputs). `input_grad`: whether
+    /// the input's gradient is wanted (not for the spectrogram itself).
+    pub fn forward(&self, x: &Tensor, input_grad: bool) -> Result<Tensor> {
+        let (w, b) = (self.w.as_tensor(), self.b.as_tensor());
+        Ok(ops::conv_pool_relu(x, w, b, self.kernel, self.pool, input_grad)?)
     }
 }
 
@@ -161,34 +157,14 @@ impl Lstm {
     /// (batch, steps, inputs) -> (batch, hidden).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, steps, inputs) = x.dims3()?;
-        let h = self.hidden;
-        // The input projection of every step in one matmul; only h W_hh is sequential.
-        let projected = x
-            .reshape((batch * steps, inputs))?
-            .matmul(self.w_input.as_tensor())?
-            .broadcast_add(self.b.as_tensor())?
-            .reshape((batch, steps, 4 * h))?;
-        let mut state: Option<(Tensor, Tensor)> = None;
-        for t in 0..steps {
-            let mut gates = projected.narrow(1, t, 1)?.squeeze(1)?;
-            if let Some((hidden, _)) = &state {
-                gates = (gates + hidden.matmul(self.w_hidden.as_tensor())?)?;
-            }
-            let i = candle_nn::ops::sigmoid(&gates.narrow(1, 0, h)?)?;
-            let f = candle_nn::ops::sigmoid(&gates.narrow(1, h, h)?)?;
-            let g = gates.narrow(1, 2 * h, h)?.tanh()?;
-            let o = candle_nn::ops::sigmoid(&gates.narrow(1, 3 * h, h)?)?;
-            let cell = match &state {
-                Some((_, cell)) => ((f * cell)? + (i * g)?)?,
-                None => (i * g)?,
-            };
-            let hidden = (o * cell.tanh()?)?;
-            state = Some((hidden, cell));
-        }
-        match state {
-            Some((hidden, _)) => Ok(hidden),
-            None => Err(crate::Error::invalid("the LSTM got a sequence of length 0")),
-        }
+        // The input projection of every step in one GEMM; only h W_hh is sequential.
+        let projected = ops::linear(
+            &x.reshape((batch * steps, inputs))?,
+            self.w_input.as_tensor(),
+            self.b.as_tensor(),
+        )?
+        .reshape((batch, steps, 4 * self.hidden))?;
+        Ok(ops::lstm_last(&projected, self.w_hidden.as_tensor())?)
     }
 }
 

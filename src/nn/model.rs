@@ -325,8 +325,9 @@ impl Network {
         let audio = match &self.audio_fc {
             Some(fc) => {
                 let mut x = batch.audio.clone().ok_or_else(|| missing("audio"))?;
-                for layer in &self.conv {
-                    x = layer.forward(&x)?;
+                for (i, layer) in self.conv.iter().enumerate() {
+                    // The spectrogram is data: no gradient for it.
+                    x = layer.forward(&x, i > 0)?;
                 }
                 let mut summary = match &self.lstm {
                     Some(lstm) => lstm.forward(&x)?,

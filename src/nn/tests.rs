@@ -91,8 +91,8 @@ fn convolution_and_pooling_gradients() {
     let layer = ConvPool::new(&mut store, "conv", (4, 3, 3, 2), &mut rng).unwrap();
     // An odd length exercises the frames dropped before pooling.
     let x = input_var(&[2, 11, 4], &mut rng);
-    assert_eq!(layer.forward(x.as_tensor()).unwrap().dims(), &[2, 5, 3]);
-    check_layer(&store, &x, &|t| layer.forward(t).unwrap(), &mut rng);
+    assert_eq!(layer.forward(x.as_tensor(), true).unwrap().dims(), &[2, 5, 3]);
+    check_layer(&store, &x, &|t| layer.forward(t, true).unwrap(), &mut rng);
 }
 
 #[test]
@@ -675,7 +675,7 @@ fn convolution_matches_a_direct_sum() {
     let layer = ConvPool::new(&mut store, "conv", (c, o, 3, 1), &mut rng).unwrap();
     let x = random_tensor(&[1, t, c], &mut rng);
     let out = layer
-        .forward(&x)
+        .forward(&x, false)
         .unwrap()
         .flatten_all()
         .unwrap()
@@ -922,6 +922,7 @@ fn spec_augment_masks_training_input_only() {
         metadata: None,
         targets: None,
         metric: None,
+        stats: None,
     };
     let standardizer = Standardizer {
         mean: vec![-50.0; 6],
@@ -1251,4 +1252,72 @@ fn aligning_a_kernel_ridge_maps_its_predictions() {
             assert!((q[j] - want).abs() < 1e-4 * (1.0 + want.abs()), "{} vs {want}", q[j]);
         }
     }
+}
+
+/// Training-step and inference timing of the default fusion network at the benchmark's size
+/// (batch 64, 128 Mel bands x 130 frames, 2 threads); a measurement, not a check, so ignored:
+/// `cargo test --release --lib nn::tests::step_timing -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn step_timing() {
+    use super::adam::Adam;
+    let mut config = NetConfig::new(ModelKind::Fusion, 100, 128, 130);
+    (config.n_tags, config.n_artists, config.n_years) = (300, 100, 13);
+    config.random_features = 640;
+    let net = Network::new(config.clone(), 0).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let b = 64;
+    let dev = &Device::Cpu;
+    let onehot = |n: usize, rng: &mut ChaCha8Rng| {
+        let ids: Vec<u32> = (0..b).map(|_| rng.random_range(0..n as u32)).collect();
+        Tensor::new(ids, dev).unwrap()
+    };
+    let tags: Vec<f32> = (0..b * 300).map(|i| if i % 97 == 0 { 1.0 } else { 0.0 }).collect();
+    let batch = Batch {
+        audio: Some(random_tensor(&[b, 130, 128], &mut rng)),
+        tags: Some(Tensor::from_vec(tags, (b, 300), dev).unwrap()),
+        artists: Some(onehot(100, &mut rng)),
+        years: Some(onehot(13, &mut rng)),
+        targets: Some(random_tensor(&[b, 100], &mut rng)),
+        stats: Some(random_tensor(&[b, config.stats_per_band() * 128], &mut rng)),
+        ..Batch::default()
+    };
+    let threads = Threads::new(2).unwrap();
+    let mut adam = Adam::new(&net.params.vars);
+    let (mut times, mut parts) = (Vec::new(), [0.0f64; 3]);
+    for step in 0..33 {
+        let t0 = std::time::Instant::now();
+        let split = threads.run(|| {
+            let loss = net.loss(&batch, Some(&mut rng)).unwrap();
+            let t1 = std::time::Instant::now();
+            let grads = loss.backward().unwrap();
+            let t2 = std::time::Instant::now();
+            adam.update(&net.params.vars, &grads, 1e-3, 0.0, 5.0).unwrap();
+            [t1 - t0, t2 - t1, t2.elapsed()]
+        });
+        if step >= 3 {
+            times.push(t0.elapsed().as_secs_f64());
+            parts
+                .iter_mut()
+                .zip(split)
+                .for_each(|(p, d)| *p += d.as_secs_f64() / 30.0);
+        }
+    }
+    println!(
+        "mean forward {:.4} s, backward {:.4} s, Adam {:.4} s",
+        parts[0], parts[1], parts[2]
+    );
+    let mut infer = Vec::new();
+    for _ in 0..20 {
+        let t0 = std::time::Instant::now();
+        threads.run(|| net.forward(&batch, None).unwrap());
+        infer.push(t0.elapsed().as_secs_f64());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let (m, lo, hi) = median(&mut times);
+    let (mi, ilo, ihi) = median(&mut infer);
+    println!("train step {m:.4} s [{lo:.4}-{hi:.4}], forward of 64 {mi:.4} s [{ilo:.4}-{ihi:.4}]");
 }

@@ -102,6 +102,34 @@ pub fn train(
         state.adam = Adam::new(&net.params.vars);
     }
     crate::ensure!(!train_rows.is_empty(), "no training songs");
+    // The linear part's statistics of a song do not change from epoch to epoch (they average
+    // over all its excerpts): computed once, not per batch.
+    let table: Vec<f32>;
+    let cached;
+    let train_set = match train_set.spectrograms {
+        Some(spec) if net.config.wide_reads_audio() && train_set.stats.is_none() => {
+            let c = &net.config;
+            let all: Vec<usize> = (0..train_set.n).collect();
+            let stats = threads.run(|| {
+                super::wide::song_stats(
+                    spec,
+                    standardizer,
+                    c.n_mels,
+                    c.n_frames,
+                    train_set.n_excerpts,
+                    c.wide_flux,
+                    &all,
+                )
+            });
+            table = stats.into_iter().map(|v| v as f32).collect();
+            cached = Inputs {
+                stats: Some(&table),
+                ..*train_set
+            };
+            &cached
+        }
+        _ => train_set,
+    };
     let n_batches = train_rows.len().div_ceil(config.batch_size);
     let total = config.max_epochs * n_batches;
     let mut order = train_rows.to_vec();

@@ -19,6 +19,7 @@ use super::data::{Inputs, Standardizer};
 use crate::ensure;
 use crate::error::Result;
 use crate::linalg::{cholesky, cholesky_solve, gemm_atb};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Added inside the square root of a band's variance.
@@ -182,7 +183,7 @@ pub fn song_stats(
     let per_clip = n_mels * n_frames;
     let width = if flux { 3 * n_mels } else { 2 * n_mels };
     let mut out = vec![0.0f64; rows.len() * width];
-    for (dst, &r) in out.chunks_exact_mut(width).zip(rows) {
+    out.par_chunks_exact_mut(width).zip(rows).for_each(|(dst, &r)| {
         let song = &spectrograms[r * n_excerpts * per_clip..(r + 1) * n_excerpts * per_clip];
         for clip in song.chunks_exact(per_clip) {
             for (band, row) in clip.chunks_exact(n_frames).enumerate() {
@@ -198,7 +199,7 @@ pub fn song_stats(
                 }
             }
         }
-    }
+    });
     out
 }
 
@@ -692,6 +693,7 @@ mod tests {
             metadata: Some(&meta),
             targets: Some(&y),
             metric: None,
+            stats: None,
         };
         let st = Standardizer::identity(1);
         let rows: Vec<usize> = (0..6).collect();
