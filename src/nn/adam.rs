@@ -4,12 +4,98 @@
 
 use crate::error::Result;
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp1, Layout, Tensor, Var};
 use rayon::prelude::*;
 
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPSILON: f64 = 1e-8;
+
+/// `f` on a contiguous CPU tensor's values, without a copy.
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Ok(f(&data[start..end])),
+        _ => Err(crate::Error::Compute("expected a contiguous f32 CPU tensor".into())),
+    }
+}
+
+/// Sum of squares in f64, over chunks in parallel, the chunks' sums added in order (the
+/// same value whatever the number of threads).
+fn sum_of_squares(g: &[f32]) -> f64 {
+    let chunks: Vec<f64> = g
+        .par_chunks(4096)
+        .map(|c| c.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>())
+        .collect();
+    chunks.iter().sum()
+}
+
+#[derive(Clone, Copy)]
+struct Step {
+    size: f32,
+    v_correction: f32,
+    decay: f32,
+    clip: f32,
+}
+
+/// One parameter's update, applied to its storage in place.
+struct Update<'a> {
+    step: Step,
+    grad: &'a [f32],
+    moments: std::sync::Mutex<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
+}
+
+impl InplaceOp1 for Update<'_> {
+    fn name(&self) -> &'static str {
+        "adam-update"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("expected a contiguous f32 parameter")
+        };
+        let values = &mut data[start..end];
+        let mut moments = self.moments.lock().unwrap_or_else(|e| e.into_inner());
+        let (m, v) = &mut *moments;
+        if values.len() != self.grad.len() || m.len() != values.len() || v.len() != values.len() {
+            candle_core::bail!("a gradient or moment does not match its parameter's size");
+        }
+        values
+            .par_chunks_mut(4096)
+            .zip(m.par_chunks_mut(4096))
+            .zip(v.par_chunks_mut(4096))
+            .zip(self.grad.par_chunks(4096))
+            .for_each(|(((p, m), v), g)| update_chunk(p, m, v, g, self.step));
+        Ok(())
+    }
+}
+
+/// The update of a run of parameters, their moments and gradients (multiversioned: the
+/// square roots and divisions are most of an update's time, and vectorise 4 times wider with
+/// AVX-512 than with the baseline's SSE2; no sums, so every target gives the same values).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn update_chunk(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], step: Step) {
+    let Step {
+        size,
+        v_correction,
+        decay,
+        clip,
+    } = step;
+    let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPSILON as f32);
+    let n = p.len();
+    let (m, v, g) = (&mut m[..n], &mut v[..n], &g[..n]);
+    for i in 0..n {
+        let g = g[i] * clip;
+        m[i] = b1 * m[i] + (1.0 - b1) * g;
+        v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+        // PyTorch's AdamW: eps is added after the bias correction of v.
+        p[i] = p[i] * decay - size * m[i] / (v[i].sqrt() * v_correction + eps);
+    }
+}
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Adam {
@@ -39,20 +125,16 @@ impl Adam {
         weight_decay: f64,
         clip_norm: f64,
     ) -> Result<()> {
-        let mut flat: Vec<Option<Vec<f32>>> = Vec::with_capacity(vars.len());
-        for (_, var) in vars {
-            flat.push(match grads.get(var.as_tensor()) {
-                Some(g) => Some(g.flatten_all()?.to_vec1::<f32>()?),
-                None => None,
-            });
-        }
+        let grads: Vec<Option<Tensor>> = vars
+            .iter()
+            .map(|(_, var)| grads.get(var.as_tensor()).map(|g| g.contiguous()).transpose())
+            .collect::<candle_core::Result<_>>()?;
         let clip = if clip_norm > 0.0 {
-            let norm = flat
-                .iter()
-                .flatten()
-                .map(|g| g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
-                .sum::<f64>()
-                .sqrt();
+            let mut squares = 0.0f64;
+            for g in grads.iter().flatten() {
+                squares += with_values(g, sum_of_squares)?;
+            }
+            let norm = squares.sqrt();
             if norm > clip_norm {
                 (clip_norm / norm) as f32
             } else {
@@ -63,32 +145,25 @@ impl Adam {
         };
         self.step += 1;
         let t = self.step as i32;
-        let step_size = (learning_rate / (1.0 - BETA1.powi(t))) as f32;
-        let v_correction = (1.0 / (1.0 - BETA2.powi(t))).sqrt() as f32;
-        let decay = (1.0 - learning_rate * weight_decay) as f32;
-        let (b1, b2, eps) = (BETA1 as f32, BETA2 as f32, EPSILON as f32);
-        for (k, ((_, var), grad)) in vars.iter().zip(flat).enumerate() {
-            let Some(mut grad) = grad else {
+        let step = Step {
+            size: (learning_rate / (1.0 - BETA1.powi(t))) as f32,
+            v_correction: (1.0 / (1.0 - BETA2.powi(t))).sqrt() as f32,
+            decay: (1.0 - learning_rate * weight_decay) as f32,
+            clip,
+        };
+        for (k, ((_, var), grad)) in vars.iter().zip(grads).enumerate() {
+            let Some(grad) = grad else {
                 continue;
             };
-            if clip != 1.0 {
-                grad.iter_mut().for_each(|g| *g *= clip);
-            }
-            let mut values = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            values
-                .par_chunks_mut(4096)
-                .zip(self.m[k].par_chunks_mut(4096))
-                .zip(self.v[k].par_chunks_mut(4096))
-                .zip(grad.par_chunks(4096))
-                .for_each(|(((p, m), v), g)| {
-                    for i in 0..p.len() {
-                        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
-                        // PyTorch's AdamW: eps is added after the bias correction of v.
-                        p[i] = p[i] * decay - step_size * m[i] / (v[i].sqrt() * v_correction + eps);
-                    }
-                });
-            var.set(&Tensor::from_vec(values, var.shape(), var.device())?)?;
+            let (m, v) = (&mut self.m[k], &mut self.v[k]);
+            with_values(&grad, |g| {
+                // The parameter's own storage, updated in place.
+                var.as_tensor().inplace_op1(&Update {
+                    step,
+                    grad: g,
+                    moments: std::sync::Mutex::new((m, v)),
+                })
+            })??;
         }
         Ok(())
     }
