@@ -5,10 +5,12 @@
 //! gradient before adding into it, and computes both operands' gradients of every matmul, even
 //! for an input that is data (the first convolution's unfolded spectrogram: a fifth of a step's
 //! arithmetic). Each layer here is one node instead:
-//! - [`conv_pool_relu`]: a 1-D convolution over time ("same" padding) as one GEMM of the
-//!   unfolded input, the bias, non-overlapping max-pooling and ReLU. The forward pass keeps the
-//!   unfolded input and each pooled output's winning frame, so the backward pass is two GEMMs
-//!   (one when the input needs no gradient) and a scatter.
+//! - [`conv_pool_relu`]: a 1-D convolution over time ("same" padding), the bias,
+//!   non-overlapping max-pooling and ReLU. Width 3 (the networks' default) runs Winograd's
+//!   F(4, 3) (see [`super::winograd`]: half the multiplications), other widths one GEMM of the
+//!   unfolded input. The forward pass keeps the (transformed or unfolded) input and each pooled
+//!   output's winning frame, so the backward pass is the GEMMs of the two gradients (only the
+//!   weights' when the input needs none) and a scatter.
 //! - [`linear`]: x W + b, the bias written before the GEMM accumulates into it.
 //! - [`lstm_last`]: the LSTM's recurrence (PyTorch's gates i, f, g, o) over precomputed input
 //!   projections, returning the last hidden state; the forward pass keeps the gates and cells,
@@ -18,6 +20,7 @@
 //! Sums over the batch (bias gradients) are taken per song and added in song order, so results
 //! do not depend on scheduling.
 
+use super::winograd;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -48,7 +51,7 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
 
 /// How an operand of [`sgemm`] is stored: as the matrix itself or as its transpose, row-major.
 #[derive(Clone, Copy)]
-enum Stored {
+pub(super) enum Stored {
     AsIs,
     Transposed,
 }
@@ -56,7 +59,7 @@ enum Stored {
 /// C (m x n, row-major) = op(A) (m x k) * op(B) (k x n), plus C's old values when
 /// `accumulate`. A is stored row-major as (m x k), or as (k x m) when `Transposed`; B as
 /// (k x n), or (n x k). Runs on the current rayon pool.
-fn sgemm(
+pub(super) fn sgemm(
     (m, n, k): (usize, usize, usize),
     a: &[f32],
     a_stored: Stored,
@@ -71,7 +74,7 @@ fn sgemm(
 /// [`sgemm`], on the current pool's threads when `parallel` (and the product is large enough
 /// to gain from it), else on the calling thread.
 #[allow(clippy::too_many_arguments)]
-fn sgemm_on(
+pub(super) fn sgemm_on(
     (m, n, k): (usize, usize, usize),
     a: &[f32],
     a_stored: Stored,
@@ -239,9 +242,35 @@ fn pool_song(y: &[f32], bias: &[f32], (to, o, p): (usize, usize, usize), out: &m
     }
 }
 
+/// [`pool_song`] for each song of a block: `y` (songs x t x o) to `out` and `winner` (songs
+/// x to x o).
+fn pool_block(
+    y: &[f32],
+    bias: &[f32],
+    (t, to, o, p): (usize, usize, usize, usize),
+    out: &mut [f32],
+    winner: &mut [u32],
+) {
+    for ((dst, win), src) in out
+        .chunks_mut(to * o)
+        .zip(winner.chunks_mut(to * o))
+        .zip(y.chunks(t * o))
+    {
+        pool_song(src, bias, (to, o, p), dst, win);
+    }
+}
+
+/// What the convolution's forward pass keeps of its input for the backward pass.
+enum SavedInput {
+    /// The unfolded input (batch x frames x kernel inputs).
+    Unfolded(Vec<f32>),
+    /// Width 3: the Winograd-transformed input and weights (see [`super::winograd`]).
+    Winograd { v: Vec<f32>, u: Vec<f32> },
+}
+
 /// What the convolution's forward pass keeps for its backward pass.
 struct ConvSaved {
-    unfolded: Vec<f32>,
+    input: SavedInput,
     /// Per pooled output, the frame of its run that held the max (the first on ties, as
     /// PyTorch).
     winner: Vec<u32>,
@@ -282,29 +311,41 @@ impl CustomOp3 for ConvPoolRelu {
         );
         let p = self.pool;
         let to = t / p;
-        let mut unfolded = vec![0.0f32; b * t * k * c];
         let mut out = vec![0.0f32; b * to * o];
         let mut winner = vec![0u32; b * to * o];
-        // Blocks of songs, one task each: unfold, a one-thread GEMM into a block-sized buffer
-        // that stays in cache, and the pooling straight from it.
-        let songs = SONGS_PER_BLOCK;
-        unfolded
-            .par_chunks_mut(songs * t * k * c)
-            .zip(x.par_chunks(songs * t * c))
-            .zip(
-                out.par_chunks_mut(songs * to * o)
-                    .zip(winner.par_chunks_mut(songs * to * o)),
-            )
-            .for_each_init(Vec::new, |y, ((u, xs), (dst, win))| {
-                let rows = xs.len() / c;
-                unfold_into(xs, (t, c, k), u);
-                y.resize(rows * o, 0.0);
-                sgemm_on((rows, o, k * c), u, Stored::AsIs, w, Stored::AsIs, y, false, false);
-                for ((dst, win), src) in dst.chunks_mut(to * o).zip(win.chunks_mut(to * o)).zip(y.chunks(t * o)) {
-                    pool_song(src, bias, (to, o, p), dst, win);
-                }
+        let input = if k == 3 {
+            // Half the multiplications (see the winograd module); blocks of songs as below.
+            let u = winograd::transform_weights(w, c * o);
+            let songs = winograd::songs_per_block(b, t);
+            let outputs = out
+                .par_chunks_mut(songs * to * o)
+                .zip(winner.par_chunks_mut(songs * to * o));
+            let v = winograd::forward(x, &u, (b, t, c, o), songs, outputs, |(dst, win), y| {
+                pool_block(y, bias, (t, to, o, p), dst, win)
             });
-        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(ConvSaved { unfolded, winner });
+            SavedInput::Winograd { v, u }
+        } else {
+            let mut unfolded = vec![0.0f32; b * t * k * c];
+            // Blocks of songs, one task each: unfold, a one-thread GEMM into a block-sized
+            // buffer that stays in cache, and the pooling straight from it.
+            let songs = SONGS_PER_BLOCK;
+            unfolded
+                .par_chunks_mut(songs * t * k * c)
+                .zip(x.par_chunks(songs * t * c))
+                .zip(
+                    out.par_chunks_mut(songs * to * o)
+                        .zip(winner.par_chunks_mut(songs * to * o)),
+                )
+                .for_each_init(Vec::new, |y, ((u, xs), (dst, win))| {
+                    let rows = xs.len() / c;
+                    unfold_into(xs, (t, c, k), u);
+                    y.resize(rows * o, 0.0);
+                    sgemm_on((rows, o, k * c), u, Stored::AsIs, w, Stored::AsIs, y, false, false);
+                    pool_block(y, bias, (t, to, o, p), dst, win);
+                });
+            SavedInput::Unfolded(unfolded)
+        };
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Some(ConvSaved { input, winner });
         Ok((CpuStorage::F32(out), Shape::from((b, to, o))))
     }
 
@@ -348,32 +389,42 @@ impl CustomOp3 for ConvPoolRelu {
             })
         })??;
         let db = column_sums(&per_song, o, 1);
-        let mut dw = vec![0.0f32; k * c * o];
-        sgemm(
-            (k * c, o, b * t),
-            &saved.unfolded,
-            Stored::Transposed,
-            &dy,
-            Stored::AsIs,
-            &mut dw,
-            false,
-        );
-        let dx = if self.input_grad {
-            let mut du = vec![0.0f32; b * t * k * c];
-            with_f32(w, |w| {
+        let (dw, dx) = match &saved.input {
+            SavedInput::Winograd { v, u } => winograd::backward(&dy, v, u, (b, t, c, o), self.input_grad),
+            SavedInput::Unfolded(unfolded) => {
+                let mut dw = vec![0.0f32; k * c * o];
                 sgemm(
-                    (b * t, k * c, o),
+                    (k * c, o, b * t),
+                    unfolded,
+                    Stored::Transposed,
                     &dy,
                     Stored::AsIs,
-                    w,
-                    Stored::Transposed,
-                    &mut du,
+                    &mut dw,
                     false,
-                )
-            })?;
-            Some(Tensor::from_vec(fold(&du, (b, t, c, k)), (b, t, c), x.device())?)
-        } else {
-            None
+                );
+                let dx = if self.input_grad {
+                    let mut du = vec![0.0f32; b * t * k * c];
+                    with_f32(w, |w| {
+                        sgemm(
+                            (b * t, k * c, o),
+                            &dy,
+                            Stored::AsIs,
+                            w,
+                            Stored::Transposed,
+                            &mut du,
+                            false,
+                        )
+                    })?;
+                    Some(fold(&du, (b, t, c, k)))
+                } else {
+                    None
+                };
+                (dw, dx)
+            }
+        };
+        let dx = match dx {
+            Some(dx) => Some(Tensor::from_vec(dx, (b, t, c), x.device())?),
+            None => None,
         };
         Ok((
             dx,
@@ -753,6 +804,68 @@ mod tests {
             assert_eq!(get(&with), get(&without));
         }
         assert!(with.get(x.as_tensor()).is_some() && without.get(x.as_tensor()).is_none());
+    }
+
+    /// The convolution (Winograd for width 3, unfolded otherwise) against a direct sum over
+    /// the kernel, at lengths that do and do not fill the last tile, with and without pooling.
+    #[test]
+    fn convolution_matches_the_direct_sum() {
+        let dev = &Device::Cpu;
+        let values = |n: usize, seed: u64| -> Vec<f32> {
+            let mut state = seed;
+            (0..n)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        };
+        for (b, t, c, o, k, p) in [
+            (3, 13, 5, 7, 3, 1),
+            (4, 16, 9, 6, 3, 2),
+            (2, 7, 3, 4, 5, 1),
+            (5, 130, 16, 8, 3, 4),
+        ] {
+            let (x, w, bias) = (values(b * t * c, 1), values(k * c * o, 2), values(o, 3));
+            let got = conv_pool_relu(
+                &Tensor::from_vec(x.clone(), (b, t, c), dev).unwrap(),
+                &Tensor::from_vec(w.clone(), (k * c, o), dev).unwrap(),
+                &Tensor::from_vec(bias.clone(), o, dev).unwrap(),
+                k,
+                p,
+                true,
+            )
+            .unwrap();
+            let got = values_of(&got);
+            let to = t / p;
+            for s in 0..b {
+                for f in 0..to {
+                    for ch in 0..o {
+                        let mut best = f64::NEG_INFINITY;
+                        for frame in f * p..(f + 1) * p {
+                            let mut sum = 0f64;
+                            for j in 0..k {
+                                let Some(src) = (frame + j).checked_sub(k / 2).filter(|&src| src < t) else {
+                                    continue;
+                                };
+                                for i in 0..c {
+                                    sum += x[(s * t + src) * c + i] as f64 * w[(j * c + i) * o + ch] as f64;
+                                }
+                            }
+                            best = best.max(sum);
+                        }
+                        let want = (best + bias[ch] as f64).max(0.0);
+                        let have = got[(s * to + f) * o + ch] as f64;
+                        assert!(
+                            (have - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "{b} {t} {c} {o} {k}: {have} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn values_of(t: &Tensor) -> Vec<f32> {

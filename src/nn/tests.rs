@@ -93,6 +93,10 @@ fn convolution_and_pooling_gradients() {
     let x = input_var(&[2, 11, 4], &mut rng);
     assert_eq!(layer.forward(x.as_tensor(), true).unwrap().dims(), &[2, 5, 3]);
     check_layer(&store, &x, &|t| layer.forward(t, true).unwrap(), &mut rng);
+    // Width 3 runs Winograd's transform, other widths the unfolded product.
+    let mut store = ParamStore::default();
+    let layer = ConvPool::new(&mut store, "conv", (4, 3, 5, 2), &mut rng).unwrap();
+    check_layer(&store, &x, &|t| layer.forward(t, true).unwrap(), &mut rng);
 }
 
 #[test]
