@@ -274,6 +274,7 @@ fn read_chunked(path: &Path, strict: bool, progress: Progress<'_>, chunk_bytes: 
         })?;
     }
     drop(spare); // before the CSR build, where the memory peaks
+    crate::memory::release_free_memory();
     report.records = records.len();
     if records.is_empty() {
         let detail = match report.malformed.first.first() {

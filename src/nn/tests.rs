@@ -1287,6 +1287,8 @@ fn step_timing() {
         ..Batch::default()
     };
     let threads = Threads::new(2).unwrap();
+    // as train() runs: freed buffers kept for the next step (see crate::memory)
+    let _retain = crate::memory::Retain::new();
     let mut adam = Adam::new(&net.params.vars);
     let (mut times, mut parts) = (Vec::new(), [0.0f64; 3]);
     for step in 0..33 {

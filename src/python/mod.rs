@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _musrec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    crate::memory::return_memory_promptly();
     errors::register(m)?;
     wmf::register(m)?;
     config::register(m)?;
