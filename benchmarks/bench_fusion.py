@@ -5,7 +5,7 @@ channels, width 3, pooling 4/2/2, LSTM 256, d=100; tag/artist/year embeddings 64
 512 -> 100, dropout 0.2, fused by a linear layer), train with Adam at 1e-3 on batches of 64
 clips of 128 Mel bands x 130 frames (3 s at 22,050 Hz), on the same threads, in one run.
 
-    python benchmarks/bench_fusion.py [--threads 2] [--steps 20] [--repeats 5] [--kind fusion]
+    python benchmarks/bench_fusion.py [--threads 2] [--steps 40] [--repeats 5] [--kind fusion]
 
 PyTorch is an optional benchmark dependency (see ../shared/BENCHMARKS.md):
 ``pip install "torch==2.11.0"``. musrec's step time is measured through the public API as
@@ -174,7 +174,7 @@ def spread(values: list[float], fmt: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=20, help="training steps per repetition, each side")
+    ap.add_argument("--steps", type=int, default=40, help="training steps per repetition, each side")
     ap.add_argument("--repeats", type=int, default=5, help="alternating repetitions of both sides")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--frames", type=int, default=130, help="130 = 3 s at 22,050 Hz; 47 = 3 s at 8 kHz")
