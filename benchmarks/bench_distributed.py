@@ -12,9 +12,12 @@ with more workers than cores the time per iteration shows scheduling, not scalin
 worker runs musrec's solver on one thread. Each fit is timed at 1 and at ``--iterations``
 iterations, ``--repeats`` times alternately; the difference is the **marginal** time per
 iteration (without starting actors and shipping shards), the rest is set-up. Bytes per
-worker and iteration are what the coordinator sends (both sides' factors and Gram
-matrices) and receives (the worker's rows), counted by ``model.distributed_`` from the
-arrays shipped; they do not depend on the machine. Every distributed fit is checked against the local one (bit for bit).
+worker and iteration are what each actor receives (the rows of the other side its shards'
+plays touch, fetched from the actors that own them, and two Gram matrices) and sends (its
+rows to the actors that touch them, and its Gram parts), measured by the actors from the
+arrays they moved, with the coordinator's (Gram parts in, Gram matrices out) beside them;
+they do not depend on the machine. Every distributed fit is checked against the local one
+(bit for bit).
 
 **Spark** (``--spark-plays``, 5M by default; skipped with 0 or without pyspark and Java):
 MLlib's ``ALS(implicitPrefs=True)`` in ``local[2]`` against musrec's local fit on 2 threads
@@ -28,9 +31,11 @@ DataFrame after one warm-up fit; both models are scored on the same held-out pla
 songs and plays of the real file) on ``--project-workers`` two-core workers. Compute scales
 the measured seconds per play and iteration of musrec's local fit on the full Taste
 Profile (``--taste-profile-s-per-iteration``, from ``bench_taste_profile.py`` on this
-machine) linearly, perfectly balanced; communication is the bytes this design ships a worker (as
-counted on the fake cluster, for the projected sizes) at the assumed ``--network-gbit``;
-memory is what a worker must hold. These are extrapolations, not measurements.
+machine) linearly, perfectly balanced; communication is the bytes this design moves per
+worker (the rows its shards touch, their share computed on the Taste Profile's shape cut
+into that many shards: ``--project-touched-scale``) and through the coordinator, at the
+assumed ``--network-gbit``; memory is what a worker must hold. These are extrapolations,
+not measurements.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ def ray_runs(args: argparse.Namespace, plays, local_model, settings: dict) -> li
             per_iter = marginal(short, long, args.iterations)
             setup = [a - m for a, m in zip(short, per_iter, strict=True)]
             moved = info["bytes_per_actor_per_iteration"]
+            coordinator = info["coordinator_bytes_per_iteration"]
             run = {
                 "workers": n,
                 "marginal_s_per_iteration": per_iter,
@@ -97,12 +103,17 @@ def ray_runs(args: argparse.Namespace, plays, local_model, settings: dict) -> li
                 "total_s": long,
                 "equal_to_local": bool(same),
                 "bytes_per_worker_per_iteration": moved,
+                "bytes_received_per_worker_per_iteration": info["bytes_received_per_actor_per_iteration"],
+                "coordinator_bytes_per_iteration": coordinator,
+                "songs_touched_per_worker": info["songs_touched_per_actor"],
+                "users_touched_per_worker": info["users_touched_per_actor"],
                 "plays_per_worker": info["plays_per_actor"],
             }
             runs.append(run)
             print(
                 f"{n} workers: {spread(per_iter)} s/iteration marginal, set-up {spread(setup, '.2f')} s, "
-                f"{max(moved) / 2**20:.1f} MiB per worker per iteration, equal to local: {same}",
+                f"{max(moved) / 2**20:.1f} MiB in+out per worker per iteration (coordinator "
+                f"{(coordinator['received'] + coordinator['sent']) / 2**20:.2f} MiB), equal to local: {same}",
                 flush=True,
             )
     finally:
@@ -252,6 +263,37 @@ def spark_peer(args: argparse.Namespace) -> dict:
     return result
 
 
+def touched_fractions(workers: int, scale: float) -> dict:
+    """The share of the other side a worker's shard touches, on a Taste-Profile-shaped matrix.
+
+    Computed (not timed) on bench_triplets.py's shape at ``scale`` of the real file, cut into
+    ``workers`` shards balanced by plays as musrec.distributed cuts them. Per user and per song
+    (by its rank over the catalogue) that shape is the same at any scale, so the fractions
+    carry to the 100x file.
+    """
+    import scipy.sparse as sp
+    from bench_triplets import plays, shape
+    from musrec.distributed import balanced_bounds
+
+    rng = np.random.default_rng(0)
+    per_user, popularity = shape(scale, rng)
+    chunks = list(plays(per_user, popularity, rng))
+    users = np.concatenate([c[0] for c in chunks]).astype(np.int32)
+    songs = np.concatenate([c[1] for c in chunks]).astype(np.int32)
+    del chunks
+    m = sp.csr_matrix((np.ones(users.size, np.float32), (users, songs)), shape=(len(per_user), len(popularity)))
+    m.sum_duplicates()
+    del users, songs
+    out = {"scale": scale, "workers": workers, "shape": [m.shape[0], m.shape[1], int(m.nnz)]}
+    for side, matrix in (("songs", m), ("users", m.T.tocsr())):
+        b = balanced_bounds(matrix.indptr, workers)
+        ptr = matrix.indptr
+        touched = [np.unique(matrix.indices[ptr[b[j]] : ptr[b[j + 1]]]).size for j in range(workers)]
+        n_other = matrix.shape[1]
+        out[side] = {"mean": float(np.mean(touched)) / n_other, "max": float(np.max(touched)) / n_other}
+    return out
+
+
 def projection(args: argparse.Namespace) -> dict:
     """The 100x Taste Profile on N two-core workers, from the measured figures (labelled)."""
     scale, n, k = args.project_scale, args.project_workers, args.factors
@@ -261,30 +303,51 @@ def projection(args: argparse.Namespace) -> dict:
     # as seconds per pair on one two-core machine, scaled linearly and balanced perfectly.
     per_pair = args.taste_profile_s_per_iteration / TASTE_PROFILE_PAIRS
     compute = per_pair * pairs / n
-    # Communication: what this design ships a worker per iteration (musrec.distributed counts
-    # it from the arrays sent: both fixed sides' factors and Gram matrices in, its rows out).
-    recv = 4 * (users + songs) * k + 8 * k * k
-    send = 4 * (users + songs) * k / n
+    # Communication (block partitioning): a worker receives, per iteration, the rows of the
+    # other side its shards' plays touch (songs in the users half-sweep, users in the songs
+    # half-sweep) and two Gram matrices, and sends its own rows to the workers that touch
+    # them (as many bytes, summed over workers, as they receive). Touched shares are computed
+    # on the Taste Profile's shape (touched_fractions), the worst shard's for a worker.
+    f = touched_fractions(n, args.project_touched_scale)
+    touched_users, touched_songs = f["users"]["max"] * users, f["songs"]["max"] * songs
+    recv = 4 * k * (touched_users + touched_songs) + 8 * k * k
+    send = 4 * k * (f["users"]["mean"] * users + f["songs"]["mean"] * songs)
     link = args.network_gbit * 1e9 / 8
     worker_net = (recv + send) / link
-    driver_net = n * recv / link  # every worker pulls the fixed side from the coordinator's node
-    # Memory: in the songs half-sweep a worker holds every user's factors, plus its own rows
-    # and its shards of the plays (CSR both ways, 4-byte index and value per pair).
-    hold = 4 * k * max(users, songs) + 4 * k * (users + songs) / n + 2 * 8 * pairs / n
+    # The coordinator receives each shard's Gram part (a k x k product per 4,096 rows, and
+    # at most a head and a tail of rows per shard and side) and sends each worker two Gram
+    # matrices; it collects the factors only at checkpoints.
+    chunk = musrec._musrec.WMF_GRAM_CHUNK_ROWS
+    driver = 4 * k * k * (users + songs) / chunk + 2 * n * 2 * chunk * 4 * k + 2 * n * 4 * k * k
+    driver_net = driver / link
+    # Memory: in the songs half-sweep a worker holds the factors of the users its songs touch,
+    # plus its own rows and its shards of the plays (CSR both ways, 4-byte index and value).
+    hold = 4 * k * max(touched_users, touched_songs) + 4 * k * (users + songs) / n + 2 * 8 * pairs / n
+    old_hold = 4 * k * max(users, songs) + 4 * k * (users + songs) / n + 2 * 8 * pairs / n
     out = {
         "scale": scale,
         "workers": n,
         "users": users,
         "songs": songs,
         "pairs": pairs,
+        "touched": f,
         "measured_s_per_pair_iteration_2_threads": per_pair,
         "compute_s_per_iteration": compute,
         "bytes_in_per_worker_per_iteration": recv,
+        "bytes_out_per_worker_per_iteration": send,
         "network_s_per_iteration_worker_link": worker_net,
+        "coordinator_bytes_per_iteration": driver,
         "network_s_per_iteration_coordinator_link": driver_net,
         "bytes_held_per_worker": hold,
+        "bytes_held_per_worker_without_block_partitioning": old_hold,
     }
     gib = 2**30
+    print(
+        f"touched (computed on the Taste Profile's shape at scale {f['scale']:g}, {f['shape'][0]:,} x "
+        f"{f['shape'][1]:,}, {f['shape'][2]:,} pairs, {n} shards): a user shard touches "
+        f"{f['songs']['mean']:.1%} of the songs (worst {f['songs']['max']:.1%}), a song shard "
+        f"{f['users']['mean']:.1%} of the users (worst {f['users']['max']:.1%})"
+    )
     print(f"PROJECTED (not measured): {scale}x the Taste Profile ({users:,} users x {songs:,} songs, {pairs:,} pairs)")
     print(f"  on {n} two-core workers, {args.network_gbit:g} Gbit/s links (assumed), k = {k}:")
     print(
@@ -292,10 +355,13 @@ def projection(args: argparse.Namespace) -> dict:
         f"on the full Taste Profile, scaled {scale}x and split {n} ways)"
     )
     print(
-        f"  each worker receives {recv / gib:.1f} GiB per iteration ({worker_net:.0f} s on its link); "
-        f"the coordinator sends {n * recv / gib:.0f} GiB ({driver_net:.0f} s on its link)"
+        f"  each worker receives {recv / gib:.1f} GiB and sends {send / gib:.1f} GiB per iteration "
+        f"({worker_net:.0f} s on its link); the coordinator moves {driver / gib:.2f} GiB ({driver_net:.1f} s)"
     )
-    print(f"  each worker holds {hold / gib:.1f} GiB (all of the fixed side's factors, its own rows and plays)")
+    print(
+        f"  each worker holds {hold / gib:.1f} GiB (the touched rows of the fixed side, its own rows and plays; "
+        f"{old_hold / gib:.1f} GiB if it held all of the fixed side)"
+    )
     return out
 
 
@@ -316,6 +382,12 @@ def main() -> None:
     ap.add_argument("--project-scale", type=int, default=100)
     ap.add_argument("--project-workers", type=int, default=16)
     ap.add_argument("--network-gbit", type=float, default=10.0)
+    ap.add_argument(
+        "--project-touched-scale",
+        type=float,
+        default=1.0,
+        help="the Taste-Profile-shaped matrix the touched shares are computed on, as a fraction of the real one",
+    )
     ap.add_argument(
         "--taste-profile-s-per-iteration",
         type=float,

@@ -47,6 +47,31 @@ shape, nnz = m.shape, m.nnz
 }
 
 
+def shape(scale: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The file's shape at ``scale``: distinct songs per user and the songs' popularity.
+
+    Distinct songs per user are at least 1 and long-tailed (log-normal activity), summing to
+    the lines; popularity falls as rank^-0.8. Both keep their form at any scale (per user, and
+    per song as a function of its rank over the catalogue), which bench_distributed.py's
+    projection relies on.
+    """
+    n_lines, n_users, n_songs = int(LINES * scale), int(USERS * scale), int(SONGS * scale)
+    activity = rng.lognormal(0, 1.0, n_users)
+    per_user = 1 + rng.multinomial(n_lines - n_users, activity / activity.sum())
+    popularity = 1.0 / np.arange(1, n_songs + 1) ** 0.8
+    return per_user, popularity / popularity.sum()
+
+
+def plays(per_user: np.ndarray, popularity: np.ndarray, rng: np.random.Generator):
+    """Yield the plays user block by user block: ``(users, songs, counts)`` integer arrays."""
+    for start in range(0, len(per_user), 20_000):
+        chunk = per_user[start : start + 20_000]
+        song = rng.choice(len(popularity), size=int(chunk.sum()), p=popularity)
+        count = rng.geometric(0.45, size=len(song))
+        owner = np.repeat(np.arange(start, start + len(chunk)), chunk)
+        yield owner, song, count
+
+
 def write_file(path: str, scale: float, seed: int = 0) -> None:
     n_lines, n_users, n_songs = int(LINES * scale), int(USERS * scale), int(SONGS * scale)
     rng = np.random.default_rng(seed)
@@ -54,19 +79,11 @@ def write_file(path: str, scale: float, seed: int = 0) -> None:
     alnum = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"))
     users = ["".join(r) for r in hexdigits[rng.integers(0, 16, (n_users, 40))]]
     songs = ["SO" + "".join(r) for r in alnum[rng.integers(0, 36, (n_songs, 16))]]
-    # distinct songs per user: at least 1, long-tailed, summing to n_lines
-    activity = rng.lognormal(0, 1.0, n_users)
-    per_user = 1 + rng.multinomial(n_lines - n_users, activity / activity.sum())
-    popularity = 1.0 / np.arange(1, n_songs + 1) ** 0.8
-    popularity /= popularity.sum()
+    per_user, popularity = shape(scale, rng)
     tmp = path + ".partial"
     done = 0
     with open(tmp, "w") as f:
-        for start in range(0, n_users, 20_000):
-            chunk = per_user[start : start + 20_000]
-            song = rng.choice(n_songs, size=int(chunk.sum()), p=popularity)
-            count = rng.geometric(0.45, size=len(song))
-            owner = np.repeat(np.arange(start, start + len(chunk)), chunk)
+        for owner, song, count in plays(per_user, popularity, rng):
             f.write("".join(f"{users[u]}\t{songs[s]}\t{c}\n" for u, s, c in zip(owner, song, count)))
             done += len(song)
             print(f"\r  writing {done:,} / {n_lines:,} lines", end="", flush=True)

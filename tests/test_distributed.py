@@ -71,6 +71,40 @@ def test_fit_equals_the_local_fit(plays, local, n_actors):
     np.testing.assert_array_equal(model.recommend(np.arange(5), plays)[0], local.recommend(np.arange(5), plays)[0])
 
 
+def test_only_touched_rows_travel_and_the_coordinator_gets_gram_parts():
+    # Shards of more than one 4,096-row Gram chunk, with songs that only some users play: each
+    # actor receives just the rows its plays touch, and the coordinator the shards' Gram parts
+    # (chunk products and the rows of the chunks shards share), not the factors.
+    rng = np.random.default_rng(2)
+    n_users, n_songs, k = 40_000, 600, 4
+    users = rng.integers(0, n_users, 150_000)
+    # Users in the first half play the first half of the songs, the rest the rest (and a few
+    # songs everyone plays), so a shard touches about half of the other side.
+    songs = (rng.integers(0, n_songs // 2, users.size) + (users >= n_users // 2) * (n_songs // 2)) % n_songs
+    songs[::50] = rng.integers(0, 10, songs[::50].size)
+    plays = sp.csr_matrix((np.ones(users.size, np.float32), (users, songs)), shape=(n_users, n_songs))
+    settings = {"factors": k, "iterations": 2, "random_state": 1}
+    local = musrec.WMF(**settings).fit(plays, show_progress=False)
+    model = distributed.fit_wmf(plays, n_actors=2, **settings)
+    np.testing.assert_array_equal(model.user_factors, local.user_factors)
+    np.testing.assert_array_equal(model.item_factors, local.item_factors)
+    report = model.distributed_
+    bounds = np.cumsum([0, *report["users_per_actor"]])
+    for j in range(2):
+        shard = plays[bounds[j] : bounds[j + 1]]
+        assert report["songs_touched_per_actor"][j] == np.unique(shard.indices).size < n_songs
+    assert max(report["users_touched_per_actor"]) < n_users
+    touched = np.add(report["songs_touched_per_actor"], report["users_touched_per_actor"])
+    # Per iteration each actor receives the rows it touches and two k x k Gram matrices.
+    np.testing.assert_array_equal(report["bytes_received_per_actor_per_iteration"], 4 * k * touched + 2 * 4 * k * k)
+    factor_bytes = 4 * k * (n_users + n_songs)
+    # At most a head and a tail of rows per shard and side, plus the chunk products.
+    gram_rows = 4 * k * 2 * 2 * 2 * musrec._musrec.WMF_GRAM_CHUNK_ROWS
+    coordinator = report["coordinator_bytes_per_iteration"]
+    assert coordinator["received"] < min(gram_rows, factor_bytes / 4)
+    assert coordinator["sent"] == 2 * 2 * 4 * k * k
+
+
 def test_params_object_and_training_loss(plays):
     params = musrec.WMFParams(**SETTINGS, calculate_training_loss=True)
     model = distributed.fit_wmf(plays, params, n_actors=2)

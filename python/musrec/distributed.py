@@ -89,14 +89,18 @@ def balanced_bounds(indptr: np.ndarray, parts: int) -> np.ndarray:
 class _WmfWorker:
     """A Ray actor's share of a WMF fit.
 
-    Its users and its songs, and their current factors (the conjugate-gradient warm start of
-    the next half-sweep).
+    Its users and its songs (each shard's plays with the columns renumbered to the rows of the
+    other side that they touch), their current factors (the conjugate-gradient warm start of
+    the next half-sweep), and which of its rows each other actor needs.
     """
 
-    def __init__(self, params: Any, user_rows: tuple, item_rows: tuple) -> None:
+    def __init__(self, params: Any, plan: dict) -> None:
         self._threads = _assigned_cpus()
-        self._shards = {"users": _musrec.WmfShard(params, user_rows), "items": _musrec.WmfShard(params, item_rows)}
+        self._shards = {side: _musrec.WmfShard(params, plan["rows"][side]) for side in _SIDES}
+        self._first_row = plan["first_row"]
+        self._send = plan["send"]
         self._factors: dict[str, np.ndarray] = {}
+        self._traffic = {"sent": 0, "received": 0, "half_sweeps": 0}
 
     def threads(self) -> int:
         """Return the size of this actor's thread pool (also a liveness probe for restarts).
@@ -108,7 +112,7 @@ class _WmfWorker:
 
         Examples
         --------
-        >>> worker = ray.remote(num_cpus=1)(_WmfWorker).remote(params, user_rows, item_rows)  # doctest: +SKIP
+        >>> worker = ray.remote(num_cpus=1)(_WmfWorker).remote(params, plan)  # doctest: +SKIP
         >>> ray.get(worker.threads.remote())  # doctest: +SKIP
         """
         return self._threads
@@ -129,30 +133,140 @@ class _WmfWorker:
         """
         self._factors = {"users": np.array(users), "items": np.array(items)}
 
-    def solve(self, side: str, fixed: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the current factors of this actor's users and songs.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(users, items)``, each (shard rows, factors).
+
+        Examples
+        --------
+        >>> users, items = ray.get(worker.factors.remote())  # doctest: +SKIP
+        """
+        return self._factors["users"], self._factors["items"]
+
+    def share(self, side: str) -> list:
+        """Hand out this actor's rows of ``side`` for the other side's half-step.
+
+        Parameters
+        ----------
+        side : {"users", "items"}
+            The side that is fixed in the coming half-step.
+
+        Returns
+        -------
+        list
+            One array per actor (the rows of this shard that actor's plays touch, in order),
+            then this shard's part of the Gram matrix (``_musrec.wmf_gram_part``): a Ray call
+            with ``num_returns = n_actors + 1`` gives each its own object, so every actor
+            fetches its rows from here and the coordinator only the Gram parts.
+
+        Examples
+        --------
+        >>> *pieces, part = worker.share.options(num_returns=3).remote("items")  # doctest: +SKIP
+        """
+        own = self._factors[side]
+        pieces = [own[idx] for idx in self._send[side]]
+        part = _musrec.wmf_gram_part(own, self._first_row[side], num_threads=self._threads)
+        self._traffic["sent"] += sum(p.nbytes for p in pieces) + sum(a.nbytes for a in part[2:])
+        return [*pieces, part]
+
+    def solve(self, side: str, gram: np.ndarray, *pieces: np.ndarray) -> None:
         """Solve one half-step for this actor's shard of ``side``, warm-started from its factors.
 
         Parameters
         ----------
         side : {"users", "items"}
             Which shard to solve.
-        fixed : numpy.ndarray
-            The other side's factors, all rows.
         gram : numpy.ndarray
-            The Gram matrix of ``fixed`` (``Y^T Y + regularization I``).
-
-        Returns
-        -------
-        numpy.ndarray
-            The shard's new factors, kept as the next warm start.
+            ``Y^T Y + regularization I`` of the other side's factors, all rows.
+        *pieces : numpy.ndarray
+            From each actor in order, the rows of the other side that this shard's plays touch
+            (what :meth:`share` handed out for this actor).
 
         Examples
         --------
-        >>> new_x = ray.get(worker.solve.remote("users", y_ref, gram_ref))  # doctest: +SKIP
+        >>> ray.get(worker.solve.remote("users", gram_ref, *piece_refs))  # doctest: +SKIP
         """
-        solved = self._shards[side].solve(self._factors[side], fixed, gram, num_threads=self._threads)
-        self._factors[side] = solved
-        return solved
+        fixed = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        self._factors[side] = self._shards[side].solve(self._factors[side], fixed, gram, num_threads=self._threads)
+        self._traffic["received"] += fixed.nbytes + gram.nbytes
+        self._traffic["half_sweeps"] += 1
+
+    def traffic(self) -> dict:
+        """Return the bytes of factors and Gram parts this actor sent and received, and its half-sweeps.
+
+        Returns
+        -------
+        dict
+            ``sent``, ``received`` (bytes of the arrays, since the actor started) and
+            ``half_sweeps`` (how many it solved).
+
+        Examples
+        --------
+        >>> ray.get(worker.traffic.remote())["half_sweeps"]  # doctest: +SKIP
+        10
+        """
+        return dict(self._traffic)
+
+
+_SIDES = ("users", "items")
+
+
+def _shard_plans(csr: Any, items: Any, bounds: dict, n_actors: int) -> list[dict]:
+    """Cut the plays into each actor's shards and work out which rows each actor needs.
+
+    Each shard keeps only the columns its plays touch, renumbered in order, so the actor
+    receives and holds only those rows of the other side's factors; for every pair of actors
+    the positions (inside the sender's range) of the rows the receiver needs.
+
+    Parameters
+    ----------
+    csr : scipy.sparse.csr_matrix
+        The plays, users x songs.
+    items : scipy.sparse.csr_matrix
+        The same plays, songs x users.
+    bounds : dict
+        The shards' row bounds of ``"users"`` and ``"items"`` (:func:`balanced_bounds`).
+    n_actors : int
+        How many actors.
+
+    Returns
+    -------
+    list of dict
+        Per actor: ``rows`` (the shards' renumbered plays, per side), ``first_row`` (of its
+        ranges), ``send`` (per side, one index array per receiving actor) and ``touched``
+        (per side, how many rows of the other side its shard's plays touch).
+
+    Examples
+    --------
+    >>> plans = _shard_plans(csr, csr.T.tocsr(), bounds, 2)  # doctest: +SKIP
+    """
+    import scipy.sparse as sp
+
+    matrices = {"users": csr, "items": items}
+    other = {"users": "items", "items": "users"}
+    plans = [{"rows": {}, "first_row": {}, "send": {}, "touched": {}} for _ in range(n_actors)]
+    for side in _SIDES:
+        b = bounds[side]
+        for j in range(n_actors):
+            sub = matrices[side][b[j] : b[j + 1]]
+            used = np.unique(sub.indices)
+            local = sp.csr_matrix(
+                (sub.data, np.searchsorted(used, sub.indices), sub.indptr), shape=(sub.shape[0], len(used))
+            )
+            plans[j]["rows"][side] = csr_tuple(local)
+            plans[j]["first_row"][side] = int(b[j])
+            plans[j]["touched"][side] = len(used)
+            # What each owner of the other side's rows sends actor j for this side's half-step.
+            ob = bounds[other[side]]
+            cuts = np.searchsorted(used, ob)
+            for o in range(n_actors):
+                send = plans[o]["send"].setdefault(other[side], [None] * n_actors)
+                send[j] = (used[cuts[o] : cuts[o + 1]] - ob[o]).astype(np.int64)
+    return plans
 
 
 class _Checkpoint:
@@ -265,9 +379,14 @@ def fit_wmf(
     ``n_actors`` actors each own a contiguous shard of users and one of songs, balanced by
     plays (:func:`balanced_bounds`), and run musrec's half-step solver on it with
     ``num_cpus_per_actor`` threads (scheduled with Ray's ``"SPREAD"`` strategy, one per node
-    where it can). Once per half-sweep the coordinator computes the Gram matrix
-    ``Y^T Y + regularization I`` of the fixed side and puts it and the fixed factors in Ray's
-    object store once for every actor; each actor returns its shard's new factors.
+    where it can). The factors stay on the actors (block partitioning, as MLlib's ALS does):
+    each shard keeps only the columns its plays touch, and in each half-sweep every actor
+    hands each other actor just the rows of the fixed side that actor's plays touch, as Ray
+    objects fetched straight from the sender's object store. The coordinator receives only
+    each shard's part of the Gram matrix ``Y^T Y + regularization I`` (the products of the
+    4,096-row chunks inside it and the rows of the chunks it shares with its neighbours),
+    sums them and puts the result in the object store once; it collects the factors only to
+    checkpoint them, for the training loss, and at the end.
 
     Parameters
     ----------
@@ -303,7 +422,13 @@ def fit_wmf(
         The fitted model (``user_factors``, ``item_factors``, ``loss_history``), with
         ``model.distributed_`` reporting the shards, restarts and bytes moved:
         ``n_actors``, ``users_per_actor``, ``songs_per_actor``, ``plays_per_actor``,
-        ``restarts``, ``resumed_from_iteration`` and ``bytes_per_actor_per_iteration``.
+        ``songs_touched_per_actor`` and ``users_touched_per_actor`` (the rows of the other
+        side each shard's plays touch: what the actor receives and holds in a half-sweep),
+        ``restarts``, ``resumed_from_iteration``, ``bytes_sent_per_actor_per_iteration``,
+        ``bytes_received_per_actor_per_iteration`` and their sum
+        ``bytes_per_actor_per_iteration`` (measured by the actors from the arrays they
+        handed out and received), and ``coordinator_bytes_per_iteration`` (``received``: the
+        Gram parts; ``sent``: the Gram matrices, one per actor).
 
     Raises
     ------
@@ -324,9 +449,10 @@ def fit_wmf(
     Notes
     -----
     The factors equal those of the local fit with the same ``random_state``, bit for bit:
-    a row's solution depends only on its own plays, the fixed factors, the Gram matrix and
-    its warm start (never on the threads, nor on the rows it shares a block with), and the
-    Gram matrix is summed in fixed chunks on the coordinator as the local fit sums it.
+    a row's solution depends only on its own plays, the fixed factors it touches (the same
+    values whatever their numbering), the Gram matrix and its warm start (never on the
+    threads, nor on the rows it shares a block with), and the Gram matrix is the local fit's
+    sum of the same fixed chunks, in the same order.
 
     Every ``checkpoint_every`` iterations the factors are checkpointed: in memory, and with
     ``checkpoint_dir`` in ``checkpoint_dir/wmf-checkpoint.npz`` (written atomically). A fit
@@ -364,19 +490,14 @@ def fit_wmf(
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
     n_users, n_items = csr.shape
-    k = model.factors
 
     bounds = {"users": balanced_bounds(csr.indptr, n_actors), "items": balanced_bounds(items.indptr, n_actors)}
-    # The shards' plays go to the object store once, so a restarted actor gets them from there.
-    shard_refs = [
-        (
-            ray.put(csr_tuple(csr[bounds["users"][j] : bounds["users"][j + 1]])),
-            ray.put(csr_tuple(items[bounds["items"][j] : bounds["items"][j + 1]])),
-        )
-        for j in range(n_actors)
-    ]
+    plans = _shard_plans(csr, items, bounds, n_actors)
+    # The plans go to the object store once, so a restarted actor gets them from there.
+    plan_refs = [ray.put(plan) for plan in plans]
     # SPREAD: on a cluster, one worker per node where it can, so the nodes' cores all work.
     worker_class = ray.remote(num_cpus=num_cpus_per_actor, scheduling_strategy="SPREAD")(_WmfWorker)
+    coordinator = {"received": 0, "sent": 0, "half_sweeps": 0}
 
     def start(j: int) -> Any:
         """Start the actor of shard ``j``.
@@ -395,7 +516,7 @@ def fit_wmf(
         --------
         >>> workers = [start(j) for j in range(n_actors)]  # doctest: +SKIP
         """
-        return worker_class.remote(params, *shard_refs[j])
+        return worker_class.remote(params, plan_refs[j])
 
     def load(workers: list, x: np.ndarray, y: np.ndarray) -> None:
         """Give every actor its rows of the factors ``x`` and ``y``, and wait until they have them.
@@ -422,8 +543,32 @@ def fit_wmf(
             ]
         )
 
-    def half_sweep(workers: list, side: str, fixed: np.ndarray) -> np.ndarray:
-        """Solve every row of ``side`` on the actors, the other side ``fixed``.
+    def gather(workers: list) -> tuple[np.ndarray, np.ndarray]:
+        """Collect every actor's current factors.
+
+        Parameters
+        ----------
+        workers : list
+            The actors, one per shard.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            All user factors and all song factors, rows in order.
+
+        Examples
+        --------
+        >>> x, y = gather(workers)  # doctest: +SKIP
+        """
+        got = ray.get([w.factors.remote() for w in workers])
+        return np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
+
+    def half_sweep(workers: list, side: str) -> None:
+        """Solve every row of ``side`` on the actors, the other side fixed where the actors hold it.
+
+        Each actor hands out its rows of the fixed side as one object per receiving actor,
+        which fetches it from the sender's object store; the coordinator gets only the shards'
+        Gram parts and puts their sum in the object store once.
 
         Parameters
         ----------
@@ -431,21 +576,20 @@ def fit_wmf(
             The actors, one per shard.
         side : {"users", "items"}
             The side to solve.
-        fixed : numpy.ndarray
-            The other side's factors.
-
-        Returns
-        -------
-        numpy.ndarray
-            The new factors of ``side``, all rows in order.
 
         Examples
         --------
-        >>> x = half_sweep(workers, "users", y)  # doctest: +SKIP
+        >>> half_sweep(workers, "users")  # doctest: +SKIP
         """
-        gram = _musrec.wmf_gram(params, fixed, num_threads=model.num_threads)
-        fixed_ref, gram_ref = ray.put(fixed), ray.put(gram)
-        return np.concatenate(ray.get([w.solve.remote(side, fixed_ref, gram_ref) for w in workers]))
+        fixed = "items" if side == "users" else "users"
+        shared = [w.share.options(num_returns=n_actors + 1).remote(fixed) for w in workers]
+        parts = ray.get([refs[n_actors] for refs in shared])
+        gram = _musrec.wmf_gram_from_parts(params, int(bounds[fixed][-1]), parts)
+        coordinator["received"] += sum(a.nbytes for part in parts for a in part[2:])
+        coordinator["sent"] += n_actors * gram.nbytes
+        coordinator["half_sweeps"] += 1
+        gram_ref = ray.put(gram)
+        ray.get([w.solve.remote(side, gram_ref, *[refs[i] for refs in shared]) for i, w in enumerate(workers)])
 
     checkpoint = _Checkpoint(checkpoint_dir, _fingerprint(params, seed, csr))
     resumed = checkpoint.load()
@@ -462,8 +606,12 @@ def fit_wmf(
     restarts = 0
     while iteration < model.iterations:
         try:
-            x = half_sweep(workers, "users", y)
-            y = half_sweep(workers, "items", x)
+            half_sweep(workers, "users")
+            half_sweep(workers, "items")
+            done = iteration + 1
+            wanted = model.calculate_training_loss or done % checkpoint_every == 0 or done == model.iterations
+            if wanted:
+                x, y = gather(workers)
         except RayActorError:
             restarts += 1
             if restarts > max_restarts:
@@ -477,7 +625,7 @@ def fit_wmf(
             losses = list(losses)
             load(workers, x, y)
             continue
-        iteration += 1
+        iteration = done
         loss = None
         if model.calculate_training_loss:
             loss = _musrec.wmf_loss(params, csr_tuple(csr), x, y, num_threads=model.num_threads)
@@ -488,6 +636,7 @@ def fit_wmf(
             callback(iteration, model.iterations, loss)
         if _after_iteration is not None:
             _after_iteration(iteration, workers)
+    traffic = ray.get([w.traffic.remote() for w in workers])
     for w in workers:
         ray.kill(w)
 
@@ -495,12 +644,33 @@ def fit_wmf(
     model.loss_history = losses
     model._user_items = csr
     sizes = {side: np.diff(b) for side, b in bounds.items()}
-    # Per iteration, actor j receives both fixed sides and their Gram matrices and sends
-    # back its rows of both sides (bytes of float32).
-    moved = [
-        4 * ((n_users + n_items) * k + 2 * k * k + (int(sizes["users"][j]) + int(sizes["items"][j])) * k)
-        for j in range(n_actors)
-    ]
+
+    def per_iteration(count: int, half_sweeps: int) -> int:
+        """Return bytes per iteration (two half-sweeps) from a total over ``half_sweeps``.
+
+        Parameters
+        ----------
+        count : int
+            The bytes counted.
+        half_sweeps : int
+            Over how many half-sweeps.
+
+        Returns
+        -------
+        int
+            ``2 count / half_sweeps``, rounded; 0 without a half-sweep.
+
+        Examples
+        --------
+        >>> per_iteration(300, 6)  # doctest: +SKIP
+        100
+        """
+        return 0 if half_sweeps == 0 else round(2 * count / half_sweeps)
+
+    # Measured by the actors from the arrays they handed out and received (an iteration is
+    # two half-sweeps); an actor restarted mid-fit counts from its start.
+    sent = [per_iteration(t["sent"], t["half_sweeps"]) for t in traffic]
+    received = [per_iteration(t["received"], t["half_sweeps"]) for t in traffic]
     model.distributed_ = {
         "n_actors": n_actors,
         "users_per_actor": sizes["users"].tolist(),
@@ -508,9 +678,16 @@ def fit_wmf(
         "plays_per_actor": [
             int(csr.indptr[bounds["users"][j + 1]] - csr.indptr[bounds["users"][j]]) for j in range(n_actors)
         ],
+        "songs_touched_per_actor": [plan["touched"]["users"] for plan in plans],
+        "users_touched_per_actor": [plan["touched"]["items"] for plan in plans],
         "restarts": restarts,
         "resumed_from_iteration": resumed_from,
-        "bytes_per_actor_per_iteration": moved,
+        "bytes_sent_per_actor_per_iteration": sent,
+        "bytes_received_per_actor_per_iteration": received,
+        "bytes_per_actor_per_iteration": [a + b for a, b in zip(sent, received, strict=True)],
+        "coordinator_bytes_per_iteration": {
+            side: per_iteration(coordinator[side], coordinator["half_sweeps"]) for side in ("received", "sent")
+        },
     }
     return model
 

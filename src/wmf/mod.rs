@@ -6,12 +6,14 @@
 
 mod cg;
 mod cholesky;
+mod gram;
 mod loss;
 mod persist;
 mod shard;
 mod sweep;
 mod woodbury;
 
+pub use gram::{GRAM_CHUNK_ROWS, GramPart, gram_from_parts};
 pub use persist::{load, save};
 pub use shard::{Shard, initial_factors};
 

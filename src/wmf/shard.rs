@@ -126,4 +126,83 @@ mod tests {
         assert_eq!(x, local.user_factors);
         assert_eq!(y, local.item_factors);
     }
+
+    /// `rows` with its columns renumbered to the ones it uses (in order), and those columns.
+    fn compact(m: &Csr) -> (Csr, Vec<usize>) {
+        let mut used: Vec<usize> = m.indices.iter().map(|&c| c as usize).collect();
+        used.sort_unstable();
+        used.dedup();
+        let mut out = Csr::with_capacity(used.len(), m.n_rows, m.data.len());
+        for row in 0..m.n_rows {
+            let (cols, vals) = m.view().row(row);
+            let local = cols.iter().map(|&c| used.binary_search(&(c as usize)).unwrap() as i32);
+            out.push_row(local.zip(vals.iter().copied()));
+        }
+        (out, used)
+    }
+
+    #[test]
+    fn compacted_shards_with_gram_parts_reproduce_the_local_fit() {
+        // What musrec.distributed does: each shard holds only the columns its rows use and is
+        // sent only those rows of the fixed side; the Gram matrix comes from the owners' parts.
+        let (n_users, n_items) = (40usize, 25usize);
+        let triplets: Vec<(u32, u32, f32)> = (0..n_users as u32)
+            .flat_map(|u| {
+                (0..n_items as u32)
+                    .filter(move |i| (u * 7 + i * 3) % 5 == 0 || (u < 10 && i % 2 == 0))
+                    .map(move |i| (u, i, (1 + (u + i) % 4) as f32))
+            })
+            .collect();
+        let m = Csr::from_triplets(n_users, n_items, &triplets).unwrap();
+        let params = WmfParams {
+            factors: 6,
+            iterations: 3,
+            seed: 11,
+            ..WmfParams::default()
+        };
+        let threads = Threads::new(2).unwrap();
+        let (local, _) = super::super::fit(&params, m.view(), None, &threads, &mut ignore_progress).unwrap();
+        let items = m.view().transpose();
+        let user_cuts = [0, 13, 13, 40];
+        let item_cuts = [0, 9, 20, 25];
+        let shards = |side: CsrRef<'_>, cuts: &[usize]| -> Vec<(std::ops::Range<usize>, Shard, Vec<usize>)> {
+            cuts.windows(2)
+                .map(|w| {
+                    let (local, used) = compact(&rows(side, w[0]..w[1]));
+                    (w[0]..w[1], Shard::new(&params, local.view()).unwrap(), used)
+                })
+                .collect()
+        };
+        let user_shards = shards(m.view(), &user_cuts);
+        let item_shards = shards(items.view(), &item_cuts);
+        assert!(user_shards.iter().any(|(_, _, used)| used.len() < n_items));
+        let k = params.factors;
+        let one = Threads::new(1).unwrap();
+        let half = |x: &mut [f32],
+                    fixed: &[f32],
+                    n_fixed: usize,
+                    fixed_cuts: &[usize],
+                    shards: &[(std::ops::Range<usize>, Shard, Vec<usize>)]| {
+            let parts: Vec<super::super::GramPart> = fixed_cuts
+                .windows(2)
+                .map(|w| super::super::GramPart::new(k, w[0], &fixed[w[0] * k..w[1] * k]).unwrap())
+                .collect();
+            let gram = super::super::gram_from_parts(&params, n_fixed, &parts).unwrap();
+            assert_eq!(gram, super::super::fold_in_gram(&params, fixed));
+            for (r, s, used) in shards {
+                let gathered: Vec<f32> = used
+                    .iter()
+                    .flat_map(|&c| fixed[c * k..(c + 1) * k].iter().copied())
+                    .collect();
+                s.solve(&mut x[r.start * k..r.end * k], &gathered, &gram, &one).unwrap();
+            }
+        };
+        let (mut x, mut y) = initial_factors(&params, n_users, n_items);
+        for _ in 0..params.iterations {
+            half(&mut x, &y, n_items, &item_cuts, &user_shards);
+            half(&mut y, &x, n_users, &user_cuts, &item_shards);
+        }
+        assert_eq!(x, local.user_factors);
+        assert_eq!(y, local.item_factors);
+    }
 }

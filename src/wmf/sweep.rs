@@ -15,7 +15,7 @@ const MAX_BLOCK_ROWS: usize = 64;
 /// stay in L2 while the conjugate-gradient steps go over them again and again).
 const MAX_BLOCK_NNZ: usize = 1024;
 /// Rows per partial Gram product; fixed, so the summation order is independent of threads.
-const GRAM_CHUNK: usize = 4096;
+pub(crate) const GRAM_CHUNK: usize = 4096;
 
 /// Woodbury rows are solved one by one, this many to a task.
 const MAX_EXACT_ROWS: usize = 256;
@@ -55,20 +55,29 @@ fn segments(m: CsrRef<'_>, exact: Option<&[bool]>) -> Vec<(Range<usize>, bool)> 
 
 /// Y^T Y + reg I (dim x dim, row-major).
 pub(crate) fn regularized_gram(y: &[f32], dim: usize, reg: f32) -> Vec<f32> {
+    sum_chunk_grams(&chunk_grams(y, dim), dim, reg)
+}
+
+/// The Gram matrix of each consecutive [`GRAM_CHUNK`] rows of `y` (the last chunk may be
+/// shorter), stacked: chunks x dim x dim. A chunk's product depends only on its rows, so
+/// whoever holds a chunk's rows (a distributed fit's shard) computes the same bits.
+pub(crate) fn chunk_grams(y: &[f32], dim: usize) -> Vec<f32> {
     let n = y.len() / dim;
-    let partials: Vec<Vec<f32>> = (0..n)
-        .step_by(GRAM_CHUNK)
-        .collect::<Vec<_>>()
-        .par_iter()
-        .map(|&lo| {
-            let hi = (lo + GRAM_CHUNK).min(n);
-            let mut g = vec![0f32; dim * dim];
-            gram(hi - lo, dim, &y[lo * dim..hi * dim], &mut g);
-            g
-        })
-        .collect();
+    let chunks = n.div_ceil(GRAM_CHUNK);
+    let mut out = vec![0f32; chunks * dim * dim];
+    out.par_chunks_mut(dim * dim).enumerate().for_each(|(c, g)| {
+        let lo = c * GRAM_CHUNK;
+        let hi = (lo + GRAM_CHUNK).min(n);
+        gram(hi - lo, dim, &y[lo * dim..hi * dim], g);
+    });
+    out
+}
+
+/// The chunks of [`chunk_grams`] summed in order, plus reg I: [`regularized_gram`] of the
+/// rows they came from, bit for bit.
+pub(crate) fn sum_chunk_grams(chunks: &[f32], dim: usize, reg: f32) -> Vec<f32> {
     let mut total = vec![0f32; dim * dim];
-    for p in partials {
+    for p in chunks.chunks_exact(dim * dim) {
         for (t, v) in total.iter_mut().zip(p) {
             *t += v;
         }
