@@ -93,6 +93,7 @@ class WmfShard:
 def wmf_gram(params: WMFParams, fixed: _F32, num_threads: int = 0) -> _F32: ...
 
 WMF_GRAM_CHUNK_ROWS: int
+WMF_REVISION: int
 _GramPart = tuple[int, int, _F32, _F32, _F32]
 
 def wmf_gram_part(fixed: _F32, first_row: int, num_threads: int = 0) -> _GramPart: ...

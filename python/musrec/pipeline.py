@@ -393,8 +393,8 @@ class Pipeline:
     def song_vectors(self) -> WMF:
         """Fit WMF on all listening of all songs (cached).
 
-        The model is cached as ``work_dir/wmf-<key>.safetensors``, keyed by the data and the
-        WMF settings, and read back when there. With ``executor="ray"`` it is fitted on the
+        The model is cached as ``work_dir/wmf-<key>.safetensors``, keyed by the data, the
+        WMF settings and the WMF code's revision, and read back when there. With ``executor="ray"`` it is fitted on the
         Ray cluster by :func:`musrec.distributed.fit_wmf` (checkpoints in
         ``work_dir/wmf-checkpoint``), with the same factors.
 
@@ -420,7 +420,9 @@ class Pipeline:
         >>> wmf = pipe.song_vectors()  # doctest: +SKIP
         >>> vectors = wmf.item_factors  # doctest: +SKIP
         """
-        path = os.path.join(self.work_dir, f"wmf-{_key(self._data_key(), self.wmf_args)}.safetensors")
+        # The code revision too: a cached fit from code that gave other factors is not reused.
+        key = _key(self._data_key(), self.wmf_args, _musrec.WMF_REVISION)
+        path = os.path.join(self.work_dir, f"wmf-{key}.safetensors")
         with self._stage("WMF") as record:
             if os.path.exists(path):
                 record["cached"] = True

@@ -176,6 +176,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wmf_gram_part, m)?)?;
     m.add_function(wrap_pyfunction!(wmf_gram_from_parts, m)?)?;
     m.add("WMF_GRAM_CHUNK_ROWS", wmf::GRAM_CHUNK_ROWS)?;
+    m.add("WMF_REVISION", wmf::REVISION)?;
     m.add_function(wrap_pyfunction!(wmf_initial_factors, m)?)?;
     Ok(())
 }

@@ -17,6 +17,10 @@ pub use gram::{GRAM_CHUNK_ROWS, GramPart, gram_from_parts};
 pub use persist::{load, save};
 pub use shard::{Shard, initial_factors};
 
+/// Bumped whenever a change to this module alters the factors a fit gives for the same data,
+/// settings and seed; caches of fitted models (the pipeline's) include it in their key.
+pub const REVISION: u32 = 1;
+
 use crate::ensure;
 use crate::error::{Error, Result};
 use crate::parallel::{Progress, Step, Threads};
