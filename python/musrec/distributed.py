@@ -170,10 +170,12 @@ class _WmfWorker:
         own = self._factors[side]
         pieces = [own[idx] for idx in self._send[side]]
         part = _musrec.wmf_gram_part(own, self._first_row[side], num_threads=self._threads)
-        self._traffic["sent"] += sum(p.nbytes for p in pieces) + sum(a.nbytes for a in part[2:])
+        # Counted when the next share replaces it: the last one is never fetched.
+        self._traffic["sent"] += self._traffic.pop("pending", 0)
+        self._traffic["pending"] = sum(p.nbytes for p in pieces) + sum(a.nbytes for a in part[2:])
         return [*pieces, part]
 
-    def solve(self, side: str, gram: np.ndarray, *pieces: np.ndarray) -> None:
+    def solve(self, side: str, gram: np.ndarray, *pieces: np.ndarray) -> list:
         """Solve one half-step for this actor's shard of ``side``, warm-started from its factors.
 
         Parameters
@@ -184,16 +186,24 @@ class _WmfWorker:
             ``Y^T Y + regularization I`` of the other side's factors, all rows.
         *pieces : numpy.ndarray
             From each actor in order, the rows of the other side that this shard's plays touch
-            (what :meth:`share` handed out for this actor).
+            (what :meth:`share` or the other actors' previous :meth:`solve` handed out for
+            this actor).
+
+        Returns
+        -------
+        list
+            :meth:`share` of the new rows of ``side``, for the next half-step (in which they
+            are fixed), so a half-sweep is one round of calls.
 
         Examples
         --------
-        >>> ray.get(worker.solve.remote("users", gram_ref, *piece_refs))  # doctest: +SKIP
+        >>> *pieces, part = worker.solve.options(num_returns=3).remote("users", gram_ref, *piece_refs)  # doctest: +SKIP
         """
         fixed = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         self._factors[side] = self._shards[side].solve(self._factors[side], fixed, gram, num_threads=self._threads)
         self._traffic["received"] += fixed.nbytes + gram.nbytes
         self._traffic["half_sweeps"] += 1
+        return self.share(side)
 
     def traffic(self) -> dict:
         """Return the bytes of factors and Gram parts this actor sent and received, and its half-sweeps.
@@ -201,15 +211,16 @@ class _WmfWorker:
         Returns
         -------
         dict
-            ``sent``, ``received`` (bytes of the arrays, since the actor started) and
-            ``half_sweeps`` (how many it solved).
+            ``sent``, ``received`` (bytes of the arrays, since the actor started; rows handed
+            out for a half-sweep that never came are not counted) and ``half_sweeps`` (how
+            many it solved).
 
         Examples
         --------
         >>> ray.get(worker.traffic.remote())["half_sweeps"]  # doctest: +SKIP
         10
         """
-        return dict(self._traffic)
+        return {key: self._traffic[key] for key in ("sent", "received", "half_sweeps")}
 
 
 _SIDES = ("users", "items")
@@ -563,12 +574,12 @@ def fit_wmf(
         got = ray.get([w.factors.remote() for w in workers])
         return np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
 
-    def half_sweep(workers: list, side: str) -> None:
+    def half_sweep(workers: list, side: str, shared: list) -> list:
         """Solve every row of ``side`` on the actors, the other side fixed where the actors hold it.
 
-        Each actor hands out its rows of the fixed side as one object per receiving actor,
-        which fetches it from the sender's object store; the coordinator gets only the shards'
-        Gram parts and puts their sum in the object store once.
+        Each actor handed out its rows of the fixed side as one object per receiving actor
+        (``shared``), which that actor fetches from the sender's object store; the coordinator
+        gets only the shards' Gram parts and puts their sum in the object store once.
 
         Parameters
         ----------
@@ -576,20 +587,30 @@ def fit_wmf(
             The actors, one per shard.
         side : {"users", "items"}
             The side to solve.
+        shared : list
+            Per actor, the object references of its rows of the fixed side (one per receiving
+            actor) and of its Gram part, from ``share`` or the previous ``solve``.
+
+        Returns
+        -------
+        list
+            The same for the new rows of ``side``, for the next half-sweep.
 
         Examples
         --------
-        >>> half_sweep(workers, "users")  # doctest: +SKIP
+        >>> shared = half_sweep(workers, "users", shared)  # doctest: +SKIP
         """
         fixed = "items" if side == "users" else "users"
-        shared = [w.share.options(num_returns=n_actors + 1).remote(fixed) for w in workers]
         parts = ray.get([refs[n_actors] for refs in shared])
         gram = _musrec.wmf_gram_from_parts(params, int(bounds[fixed][-1]), parts)
         coordinator["received"] += sum(a.nbytes for part in parts for a in part[2:])
         coordinator["sent"] += n_actors * gram.nbytes
         coordinator["half_sweeps"] += 1
         gram_ref = ray.put(gram)
-        ray.get([w.solve.remote(side, gram_ref, *[refs[i] for refs in shared]) for i, w in enumerate(workers)])
+        return [
+            w.solve.options(num_returns=n_actors + 1).remote(side, gram_ref, *[refs[i] for refs in shared])
+            for i, w in enumerate(workers)
+        ]
 
     checkpoint = _Checkpoint(checkpoint_dir, _fingerprint(params, seed, csr))
     resumed = checkpoint.load()
@@ -603,11 +624,12 @@ def fit_wmf(
     resumed_from = iteration
     workers = [start(j) for j in range(n_actors)]
     load(workers, x, y)
+    shared = [w.share.options(num_returns=n_actors + 1).remote("items") for w in workers]
     restarts = 0
     while iteration < model.iterations:
         try:
-            half_sweep(workers, "users")
-            half_sweep(workers, "items")
+            shared = half_sweep(workers, "users", shared)
+            shared = half_sweep(workers, "items", shared)
             done = iteration + 1
             wanted = model.calculate_training_loss or done % checkpoint_every == 0 or done == model.iterations
             if wanted:
@@ -624,6 +646,7 @@ def fit_wmf(
             iteration, x, y, losses = checkpoint.state
             losses = list(losses)
             load(workers, x, y)
+            shared = [w.share.options(num_returns=n_actors + 1).remote("items") for w in workers]
             continue
         iteration = done
         loss = None
