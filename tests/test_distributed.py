@@ -113,6 +113,9 @@ def test_params_object_and_training_loss(plays):
     np.testing.assert_allclose(model.loss_history, local.loss_history, rtol=1e-12)
     with pytest.raises(TypeError, match="either params"):
         distributed.fit_wmf(plays, params, factors=3)
+    # More CPUs than the cluster's 2: an error, not actors pending for ever.
+    with pytest.raises(ValueError, match="needs 3 CPUs"):
+        distributed.fit_wmf(plays, params, n_actors=3)
 
 
 def test_a_killed_actor_is_restarted_and_the_fit_resumes(plays, local, tmp_path):

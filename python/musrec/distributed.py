@@ -449,7 +449,9 @@ def fit_wmf(
         When both ``params`` and WMF's keywords are given, for an unknown keyword, a count
         that is not an integer, or ``plays`` that is not a scipy.sparse matrix.
     ValueError
-        For a count below 1, an empty ``plays`` or an invalid hyperparameter.
+        For a count below 1, an empty ``plays``, an invalid hyperparameter, or more CPUs
+        asked for (``n_actors * num_cpus_per_actor``) than the cluster has (Ray would keep the
+        actors waiting for ever; on an autoscaling cluster, add the nodes first).
     ray.exceptions.RayActorError
         When actors died more than ``max_restarts`` times.
 
@@ -493,6 +495,13 @@ def fit_wmf(
         settings = {**params.to_dict(), **settings}
     model = WMF(**settings)
     params = model.params
+    need, have = n_actors * num_cpus_per_actor, ray.cluster_resources().get("CPU", 0)
+    if have < need:
+        # Ray would keep the actors pending for ever.
+        raise ValueError(
+            f"fit_wmf needs {need} CPUs (n_actors={n_actors} x num_cpus_per_actor={num_cpus_per_actor}) "
+            f"but the Ray cluster has {have:g}; use fewer actors or fewer CPUs per actor"
+        )
     csr = to_csr(plays, "plays")
     if csr.shape[0] == 0 or csr.shape[1] == 0:
         raise ValueError(f"plays is empty (shape {csr.shape})")
