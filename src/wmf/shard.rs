@@ -59,7 +59,9 @@ impl Shard {
             fixed.len() / k
         );
         ensure!(gram.len() == k * k, "the Gram matrix is not {k} x {k}");
-        threads.run(|| sweep::solve_side_with_gram(x, fixed, gram, k, self.rows.view(), &self.rows.data, &self.params))
+        super::half_sweep(threads, || {
+            sweep::solve_side_with_gram(x, fixed, gram, k, self.rows.view(), &self.rows.data, &self.params)
+        })
     }
 }
 
