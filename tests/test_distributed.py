@@ -116,6 +116,11 @@ def test_params_object_and_training_loss(plays):
     # More CPUs than the cluster's 2: an error, not actors pending for ever.
     with pytest.raises(ValueError, match="needs 3 CPUs"):
         distributed.fit_wmf(plays, params, n_actors=3)
+    # No n_actors: as many as the cluster's CPUs hold (2 here, 1 with 2 CPUs each).
+    assert distributed.fit_wmf(plays, params).distributed_["n_actors"] == 2
+    one = distributed.fit_wmf(plays, params, num_cpus_per_actor=2)
+    assert one.distributed_["n_actors"] == 1
+    np.testing.assert_array_equal(one.item_factors, local.item_factors)
 
 
 def test_a_killed_actor_is_restarted_and_the_fit_resumes(plays, local, tmp_path):

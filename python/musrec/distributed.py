@@ -52,6 +52,45 @@ def _assigned_cpus() -> int:
     return max(1, int(cpus))
 
 
+def _actor_count(ray: Any, n_actors: int | None, num_cpus_per_actor: int) -> tuple[int, int]:
+    """Validate the actor settings; ``n_actors`` None: as many as the cluster's CPUs hold.
+
+    Parameters
+    ----------
+    ray : module
+        The initialised ``ray`` module.
+    n_actors : int or None
+        How many actors; None: ``cluster CPUs // num_cpus_per_actor`` (at least 1).
+    num_cpus_per_actor : int
+        The CPUs Ray reserves for each actor.
+
+    Returns
+    -------
+    n_actors : int
+        The number of actors.
+    num_cpus_per_actor : int
+        The validated CPUs per actor.
+
+    Raises
+    ------
+    TypeError
+        For a count that is not an integer.
+    ValueError
+        For a count below 1.
+
+    Examples
+    --------
+    >>> import ray  # doctest: +SKIP
+    >>> _actor_count(ray, None, 1)  # doctest: +SKIP
+    (2, 1)
+    """
+    num_cpus_per_actor = _positive_int(num_cpus_per_actor, "num_cpus_per_actor")
+    if n_actors is None:
+        cpus = ray.cluster_resources().get("CPU", 0)
+        return max(1, int(cpus // num_cpus_per_actor)), num_cpus_per_actor
+    return _positive_int(n_actors, "n_actors"), num_cpus_per_actor
+
+
 def balanced_bounds(indptr: np.ndarray, parts: int) -> np.ndarray:
     """Cut a CSR matrix's rows into contiguous ranges of about equal plays (stored entries).
 
@@ -376,7 +415,7 @@ def fit_wmf(
     plays: Any,
     params: Any = None,
     *,
-    n_actors: int = 2,
+    n_actors: int | None = None,
     num_cpus_per_actor: int = 1,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 5,
@@ -405,8 +444,9 @@ def fit_wmf(
         The play counts.
     params : musrec.WMFParams or None, optional
         The hyperparameters; None: give :class:`musrec.WMF`'s keywords in ``settings``.
-    n_actors : int, default 2
-        How many actors (and shards of users and of songs).
+    n_actors : int or None, optional
+        How many actors (and shards of users and of songs); None: as many as the cluster's
+        CPUs hold (``cluster CPUs // num_cpus_per_actor``).
     num_cpus_per_actor : int, default 1
         The CPUs Ray reserves for each actor: the size of its thread pool.
     checkpoint_dir : str or os.PathLike or None, optional
@@ -486,8 +526,7 @@ def fit_wmf(
     ray = _ray()
     from ray.exceptions import RayActorError
 
-    n_actors = _positive_int(n_actors, "n_actors")
-    num_cpus_per_actor = _positive_int(num_cpus_per_actor, "num_cpus_per_actor")
+    n_actors, num_cpus_per_actor = _actor_count(ray, n_actors, num_cpus_per_actor)
     checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
     if params is not None:
         if settings.keys() - {"num_threads"}:
@@ -751,7 +790,7 @@ def recommend_all(
     N: int = 10,
     *,
     exclude: Any = None,
-    n_actors: int = 2,
+    n_actors: int | None = None,
     num_cpus_per_actor: int = 1,
     batch_users: int = 4096,
 ) -> Any:
@@ -770,8 +809,9 @@ def recommend_all(
         How many songs per user.
     exclude : scipy.sparse matrix of shape (n_users, n_songs) or None, optional
         A users x songs matrix (the plays) whose stored entries are never recommended, or None.
-    n_actors : int, default 2
-        How many actors rank (at most one per block).
+    n_actors : int or None, optional
+        How many actors rank (at most one per block); None: as many as the cluster's CPUs
+        hold.
     num_cpus_per_actor : int, default 1
         The CPUs Ray reserves for each actor: the size of its thread pool.
     batch_users : int, default 4096
@@ -811,7 +851,7 @@ def recommend_all(
     model._require_fitted()
     N = _positive_int(N, "N")
     batch_users = _positive_int(batch_users, "batch_users")
-    n_actors = _positive_int(n_actors, "n_actors")
+    n_actors, num_cpus_per_actor = _actor_count(ray, n_actors, num_cpus_per_actor)
     if exclude is not None:
         exclude = model._check_matrix(exclude, model.n_users)
     shared = ray.put((model.params, model.user_factors, model.item_factors, exclude))
@@ -822,7 +862,7 @@ def recommend_all(
         fn_constructor_kwargs={"shared": [shared], "N": N},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=min(n_actors, len(blocks))),
-        num_cpus=_positive_int(num_cpus_per_actor, "num_cpus_per_actor"),
+        num_cpus=num_cpus_per_actor,
     )
 
 
@@ -864,7 +904,7 @@ def extract_features(
     excerpts: int = 1,
     batch_size: int = 64,
     cache_dir: str | os.PathLike | None = None,
-    n_actors: int = 2,
+    n_actors: int | None = None,
     num_cpus_per_actor: int = 1,
 ) -> Any:
     """Extract log-Mel features of audio files as a Ray Data pipeline.
@@ -890,8 +930,9 @@ def extract_features(
         Files per batch.
     cache_dir : str or os.PathLike or None, optional
         The directory of a :class:`musrec.audio.FeatureCache`; None: no cache.
-    n_actors : int, default 2
-        How many actors extract (at most one per batch).
+    n_actors : int or None, optional
+        How many actors extract (at most one per batch); None: as many as the cluster's
+        CPUs hold.
     num_cpus_per_actor : int, default 1
         The CPUs Ray reserves for each actor: the size of its thread pool.
 
@@ -930,6 +971,7 @@ def extract_features(
     config = config or FeatureConfig.paper()
     batch_size = _positive_int(batch_size, "batch_size")
     excerpts = _positive_int(excerpts, "excerpts")
+    n_actors, num_cpus_per_actor = _actor_count(ray, n_actors, num_cpus_per_actor)
     n_blocks = max(1, math.ceil(len(paths) / batch_size))
     return ray.data.from_items([{"path": p} for p in paths], override_num_blocks=n_blocks).map_batches(
         _Extractor,
@@ -939,8 +981,8 @@ def extract_features(
             "cache_dir": None if cache_dir is None else os.fspath(cache_dir),
         },
         batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=min(_positive_int(n_actors, "n_actors"), n_blocks)),
-        num_cpus=_positive_int(num_cpus_per_actor, "num_cpus_per_actor"),
+        compute=ray.data.ActorPoolStrategy(size=min(n_actors, n_blocks)),
+        num_cpus=num_cpus_per_actor,
     )
 
 
@@ -1023,7 +1065,7 @@ def predict_songs(
     dataset: Any,
     *,
     column: str = "features",
-    n_actors: int = 2,
+    n_actors: int | None = None,
     num_cpus_per_actor: int = 1,
     batch_size: int = 256,
 ) -> Any:
@@ -1041,8 +1083,8 @@ def predict_songs(
         metadata columns ``tags``, ``artist``, ``year``, as the model's kind needs.
     column : str, default "features"
         The column of spectrograms.
-    n_actors : int, default 2
-        How many actors predict.
+    n_actors : int or None, optional
+        How many actors predict; None: as many as the cluster's CPUs hold.
     num_cpus_per_actor : int, default 1
         The CPUs Ray reserves for each actor: the size of its thread pool.
     batch_size : int, default 256
@@ -1085,11 +1127,12 @@ def predict_songs(
     """
     ray = _ray()
     fusion_model._state()  # NotFittedError before any work is scheduled
+    n_actors, num_cpus_per_actor = _actor_count(ray, n_actors, num_cpus_per_actor)
     shared = ray.put(fusion_model)
     return dataset.map_batches(
         _Predictor,
         fn_constructor_kwargs={"shared": [shared], "column": column, "batch_size": int(batch_size)},
         batch_size=int(batch_size),
-        compute=ray.data.ActorPoolStrategy(size=_positive_int(n_actors, "n_actors")),
-        num_cpus=_positive_int(num_cpus_per_actor, "num_cpus_per_actor"),
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
+        num_cpus=num_cpus_per_actor,
     )
