@@ -10,6 +10,11 @@ use crate::ensure;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// Revision of the feature extractor's code (decode, resample, clip, log-Mel). Part of
+/// [`FeatureConfig::fingerprint`], so feature caches of code that computed other values are
+/// not read back: bump it with any change that alters the features of a file.
+pub const FEATURES_REVISION: u32 = 1;
+
 /// How Mel power is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -126,10 +131,11 @@ impl FeatureConfig {
         (self.clip_seconds * self.sample_rate as f64).round() as usize
     }
 
-    /// A stable fingerprint of everything that changes the features (for cache keys).
+    /// A stable fingerprint of everything that changes the features (for cache keys): the
+    /// configuration and the extractor's code revision ([`FEATURES_REVISION`]).
     pub fn fingerprint(&self) -> Result<u64> {
         let json = serde_json::to_string(self).map_err(|e| Error::invalid(e.to_string()))?;
-        Ok(fnv1a(json.as_bytes()))
+        Ok(fnv1a(format!("{json}|revision {FEATURES_REVISION}").as_bytes()))
     }
 }
 
