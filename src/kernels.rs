@@ -98,30 +98,27 @@ pub fn dot_axpy_rows(rows: &[f32], c: &[f32], v: &[f32], out: &mut [f32], weight
     }
 }
 
-/// `out[t] = dot(v, table[offsets[t]..][..v.len()])` for each `t`: one vector against
-/// scattered rows of a table, the same bits as [`dot`], in explicit registers as in
-/// [`dot_axpy_rows`].
+/// [`dot`] of `a` with each of four vectors as long as it, the same bits, four at a time in
+/// explicit registers where the CPU has AVX-512 (one chunk of `a` loaded for the four, four
+/// independent sums instead of one chain of dependent adds).
 #[inline(always)]
-pub fn dot_rows(v: &[f32], table: &[f32], offsets: &[usize], out: &mut [f32]) {
-    let dim = v.len();
+pub fn dot4(a: &[f32], bs: [&[f32]; 4]) -> [f32; 4] {
     assert!(
-        out.len() == offsets.len() && offsets.iter().all(|&o| o + dim <= table.len()),
-        "dot_rows operand shapes (a bug in the caller)"
+        bs.iter().all(|b| b.len() == a.len()),
+        "dot4 operand lengths (a bug in the caller)"
     );
     #[cfg(target_arch = "x86_64")]
     {
         if x86::has_avx512() {
             // SAFETY: the CPU has the features.
-            return unsafe { x86::dot_rows_avx512(v, table, offsets, out) };
+            return unsafe { x86::dot512x4(a, bs) };
         }
         if x86::has_avx2() {
             // SAFETY: the CPU has the features.
-            return unsafe { x86::dot_rows_avx2(v, table, offsets, out) };
+            return bs.map(|b| unsafe { x86::dot256(a, b) });
         }
     }
-    for (o, &off) in out.iter_mut().zip(offsets) {
-        *o = dot(v, &table[off..off + dim]);
-    }
+    bs.map(|b| dot(a, b))
 }
 
 /// [`dot`] and [`axpy`] in explicit registers, bit for bit: 16 lane sums over the full
@@ -166,6 +163,42 @@ mod x86 {
         fold8(s8) + tail
     }
 
+    /// [`dot512`] of `a` with each of four `bs` at once, bit for bit: each pair keeps its own
+    /// accumulator and order, but every chunk of `a` is loaded once for the four, and the four
+    /// independent sums hide each other's add latency (one `dot512` is a chain of dependent
+    /// adds and a fold).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
+    pub(super) fn dot512x4(a: &[f32], bs: [&[f32]; 4]) -> [f32; 4] {
+        let n = a.len();
+        assert!(
+            bs.iter().all(|b| b.len() == n),
+            "dot512x4 operand lengths (a bug in the caller)"
+        );
+        let full = n / 16 * 16;
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut i = 0;
+        while i < full {
+            // SAFETY: i + 16 <= full <= the length of every slice.
+            let x = unsafe { _mm512_loadu_ps(a.as_ptr().add(i)) };
+            for (acc, b) in acc.iter_mut().zip(&bs) {
+                let y = unsafe { _mm512_loadu_ps(b.as_ptr().add(i)) };
+                *acc = _mm512_add_ps(*acc, _mm512_mul_ps(x, y));
+            }
+            i += 16;
+        }
+        let mut out = [0f32; 4];
+        for ((o, acc), b) in out.iter_mut().zip(acc).zip(&bs) {
+            let mut tail = 0f32;
+            for (x, y) in a[full..].iter().zip(&b[full..]) {
+                tail += x * y;
+            }
+            let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+            *o = fold8(_mm256_add_ps(_mm512_castps512_ps256(acc), high)) + tail;
+        }
+        out
+    }
+
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
     fn axpy512(alpha: f32, x: &[f32], y: &mut [f32]) {
@@ -193,7 +226,7 @@ mod x86 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn dot256(a: &[f32], b: &[f32]) -> f32 {
+    pub(super) fn dot256(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let full = n / 16 * 16;
         let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
@@ -287,8 +320,10 @@ mod x86 {
             // SAFETY: the mask covers only elements inside `out`.
             *a = unsafe { _mm512_maskz_loadu_ps(mask(k), out.as_ptr().add(16 * k)) };
         }
-        for (yt, &ct) in rows.chunks_exact(n).zip(c) {
-            if let Some(w) = weight.of(ct, dot512(yt, v)) {
+        // Four rows' dot products at a time (independent of `out`), then their updates in
+        // row order: the same sums as one row after another.
+        let mut add = |yt: &[f32], d: f32, ct: f32| {
+            if let Some(w) = weight.of(ct, d) {
                 let wv = _mm512_set1_ps(w);
                 for (k, a) in acc.iter_mut().enumerate() {
                     // SAFETY: the mask covers only elements inside `yt` (n long).
@@ -296,6 +331,21 @@ mod x86 {
                     *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, y));
                 }
             }
+        };
+        let mut quads = rows.chunks_exact(4 * n).zip(c.chunks_exact(4));
+        for (ys, cs) in &mut quads {
+            let (y0, rest) = ys.split_at(n);
+            let (y1, rest) = rest.split_at(n);
+            let (y2, y3) = rest.split_at(n);
+            let [d0, d1, d2, d3] = dot512x4(v, [y0, y1, y2, y3]);
+            add(y0, d0, cs[0]);
+            add(y1, d1, cs[1]);
+            add(y2, d2, cs[2]);
+            add(y3, d3, cs[3]);
+        }
+        let done = c.len() / 4 * 4;
+        for (yt, &ct) in rows[done * n..].chunks_exact(n).zip(&c[done..]) {
+            add(yt, dot512(yt, v), ct);
         }
         for (k, a) in acc.iter().enumerate() {
             // SAFETY: the mask covers only elements inside `out`.
@@ -309,20 +359,6 @@ mod x86 {
             if let Some(w) = weight.of(ct, dot256(yt, v)) {
                 axpy256(w, yt, out);
             }
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
-    pub(super) fn dot_rows_avx512(v: &[f32], table: &[f32], offsets: &[usize], out: &mut [f32]) {
-        for (o, &off) in out.iter_mut().zip(offsets) {
-            *o = dot512(v, &table[off..off + v.len()]);
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn dot_rows_avx2(v: &[f32], table: &[f32], offsets: &[usize], out: &mut [f32]) {
-        for (o, &off) in out.iter_mut().zip(offsets) {
-            *o = dot256(v, &table[off..off + v.len()]);
         }
     }
 }
@@ -533,7 +569,10 @@ mod tests {
         }
     }
 
-    /// The portable loops that [`dot_axpy_rows`] and [`dot_rows`] replace.
+    /// A [`dot4`] implementation.
+    type Four = dyn Fn(&[f32], [&[f32]; 4]) -> [f32; 4];
+
+    /// The portable loops that [`dot_axpy_rows`] and [`dot4`] replace.
     fn portable(dim: usize, rows: &[f32], c: &[f32], v: &[f32], weight: RowWeight) -> (Vec<f32>, Vec<f32>) {
         let mut out = vec![0.5f32; dim];
         let mut dots = Vec::new();
@@ -549,20 +588,30 @@ mod tests {
     #[test]
     fn simd_row_kernels_give_the_portable_bits() {
         for dim in (1..=40).chain([63, 64, 100, 129]) {
-            let n = 7;
+            let n = 11; // two groups of four rows and three on their own
             let rows: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5).collect();
             let c: Vec<f32> = (0..n)
                 .map(|t| if t == 3 { 1.0 } else { 1.0 + t as f32 * 0.7 })
                 .collect();
             let v: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin()).collect();
             let offsets: Vec<usize> = (0..n).map(|t| ((t * 3) % n) * dim).collect();
+            // v against the rows at `offsets`, four at a time (the last group padded).
+            let by_fours = |dots: &mut [f32], four: &Four| {
+                let row = |t: usize| &rows[offsets[t.min(n - 1)]..][..dim];
+                for t in (0..n).step_by(4) {
+                    let d = four(&v, [row(t), row(t + 1), row(t + 2), row(t + 3)]);
+                    for (k, dk) in d.into_iter().enumerate().take(n - t) {
+                        dots[t + k] = dk;
+                    }
+                }
+            };
             for weight in [RowWeight::Residual, RowWeight::Step] {
                 let (want_out, mut want_dots) = portable(dim, &rows, &c, &v, weight);
                 want_dots = offsets.iter().map(|&o| want_dots[o / dim]).collect();
                 let mut got: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
                 let (mut out, mut dots) = (vec![0.5f32; dim], vec![0f32; n]);
                 dot_axpy_rows(&rows, &c, &v, &mut out, weight);
-                dot_rows(&v, &rows, &offsets, &mut dots);
+                by_fours(&mut dots, &dot4);
                 got.push((out, dots));
                 // Every path this CPU has, not only the one dispatched to.
                 #[cfg(target_arch = "x86_64")]
@@ -572,7 +621,7 @@ mod tests {
                         // SAFETY: the CPU has the features.
                         unsafe {
                             x86::dot_axpy_rows_avx512(&rows, &c, &v, &mut out, weight);
-                            x86::dot_rows_avx512(&v, &rows, &offsets, &mut dots);
+                            by_fours(&mut dots, &|a, bs| x86::dot512x4(a, bs));
                         }
                         got.push((out, dots));
                     }
@@ -581,7 +630,7 @@ mod tests {
                         // SAFETY: the CPU has the features.
                         unsafe {
                             x86::dot_axpy_rows_avx2(&rows, &c, &v, &mut out, weight);
-                            x86::dot_rows_avx2(&v, &rows, &offsets, &mut dots);
+                            by_fours(&mut dots, &|a, bs| bs.map(|b| x86::dot256(a, b)));
                         }
                         got.push((out, dots));
                     }

@@ -14,7 +14,7 @@
 //! path depends only on its own interaction count and confidences and on `A`, so shards solve
 //! every row as the local fit does.
 
-use crate::kernels::{axpy, dot_rows, gemm_ab};
+use crate::kernels::{axpy, dot4, gemm_ab};
 use crate::linalg::{cholesky, cholesky_solve};
 use crate::sparse::CsrRef;
 use multiversion::multiversion;
@@ -111,11 +111,11 @@ impl Prepared {
     }
 }
 
-/// The n x n system, its right-hand side, the rows' places in `z`, one row's dot products.
-type Scratch = (Vec<f64>, Vec<f64>, Vec<usize>, Vec<f32>);
+/// The n x n system and its right-hand side.
+type Scratch = (Vec<f64>, Vec<f64>);
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 #[multiversion(targets(
@@ -141,22 +141,26 @@ fn solve_row_with(
         &p.z[s * dim..(s + 1) * dim]
     };
     let yv = |t: usize| &y[indices[t] as usize * dim..(indices[t] as usize + 1) * dim];
-    let (g, v, offsets, dots) = scratch;
-    offsets.clear();
-    offsets.extend(indices.iter().map(|&j| p.slot[j as usize] as usize * dim));
-    dots.clear();
-    dots.resize(n, 0.0);
+    let (g, v) = scratch;
     g.clear();
     g.resize(n * n, 0.0);
     v.clear();
     // S = W^{-1} + G (lower triangle: all the factorisation reads), rhs = W^{-1} c.
+    // G_st = y_s . z_t for t <= s, four rows s at a time against each z_t (the last group
+    // padded with its last row; products above the diagonal are dropped).
+    for s0 in (0..n).step_by(4) {
+        let ys = [0, 1, 2, 3].map(|k| yv((s0 + k).min(n - 1)));
+        for t in 0..(s0 + 4).min(n) {
+            for (k, d) in dot4(z(t), ys).into_iter().enumerate() {
+                let s = s0 + k;
+                if t <= s && s < n {
+                    g[s * n + t] = d as f64;
+                }
+            }
+        }
+    }
     for s in 0..n {
         let w = (conf[s] - 1.0) as f64;
-        let ys = yv(s);
-        dot_rows(ys, &p.z, &offsets[..=s], &mut dots[..=s]);
-        for (gt, &d) in g[s * n..=s * n + s].iter_mut().zip(&dots[..=s]) {
-            *gt = d as f64;
-        }
         g[s * n + s] += 1.0 / w;
         v.push(conf[s] as f64 / w);
     }
