@@ -16,7 +16,9 @@
 //! [`Retain::for_ms`] for 20 ms during each WMF half-sweep, whose blocks free and re-allocate
 //! buffers within milliseconds (measured on the full Taste Profile, 3 iterations, alternated:
 //! 9-13% faster than with no delay at the same peak; a second's delay was 14-17% faster but
-//! kept ~90 MB more at the peak, above the 2.0 GB target).
+//! kept ~90 MB more at the peak, above the 2.0 GB target). A fit whose factors take at most
+//! 64 MiB (the paper's size) holds a [`Retain::new`] guard for its whole length instead (see
+//! `wmf::fit`): what its half-sweeps free is small beside the process then.
 
 use std::sync::Mutex;
 
