@@ -4,10 +4,11 @@
 
 mod screened;
 pub use screened::Screened;
+use screened::TILE;
 
 use crate::ensure;
 use crate::error::Result;
-use crate::kernels::{gemm_ab_strided, gemm_abt, gemv_rows, transpose};
+use crate::kernels::{dot, gemm_ab_strided, gemm_abt, gemv_rows, transpose};
 use crate::sparse::CsrRef;
 use rayon::prelude::*;
 use std::cmp::{Ordering, Reverse};
@@ -59,11 +60,11 @@ impl TopN {
         let cand = Ranked { score, id };
         if self.heap.len() < self.n {
             self.heap.push(Reverse(cand));
-        } else if let Some(Reverse(worst)) = self.heap.peek()
-            && cand > *worst
+        } else if let Some(mut worst) = self.heap.peek_mut()
+            && cand > worst.0
         {
-            self.heap.pop();
-            self.heap.push(Reverse(cand));
+            // One sift down where pop + push took two; the heap holds the same set.
+            *worst = Reverse(cand);
         }
     }
 
@@ -87,10 +88,11 @@ impl TopN {
         // (vectorises) and only walk a group that holds a candidate.
         const GROUP: usize = 16;
         for (g, group) in scores.chunks(GROUP).enumerate() {
-            if !group.iter().fold(false, |any, &s| any | (s >= threshold)) {
-                continue;
-            }
-            for (j, &s) in group.iter().enumerate() {
+            let mut hits = at_least(group, threshold);
+            while hits != 0 {
+                let j = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                let s = group[j];
                 // `>=` keeps ties for the heap's id tie-break; NEG_INFINITY never enters.
                 if s >= threshold && s > f32::NEG_INFINITY {
                     self.push(first_id + (g * GROUP + j) as u32, s);
@@ -113,6 +115,16 @@ impl TopN {
         v.sort_unstable_by(|a, b| b.cmp(a));
         v.into_iter().map(|r| (r.id, r.score)).collect()
     }
+}
+
+/// Bit `j` set where `group[j] >= threshold` (`group` at most 32 long): one vector compare
+/// where the caller is compiled for it, and the caller walks only the set bits.
+#[inline(always)]
+pub(crate) fn at_least(group: &[f32], threshold: f32) -> u32 {
+    group
+        .iter()
+        .enumerate()
+        .fold(0u32, |m, (j, &s)| m | (((s >= threshold) as u32) << j))
 }
 
 /// Each row of the row-major `values` (rows of `k`) scaled to unit length, zero rows left
@@ -214,39 +226,120 @@ pub fn top_n(
         .map(|lo| (lo, (lo + QUERY_BLOCK).min(n_queries)))
         .collect();
     let chunks: Vec<usize> = (0..pool_len).step_by(ITEM_CHUNK).collect();
+    // A short list per query (the usual Top-10 of a recommendation or a metric) is chosen by
+    // bounds and its scores computed by `dot`; a long one from the GEMM's scores directly.
+    let scoring = if n_queries == 1 || n.saturating_mul(BOUNDED_RATIO) > pool_len {
+        Scoring::Direct
+    } else {
+        let screen = (n_queries >= SCREEN_MIN_QUERIES)
+            .then(|| Screened::new(pool, dim))
+            .filter(Screened::batches);
+        match screen {
+            Some(screen) => Scoring::Int8(screen),
+            None => Scoring::F32(pool.chunks_exact(dim).map(norm_up).collect()),
+        }
+    };
+    let gamma = gemm_error(dim);
     let per_block: Vec<Vec<TopN>> = blocks
         .par_iter()
         .map(|&(qlo, qhi)| {
             let rows = qhi - qlo;
-            let fresh = || (0..rows).map(|_| TopN::new(n)).collect::<Vec<TopN>>();
-            // fold: each rayon split scans its chunks in turn into one score buffer and one
-            // heap per row; only stolen splits are merged. TopN's total order makes the result
+            let q = &queries[qlo * dim..qhi * dim];
+            let batch = match &scoring {
+                Scoring::Int8(screen) => Some(screen.quantise(q)),
+                _ => None,
+            };
+            // Per query: twice the GEMM's and `dot`'s error bound over |u| |y|.
+            let radius: Vec<f32> = match &scoring {
+                Scoring::F32(_) => q
+                    .chunks_exact(dim)
+                    .map(|u| up_f32(2.0 * gamma * norm_up(u) as f64))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let fresh = || Scan::new(rows, n);
+            // fold: each rayon split scans its chunks in turn into one set of buffers and one
+            // heap per row; only stolen splits are merged. TopN's total order (and, for the
+            // bounded scorings, the final filter by the last threshold) makes the result
             // independent of how the chunks were split.
-            chunks
+            let scan = chunks
                 .par_iter()
-                .fold(
-                    || (fresh(), Vec::new()),
-                    |(mut heaps, mut scores): (Vec<TopN>, Vec<f32>), &ilo| {
-                        let ihi = (ilo + ITEM_CHUNK).min(pool_len);
-                        let width = ihi - ilo;
-                        scores.resize(rows * width, 0.0);
-                        let block = &mut scores[..rows * width];
-                        let q = &queries[qlo * dim..qhi * dim];
-                        match &pool_t {
-                            Some(t) => gemm_ab_strided(rows, width, dim, q, &t[ilo..], pool_len, block),
-                            None if n_queries == 1 => gemv_rows(q, &pool[ilo * dim..ihi * dim], dim, block),
-                            None => gemm_abt(rows, width, dim, q, &pool[ilo * dim..ihi * dim], block),
+                .fold(fresh, |mut st: Scan, &ilo| {
+                    let ihi = (ilo + ITEM_CHUNK).min(pool_len);
+                    let width = ihi - ilo;
+                    if let (Scoring::Int8(screen), Some(batch)) = (&scoring, &batch) {
+                        st.scores.resize(TILE * width, 0.0);
+                        st.upper.resize(TILE * width, 0.0);
+                        for t0 in (0..rows).step_by(TILE) {
+                            let t = TILE.min(rows - t0);
+                            screen.bounds_many(
+                                batch,
+                                t0,
+                                t,
+                                (ilo, ihi),
+                                &mut st.dots,
+                                &mut st.scores[..t * width],
+                                &mut st.upper[..t * width],
+                            );
+                            for j in 0..t {
+                                let r = t0 + j;
+                                let lower = &mut st.scores[j * width..(j + 1) * width];
+                                let upper = &mut st.upper[j * width..(j + 1) * width];
+                                mask(lower, ilo, pool_ids, exclusions, qlo + r);
+                                mask(upper, ilo, pool_ids, exclusions, qlo + r);
+                                select(&mut st.heaps[r], lower, upper, ilo as u32, &mut st.candidates[r]);
+                            }
                         }
-                        for (r, heap) in heaps.iter_mut().enumerate() {
-                            let row = &mut block[r * width..(r + 1) * width];
-                            mask(row, ilo, pool_ids, exclusions, qlo + r);
-                            heap.scan(row, ilo as u32);
+                        return st;
+                    }
+                    st.scores.resize(rows * width, 0.0);
+                    let block = &mut st.scores[..rows * width];
+                    match &pool_t {
+                        Some(t) => gemm_ab_strided(rows, width, dim, q, &t[ilo..], pool_len, block),
+                        None if n_queries == 1 => gemv_rows(q, &pool[ilo * dim..ihi * dim], dim, block),
+                        None => gemm_abt(rows, width, dim, q, &pool[ilo * dim..ihi * dim], block),
+                    }
+                    if let Scoring::F32(norms) = &scoring {
+                        st.upper.resize(width, 0.0);
+                        let norms = &norms[ilo..ihi];
+                        for (r, &g) in radius.iter().enumerate() {
+                            let lower = &mut block[r * width..(r + 1) * width];
+                            mask(lower, ilo, pool_ids, exclusions, qlo + r);
+                            widen(lower, &mut st.upper, norms, g);
+                            select(&mut st.heaps[r], lower, &st.upper, ilo as u32, &mut st.candidates[r]);
                         }
-                        (heaps, scores)
-                    },
-                )
-                .map(|(heaps, _)| heaps)
-                .reduce(fresh, |a, b| a.into_iter().zip(b).map(|(x, y)| x.merge(y)).collect())
+                        return st;
+                    }
+                    for (r, heap) in st.heaps.iter_mut().enumerate() {
+                        let row = &mut block[r * width..(r + 1) * width];
+                        mask(row, ilo, pool_ids, exclusions, qlo + r);
+                        heap.scan(row, ilo as u32);
+                    }
+                    st
+                })
+                .reduce(fresh, Scan::merge);
+            match &scoring {
+                Scoring::Direct => scan.heaps,
+                // Every row of the true Top-n has an upper bound at or above the n-th best
+                // lower bound: score those by `dot`, the exact scan's score.
+                _ => scan
+                    .heaps
+                    .iter()
+                    .zip(&scan.candidates)
+                    .enumerate()
+                    .map(|(r, (heap, cands))| {
+                        let threshold = heap.threshold();
+                        let u = &q[r * dim..(r + 1) * dim];
+                        let mut best = TopN::new(n);
+                        for &(i, upper) in cands {
+                            if upper >= threshold {
+                                best.push(i, dot(u, &pool[i as usize * dim..(i as usize + 1) * dim]));
+                            }
+                        }
+                        best
+                    })
+                    .collect(),
+            }
         })
         .collect();
 
@@ -262,6 +355,147 @@ pub fn top_n(
         }
     }
     Ok((ids, scores))
+}
+
+/// How [`top_n`] scores a call's queries.
+enum Scoring {
+    /// Select from the GEMM's (or, for one query, `dot`'s) scores directly.
+    Direct,
+    /// Select by bounds around the GEMM's scores (the pool rows' norms, rounded up), then
+    /// score the candidates by `dot`.
+    F32(Vec<f32>),
+    /// Select by bounds from an int8 copy of the pool (VNNI), then score by `dot`.
+    Int8(Screened),
+}
+
+/// The bounded scorings apply while `n` is at most this fraction of the pool.
+const BOUNDED_RATIO: usize = 16;
+/// Queries from which quantising the pool to int8 pays for itself.
+const SCREEN_MIN_QUERIES: usize = 64;
+
+/// One rayon split's state in [`top_n`]: per query a heap (of scores, or of lower bounds)
+/// and the candidates whose upper bound reached its threshold; and scratch buffers.
+struct Scan {
+    heaps: Vec<TopN>,
+    candidates: Vec<Vec<(u32, f32)>>,
+    scores: Vec<f32>,
+    upper: Vec<f32>,
+    dots: Vec<i32>,
+}
+
+impl Scan {
+    fn new(rows: usize, n: usize) -> Self {
+        Scan {
+            heaps: (0..rows).map(|_| TopN::new(n)).collect(),
+            candidates: vec![Vec::new(); rows],
+            scores: Vec::new(),
+            upper: Vec::new(),
+            dots: Vec::new(),
+        }
+    }
+
+    fn merge(mut self, other: Scan) -> Scan {
+        self.heaps = self
+            .heaps
+            .into_iter()
+            .zip(other.heaps)
+            .map(|(a, b)| a.merge(b))
+            .collect();
+        for (a, b) in self.candidates.iter_mut().zip(other.candidates) {
+            a.extend(b);
+        }
+        self
+    }
+}
+
+/// One pass over a row's bounds: every row whose upper bound reaches the heap's threshold
+/// becomes a candidate, and its lower bound enters the heap if it reaches it too. A lower
+/// bound below the threshold could never enter later (the threshold only rises), so this is
+/// a full scan of the lower bounds; candidates taken at an earlier, lower threshold are a
+/// superset, filtered at the end. The 16-wide test runs as one AVX-512 compare where the
+/// CPU has it; the same result either way.
+fn select(heap: &mut TopN, lower: &[f32], upper: &[f32], first: u32, out: &mut Vec<(u32, f32)>) {
+    const SPAN: usize = 16;
+    #[inline(always)]
+    fn body(
+        heap: &mut TopN,
+        lower: &[f32],
+        upper: &[f32],
+        first: u32,
+        out: &mut Vec<(u32, f32)>,
+        hits: impl Fn(&[f32], f32) -> u32,
+    ) {
+        let mut threshold = heap.threshold();
+        for (g, (up, low)) in upper.chunks(SPAN).zip(lower.chunks(SPAN)).enumerate() {
+            let mut m = hits(up, threshold);
+            while m != 0 {
+                let j = m.trailing_zeros() as usize;
+                m &= m - 1;
+                if up[j] > f32::NEG_INFINITY {
+                    let id = first + (g * SPAN + j) as u32;
+                    out.push((id, up[j]));
+                    if low[j] >= threshold && low[j] > f32::NEG_INFINITY {
+                        heap.push(id, low[j]);
+                        threshold = heap.threshold();
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn body_avx512(heap: &mut TopN, lower: &[f32], upper: &[f32], first: u32, out: &mut Vec<(u32, f32)>) {
+        use std::arch::x86_64::*;
+        let hits = |span: &[f32], t: f32| {
+            if span.len() == SPAN {
+                // SAFETY: 16 floats are read from a span of 16; AVX-512 F is enabled here.
+                // Ordered compare: NaN fails, as `>=` does.
+                unsafe { _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_loadu_ps(span.as_ptr()), _mm512_set1_ps(t)) as u32 }
+            } else {
+                at_least(span, t)
+            }
+        };
+        body(heap, lower, upper, first, out, hits)
+    }
+    debug_assert_eq!(lower.len(), upper.len());
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU reports AVX-512 F.
+        return unsafe { body_avx512(heap, lower, upper, first, out) };
+    }
+    body(heap, lower, upper, first, out, at_least)
+}
+
+/// |x| as f32, rounded up.
+fn norm_up(x: &[f32]) -> f32 {
+    up_f32(x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt() * (1.0 + 1e-12))
+}
+
+/// `x` as f32, rounded up.
+fn up_f32(x: f64) -> f32 {
+    let y = x as f32;
+    if (y as f64) < x { y.next_up() } else { y }
+}
+
+/// A bound on `|s - <u, y>| / (|u| |y|)` for an f32 inner product `s` of `k` terms summed in
+/// any order, with or without FMA: `k 2^-24 / (1 - k 2^-24)`, with 8 steps to spare.
+fn gemm_error(k: usize) -> f64 {
+    let e = (k as f64 + 8.0) * f64::powi(2.0, -24);
+    e / (1.0 - e)
+}
+
+/// Turn GEMM scores into guaranteed bounds on `dot`'s: `radius_j = g |y_j| + 2^-22 |s_j|`
+/// (+ the subnormal floor), where `g = 2 gamma |u|` covers both products' rounding and the
+/// relative term the f32 arithmetic here; `row` becomes the lower bounds, `upper` the upper.
+#[inline]
+fn widen(row: &mut [f32], upper: &mut [f32], norms: &[f32], g: f32) {
+    const REL: f32 = 1.0 / (1u32 << 22) as f32;
+    const FLOOR: f32 = 1e-37;
+    for ((s, u), &y) in row.iter_mut().zip(upper.iter_mut()).zip(norms) {
+        let radius = g * y + s.abs() * REL + FLOOR;
+        *u = *s + radius;
+        *s -= radius;
+    }
 }
 
 /// Set the scores of excluded items in `row` (pool positions `lo..lo+row.len()`) to -inf.
@@ -368,6 +602,90 @@ mod tests {
         assert_eq!(ids[2], -1);
         assert!(scores[2].is_infinite());
         assert_eq!(ids[0], if rank(2) < rank(11) { 2 } else { 11 });
+    }
+
+    /// The exact scan: every eligible item scored by `dot`, best `n` by [`TopN`].
+    fn exact_scan(
+        queries: &[f32],
+        items: &[f32],
+        dim: usize,
+        n: usize,
+        skip: &dyn Fn(usize) -> Vec<i32>,
+    ) -> (Vec<i32>, Vec<u32>) {
+        let n_items = items.len() / dim;
+        let n = n.min(n_items);
+        let (mut ids, mut bits) = (Vec::new(), Vec::new());
+        for (q, u) in queries.chunks_exact(dim).enumerate() {
+            let skip = skip(q);
+            let mut best = TopN::new(n);
+            for (i, y) in items.chunks_exact(dim).enumerate() {
+                if !skip.contains(&(i as i32)) {
+                    best.push(i as u32, dot(u, y));
+                }
+            }
+            let sorted = best.into_sorted();
+            for j in 0..n {
+                let (id, s) = sorted.get(j).map_or((-1, f32::NEG_INFINITY), |&(i, s)| (i as i32, s));
+                ids.push(id);
+                bits.push(s.to_bits());
+            }
+        }
+        (ids, bits)
+    }
+
+    #[test]
+    fn short_lists_equal_the_exact_dot_scan_bit_for_bit() {
+        // 2 queries take the f32 bounds, 70 and 300 the int8 screen where the CPU has VNNI
+        // (else the f32 bounds); every path returns the exact scan's ids and score bits,
+        // ties (duplicated items), exclusions, zero rows and extreme magnitudes included.
+        let dim = 100;
+        let n_items = 2 * ITEM_CHUNK + 300;
+        let base: Vec<f32> = (0..n_items * dim)
+            .map(|i| (((i * 7919) % 1000) as f32 / 1000.0 - 0.5) * (1.0 + (i / dim % 7) as f32))
+            .collect();
+        for scale in [1.0f32, 1e-12, 1e12] {
+            let mut items: Vec<f32> = base.iter().map(|v| v * scale).collect();
+            items.copy_within(0..dim * 40, dim * 1500);
+            items[dim * 30..dim * 33].fill(0.0);
+            for n_queries in [2usize, 70, 300] {
+                let mut queries: Vec<f32> = (0..n_queries * dim)
+                    .map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5)
+                    .collect();
+                queries[dim..2 * dim].fill(0.0);
+                let played: Vec<(u32, u32, f32)> = (0..n_queries)
+                    .flat_map(|q| [(q as u32, ((q * 31) % n_items) as u32, 1.0), (q as u32, 2, 1.0)])
+                    .collect();
+                let ex = Csr::from_triplets(n_queries, n_items, &played).unwrap();
+                for n in [1usize, 10, 50] {
+                    let exclusions = Exclusions {
+                        per_query: Some(ex.view()),
+                        global: &[5, 1501],
+                    };
+                    let (ids, scores) = top_n(&queries, &items, dim, n, exclusions, None).unwrap();
+                    let skip = |q: usize| {
+                        let mut s = vec![5, 1501];
+                        s.extend(ex.view().row(q).0);
+                        s
+                    };
+                    let (want_ids, want_bits) = exact_scan(&queries, &items, dim, n, &skip);
+                    assert_eq!(ids, want_ids, "scale {scale}, {n_queries} queries, n {n}");
+                    let bits: Vec<u32> = scores.iter().map(|s| s.to_bits()).collect();
+                    assert_eq!(bits, want_bits, "scale {scale}, {n_queries} queries, n {n}");
+                }
+            }
+        }
+        // A candidate list: positions map back to item ids, the same bits as the scan of them.
+        let queries: Vec<f32> = (0..80 * dim).map(|i| ((i * 31) % 101) as f32 / 101.0 - 0.5).collect();
+        let pool: Vec<i32> = (0..n_items as i32).filter(|i| i % 3 == 1).collect();
+        let gathered: Vec<f32> = pool
+            .iter()
+            .flat_map(|&i| base[i as usize * dim..(i as usize + 1) * dim].iter().copied())
+            .collect();
+        let (ids, scores) = top_n(&queries, &base, dim, 10, Exclusions::default(), Some(&pool)).unwrap();
+        let (want, want_bits) = exact_scan(&queries, &gathered, dim, 10, &|_| Vec::new());
+        let want: Vec<i32> = want.iter().map(|&p| pool[p as usize]).collect();
+        assert_eq!(ids, want);
+        assert_eq!(scores.iter().map(|s| s.to_bits()).collect::<Vec<_>>(), want_bits);
     }
 
     #[test]

@@ -197,23 +197,7 @@ impl Screened {
         if n == 0 || n_rows == 0 {
             return Vec::new();
         }
-        // The query's codes and its error.
-        let qmax = query.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
-        let su = if qmax > 0.0 { qmax / QMAX } else { 0.0 };
-        let mut p = vec![0i16; kp];
-        let (mut err, mut unorm) = (0f64, 0f64);
-        for (c, &v) in p.iter_mut().zip(query) {
-            let q = if su > 0.0 {
-                (v as f64 / su).round().clamp(-QMAX, QMAX)
-            } else {
-                0.0
-            };
-            *c = q as i16;
-            err += (v as f64 - q * su).powi(2);
-            unorm += (v as f64).powi(2);
-        }
-        let slack = 1.0 + 1e-12;
-        let (err, unorm) = (err.sqrt() * slack, unorm.sqrt() * slack);
+        let (p, (su, unorm, err)) = quantise_query(query, kp);
         let codes = QueryCodes::new(p);
         let kernel = self.kernel;
 
@@ -256,6 +240,158 @@ impl Screened {
         }
         best.into_sorted()
     }
+}
+
+/// A query's int8 codes `p` (`kp` of them, zero-padded) and `(s_u, |u|, |u - s_u p|)`, the
+/// norms rounded up.
+fn quantise_query(query: &[f32], kp: usize) -> (Vec<i16>, (f64, f64, f64)) {
+    let qmax = query.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
+    let su = if qmax > 0.0 { qmax / QMAX } else { 0.0 };
+    let mut p = vec![0i16; kp];
+    let (mut err, mut unorm) = (0f64, 0f64);
+    for (c, &v) in p.iter_mut().zip(query) {
+        let q = if su > 0.0 {
+            (v as f64 / su).round().clamp(-QMAX, QMAX)
+        } else {
+            0.0
+        };
+        *c = q as i16;
+        err += (v as f64 - q * su).powi(2);
+        unorm += (v as f64).powi(2);
+    }
+    let slack = 1.0 + 1e-12;
+    (p, (su, unorm.sqrt() * slack, err.sqrt() * slack))
+}
+
+/// Queries scored together by one pass of [`Screened::bounds_many`] over a group of rows.
+pub(super) const TILE: usize = 8;
+
+/// Many queries' codes for [`Screened::bounds_many`] (VNNI screens only).
+pub(super) struct QueryBatch {
+    /// `chunks` words per query.
+    words: Vec<i32>,
+    chunks: usize,
+    correction: Vec<i32>,
+    /// Per query: `s_u`, `|u|` and `|u - s_u p|` as f32 (the norms rounded up).
+    consts: Vec<[f32; 3]>,
+}
+
+impl Screened {
+    /// Whether [`Screened::bounds_many`] runs on this screen: its integer dots for many
+    /// queries at once pay only with VNNI, where one instruction multiplies 64 codes.
+    pub(super) fn batches(&self) -> bool {
+        self.kernel.interleaved()
+    }
+
+    /// The codes of `queries` (row-major, `k` each) for [`Screened::bounds_many`].
+    pub(super) fn quantise(&self, queries: &[f32]) -> QueryBatch {
+        let chunks = self.padded / 4;
+        let mut batch = QueryBatch {
+            words: Vec::with_capacity(queries.len() / self.k * chunks),
+            chunks,
+            correction: Vec::new(),
+            consts: Vec::new(),
+        };
+        for query in queries.chunks_exact(self.k) {
+            let (p, (su, unorm, err)) = quantise_query(query, self.padded);
+            let codes = QueryCodes::new(p);
+            batch.words.extend_from_slice(&codes.words);
+            batch.correction.push(codes.correction);
+            batch.consts.push([su as f32, up(unorm), up(err)]);
+        }
+        batch
+    }
+
+    /// For the queries `q0..q0 + q` of `batch` (`q <= TILE`) and the rows `lo..hi` (`lo` a
+    /// multiple of 16): guaranteed bounds `lower[r * width + j] <= dot(query, row) <=
+    /// upper[r * width + j]` around each f32 score (`width = hi - lo`), computed in f32 from
+    /// the exact integer dots; `dots` is scratch of `q * width` rounded up to whole groups.
+    /// The bound is [`Screened::top_n`]'s, with a margin of 1e-6 relative that covers the f32
+    /// arithmetic's rounding (at most a few 2^-24) instead of f64's.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn bounds_many(
+        &self,
+        batch: &QueryBatch,
+        q0: usize,
+        q: usize,
+        (lo, hi): (usize, usize),
+        dots: &mut Vec<i32>,
+        lower: &mut [f32],
+        upper: &mut [f32],
+    ) {
+        debug_assert!(self.batches() && q <= TILE && lo.is_multiple_of(GROUP));
+        let width = hi - lo;
+        let stride = width.div_ceil(GROUP) * GROUP;
+        dots.resize(TILE * stride, 0);
+        let gb = self.group_bytes();
+        let packed = &self.packed[lo / GROUP * gb..hi.div_ceil(GROUP) * gb];
+        let chunks = batch.chunks;
+        let words = &batch.words[q0 * chunks..(q0 + q) * chunks];
+        let correction = &batch.correction[q0..q0 + q];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `batches` holds only where `detect` found AVX-512 F and VNNI; the groups
+        // are whole (`push_rows` pads the last) and `dots` holds `stride` per query.
+        unsafe {
+            if q == TILE {
+                int_dots_vnni_tile::<TILE>(words, correction, packed, dots, stride)
+            } else {
+                for j in 0..q {
+                    let out = &mut dots[j * stride..(j + 1) * stride];
+                    int_dots_vnni_tile::<1>(
+                        &words[j * chunks..(j + 1) * chunks],
+                        &correction[j..j + 1],
+                        packed,
+                        out,
+                        stride,
+                    )
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (words, correction, packed);
+        for j in 0..q {
+            let block = Block {
+                dots: &dots[j * stride..j * stride + width],
+                scale: &self.scale[lo..hi],
+                resid: &self.resid[lo..hi],
+                code_norm: &self.code_norm[lo..hi],
+            };
+            let rows = j * width..(j + 1) * width;
+            // SAFETY: as above, AVX-512 F is there.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                bounds_f32_avx512(&block, batch.consts[q0 + j], &mut lower[rows.clone()], &mut upper[rows])
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            bounds_f32(&block, batch.consts[q0 + j], &mut lower[rows.clone()], &mut upper[rows]);
+        }
+    }
+}
+
+/// [`bounds`] in f32, 16 lanes at a time where compiled for AVX-512: `centre = d (s_i s_u)`
+/// and `radius = resid_i |u| + err code_norm_i` each take at most three f32 roundings
+/// (2^-24 relative each), so a margin of 1e-6 of `|centre| + radius` covers them and the
+/// subtraction's own rounding; 1e-30 covers underflow.
+#[inline(always)]
+fn bounds_f32(block: &Block<'_>, [su, unorm, err]: [f32; 3], lower: &mut [f32], upper: &mut [f32]) {
+    let rows = block
+        .dots
+        .iter()
+        .zip(block.scale)
+        .zip(block.resid.iter().zip(block.code_norm));
+    for ((l, u), ((&d, &s), (&r, &c))) in lower.iter_mut().zip(upper.iter_mut()).zip(rows) {
+        let centre = d as f32 * (s * su);
+        let radius = r * unorm + err * c;
+        let margin = (centre.abs() + radius) * 1e-6 + 1e-30;
+        *l = centre - radius - margin;
+        *u = centre + radius + margin;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn bounds_f32_avx512(block: &Block<'_>, query: [f32; 3], lower: &mut [f32], upper: &mut [f32]) {
+    bounds_f32(block, query, lower, upper)
 }
 
 /// The SIMD level a screen runs at, detected once (std caches the CPUID).
@@ -352,16 +488,16 @@ unsafe fn bounds_avx2(block: &Block<'_>, query: (f64, f64, f64), lower: &mut [f3
 
 #[inline(always)]
 fn candidates(upper: &[f32], threshold: f32, first: u32, out: &mut Vec<(u32, f32)>) {
-    // Almost every row fails: test 16 at a time without branches (vectorises) and walk only
-    // a group that holds a candidate.
+    // Almost every row fails: test 16 at a time without branches (vectorises) and visit only
+    // the rows that pass.
     const SPAN: usize = 16;
     for (g, span) in upper.chunks(SPAN).enumerate() {
-        if !span.iter().fold(false, |any, &u| any | (u >= threshold)) {
-            continue;
-        }
-        for (j, &u) in span.iter().enumerate() {
-            if u >= threshold && u > f32::NEG_INFINITY {
-                out.push((first + (g * SPAN + j) as u32, u));
+        let mut hits = super::at_least(span, threshold);
+        while hits != 0 {
+            let j = hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            if span[j] > f32::NEG_INFINITY {
+                out.push((first + (g * SPAN + j) as u32, span[j]));
             }
         }
     }
@@ -456,6 +592,40 @@ unsafe fn int_dots_vnni(words: &[i32], packed: &[u8], correction: i32, out: &mut
             let sum = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
             let dots = _mm512_sub_epi32(sum, _mm512_set1_epi32(correction));
             _mm512_storeu_si512(o.as_mut_ptr() as *mut _, dots);
+        }
+    }
+}
+
+/// [`int_dots_vnni`] for `Q` queries at once: each 64-byte step of a group is loaded once
+/// and multiplied by every query's 4 codes, `Q` independent accumulators. `words` holds
+/// `chunks` words per query; query `j`'s 16 dots of group `g` go to `out[j * stride + 16 g..]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn int_dots_vnni_tile<const Q: usize>(
+    words: &[i32],
+    correction: &[i32],
+    packed: &[u8],
+    out: &mut [i32],
+    stride: usize,
+) {
+    use std::arch::x86_64::*;
+    let chunks = words.len() / Q;
+    debug_assert!(correction.len() == Q && out.len() >= (Q - 1) * stride + packed.len() / (chunks * 64) * GROUP);
+    for (g, group) in packed.chunks_exact(chunks * 64).enumerate() {
+        // SAFETY: `group` holds `chunks` 64-byte steps, `words` `chunks` per query, and
+        // `out` 16 lanes at `j * stride + 16 g` for each query `j` (the assertion above).
+        unsafe {
+            let mut acc = [_mm512_setzero_si512(); Q];
+            for c in 0..chunks {
+                let v = _mm512_loadu_si512(group.as_ptr().add(64 * c) as *const _);
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_dpbusd_epi32(*a, v, _mm512_set1_epi32(*words.get_unchecked(j * chunks + c)));
+                }
+            }
+            for (j, a) in acc.iter().enumerate() {
+                let dots = _mm512_sub_epi32(*a, _mm512_set1_epi32(correction[j]));
+                _mm512_storeu_si512(out.as_mut_ptr().add(j * stride + g * GROUP) as *mut _, dots);
+            }
         }
     }
 }
