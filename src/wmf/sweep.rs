@@ -144,8 +144,12 @@ pub(crate) fn solve_side_with_gram(
         };
         if kind {
             let woodbury = prepared.as_ref().expect("Woodbury segments only with a prepared solve");
+            let rows = xs.len() / dim;
             for (r, xr) in xs.chunks_exact_mut(dim).enumerate() {
                 let row = first_row + r;
+                if r + 1 < rows {
+                    woodbury.prefetch_row(y, &m.indices[m.row_range(row + 1)]);
+                }
                 let range = m.row_range(row);
                 if !woodbury.solve_row(y, &m.indices[range.clone()], &conf[range], xr) {
                     cholesky::solve_block(&block(row), xr)?;

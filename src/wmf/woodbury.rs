@@ -14,7 +14,7 @@
 //! path depends only on its own interaction count and confidences and on `A`, so shards solve
 //! every row as the local fit does.
 
-use crate::kernels::{axpy, dot4, gemm_ab};
+use crate::kernels::{axpy, dot_tile, gemm_ab, prefetch};
 use crate::linalg::{cholesky, cholesky_solve};
 use crate::sparse::CsrRef;
 use multiversion::multiversion;
@@ -103,6 +103,19 @@ impl Prepared {
         Some(Prepared { slot, z, dim })
     }
 
+    /// Start loading the factors a row with these other-side indices reads (`y_j` and
+    /// `z_j`): called for the next row while one is solved, since those rows are scattered
+    /// over tables larger than the caches and the Gram's loads otherwise wait on them.
+    pub(crate) fn prefetch_row(&self, y: &[f32], indices: &[i32]) {
+        let dim = self.dim;
+        for &j in indices {
+            let j = j as usize;
+            prefetch(&y[j * dim..(j + 1) * dim]);
+            let s = self.slot[j] as usize;
+            prefetch(&self.z[s * dim..(s + 1) * dim]);
+        }
+    }
+
     /// Solve one row (its other-side indices and confidences) into `x`. False when its
     /// n x n system is not numerically positive definite (the caller then solves it exactly
     /// the k x k way).
@@ -146,16 +159,22 @@ fn solve_row_with(
     g.resize(n * n, 0.0);
     v.clear();
     // S = W^{-1} + G (lower triangle: all the factorisation reads), rhs = W^{-1} c.
-    // G_st = y_s . z_t for t <= s, four rows s at a time against each z_t (the last group
-    // padded with its last row; products above the diagonal are dropped).
+    // G_st = y_s . z_t for t <= s, in tiles of up to 4 x 4 (`kernels::dot_tile`): the rows
+    // s0.. of a tile against four z_t left of the diagonal, or against as many on it
+    // (products above the diagonal are dropped).
     for s0 in (0..n).step_by(4) {
-        let ys = [0, 1, 2, 3].map(|k| yv((s0 + k).min(n - 1)));
-        for t in 0..(s0 + 4).min(n) {
-            for (k, d) in dot4(z(t), ys).into_iter().enumerate() {
-                let s = s0 + k;
-                if t <= s && s < n {
-                    g[s * n + t] = d as f64;
-                }
+        let rows = (n - s0).min(4);
+        for t0 in (0..=s0).step_by(4) {
+            let diagonal = t0 == s0;
+            match (rows, diagonal) {
+                (1, true) => gram_tile::<1, 1>(g, n, s0, t0, &yv, &z),
+                (2, true) => gram_tile::<2, 2>(g, n, s0, t0, &yv, &z),
+                (3, true) => gram_tile::<3, 3>(g, n, s0, t0, &yv, &z),
+                (4, true) => gram_tile::<4, 4>(g, n, s0, t0, &yv, &z),
+                (1, false) => gram_tile::<1, 4>(g, n, s0, t0, &yv, &z),
+                (2, false) => gram_tile::<2, 4>(g, n, s0, t0, &yv, &z),
+                (3, false) => gram_tile::<3, 4>(g, n, s0, t0, &yv, &z),
+                _ => gram_tile::<4, 4>(g, n, s0, t0, &yv, &z),
             }
         }
     }
@@ -172,6 +191,29 @@ fn solve_row_with(
         axpy(vt as f32, z(t), x);
     }
     true
+}
+
+/// `g[s][t] = ys(s) . zs(t)` (as f64) for the `R` rows from `s0` and `C` columns from `t0`,
+/// `t <= s` only.
+#[inline(always)]
+fn gram_tile<'a, const R: usize, const C: usize>(
+    g: &mut [f64],
+    n: usize,
+    s0: usize,
+    t0: usize,
+    ys: &impl Fn(usize) -> &'a [f32],
+    zs: &impl Fn(usize) -> &'a [f32],
+) {
+    let d = dot_tile::<R, C>(std::array::from_fn(|r| ys(s0 + r)), std::array::from_fn(|c| zs(t0 + c)));
+    for (r, row) in d.iter().enumerate() {
+        let s = s0 + r;
+        for (c, &v) in row.iter().enumerate() {
+            let t = t0 + c;
+            if t <= s {
+                g[s * n + t] = v as f64;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
