@@ -609,21 +609,22 @@ pub fn gram(m: usize, k: usize, a: &[f32], g: &mut [f32]) {
 
 /// Ask the CPU to bring the cache lines of `row` into L1 ahead of use (a hint: no effect on
 /// results, a no-op off x86_64). The WMF gathers of factor rows scattered over a table far
-/// larger than the caches issue it a few rows ahead, so the misses overlap with the copies.
+/// larger than the caches issue it a few rows ahead, so the misses overlap with the copies;
+/// the triplet reader, for hash-table slots a few lines ahead.
 #[inline(always)]
-pub fn prefetch(row: &[f32]) {
+pub fn prefetch<T>(row: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        const LINE: usize = 64 / std::mem::size_of::<f32>();
-        for i in (0..row.len()).step_by(LINE) {
+        let (bytes, start) = (std::mem::size_of_val(row), row.as_ptr().cast::<i8>());
+        for offset in (0..bytes).step_by(64) {
             // SAFETY: a prefetch never faults or writes; the address is inside `row`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().add(i).cast::<i8>()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
         }
-        if let Some(last) = row.last() {
+        if bytes > 0 {
             // The last line, when the row does not start on a line boundary.
             // SAFETY: as above.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(last).cast::<i8>()) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(bytes - 1)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

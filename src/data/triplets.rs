@@ -63,10 +63,128 @@ impl std::hash::Hash for Inline {
     }
 }
 
+/// [`Inline`] ids to indices: open addressing with linear probing, at most 3/4 full, slots
+/// of 32 bytes (the id's three words, then its index + 1; 0 marks an empty slot, so a fresh
+/// table is zeroed memory the kernel maps lazily). An id's first slot is known from its hash
+/// before the lookup, so the reader prefetches it lines ahead ([`IdIndex::prefetch`]): on the
+/// Taste Profile's 384k songs, the lookups' cache misses were 39% of the reading.
+#[derive(Clone, Debug)]
+struct InlineTable {
+    words: Vec<u64>,
+    len: usize,
+}
+
+/// An id's [`Inline`] form and hash, or its text when it is too long to be inline.
+#[derive(Clone, Copy)]
+enum Probe<'a> {
+    Short(Inline, usize),
+    Long(&'a str),
+}
+
+impl<'a> Probe<'a> {
+    fn new(id: &'a str) -> Probe<'a> {
+        match Inline::new(id) {
+            Some(k) => Probe::Short(k, k.hash_value()),
+            None => Probe::Long(id),
+        }
+    }
+}
+
+impl Inline {
+    fn hash_value(self) -> usize {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::default().hash_one(self) as usize
+    }
+}
+
+impl InlineTable {
+    fn with_capacity(n: usize) -> InlineTable {
+        InlineTable::with_slots((n.saturating_mul(4) / 3 + 1).next_power_of_two().max(16))
+    }
+
+    fn with_slots(slots: usize) -> InlineTable {
+        InlineTable {
+            words: vec![0; slots * 4],
+            len: 0,
+        }
+    }
+
+    fn mask(&self) -> usize {
+        self.words.len() / 4 - 1
+    }
+
+    fn slot(&self, i: usize) -> &[u64] {
+        &self.words[i * 4..i * 4 + 4]
+    }
+
+    /// Where `key` is (`Ok(index)`) or the empty slot where it would go (`Err(slot)`).
+    fn find(&self, key: Inline, hash: usize) -> std::result::Result<u32, usize> {
+        let mask = self.mask();
+        let mut i = hash & mask;
+        loop {
+            let slot = self.slot(i);
+            if slot[3] == 0 {
+                return Err(i);
+            }
+            if slot[..3] == key.0 {
+                return Ok(slot[3] as u32 - 1);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn prefetch(&self, hash: usize) {
+        crate::kernels::prefetch(self.slot(hash & self.mask()));
+    }
+
+    fn get(&self, key: Inline, hash: usize) -> Option<u32> {
+        self.find(key, hash).ok()
+    }
+
+    /// The index of `key`, or `next` after inserting it.
+    fn get_or_insert(&mut self, key: Inline, hash: usize, next: u32) -> u32 {
+        let mut at = match self.find(key, hash) {
+            Ok(index) => return index,
+            Err(at) => at,
+        };
+        if (self.len + 1) * 4 > (self.mask() + 1) * 3 {
+            self.grow();
+            at = self.find(key, hash).expect_err("a new key");
+        }
+        self.put(at, key, next);
+        next
+    }
+
+    fn put(&mut self, at: usize, key: Inline, index: u32) {
+        self.words[at * 4..at * 4 + 3].copy_from_slice(&key.0);
+        self.words[at * 4 + 3] = index as u64 + 1;
+        self.len += 1;
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::replace(self, InlineTable::with_slots(2 * (self.mask() + 1)));
+        for (key, index) in old.iter() {
+            let at = self.find(key, key.hash_value()).expect_err("distinct keys");
+            self.put(at, key, index);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Inline, u32)> + '_ {
+        self.words
+            .chunks_exact(4)
+            .filter(|s| s[3] != 0)
+            .map(|s| (Inline([s[0], s[1], s[2]]), s[3] as u32 - 1))
+    }
+}
+
 /// Ids to dense indices, short ids inline ([`Inline`]), long ones by `K` (their text).
 #[derive(Clone, Debug)]
 struct IdIndex<K> {
-    short: IdMap<Inline>,
+    short: InlineTable,
     long: IdMap<K>,
 }
 
@@ -85,7 +203,7 @@ impl<K> Default for IdIndex<K> {
 impl<K> IdIndex<K> {
     fn with_capacity(n: usize) -> Self {
         IdIndex {
-            short: IdMap::with_capacity_and_hasher(n, Default::default()),
+            short: InlineTable::with_capacity(n),
             long: IdMap::with_hasher(Default::default()),
         }
     }
@@ -97,17 +215,28 @@ impl<K> IdIndex<K> {
 
 impl<K: std::borrow::Borrow<str> + std::hash::Hash + Eq> IdIndex<K> {
     fn get(&self, id: &str) -> Option<u32> {
-        match Inline::new(id) {
-            Some(k) => self.short.get(&k).copied(),
-            None => self.long.get(id).copied(),
+        self.get_probe(Probe::new(id))
+    }
+
+    fn get_probe(&self, probe: Probe<'_>) -> Option<u32> {
+        match probe {
+            Probe::Short(k, hash) => self.short.get(k, hash),
+            Probe::Long(id) => self.long.get(id).copied(),
+        }
+    }
+
+    /// Start loading the slot a lookup of `probe` reads first (short ids only).
+    fn prefetch(&self, probe: Probe<'_>) {
+        if let Probe::Short(_, hash) = probe {
+            self.short.prefetch(hash);
         }
     }
 
     /// The index of `id`, or `next` after inserting it (`key` makes the long-id key).
     fn get_or_insert(&mut self, id: &str, next: u32, key: impl FnOnce() -> K) -> u32 {
-        match Inline::new(id) {
-            Some(k) => *self.short.entry(k).or_insert(next),
-            None => match self.long.get(id) {
+        match Probe::new(id) {
+            Probe::Short(k, hash) => self.short.get_or_insert(k, hash, next),
+            Probe::Long(id) => match self.long.get(id) {
                 Some(&i) => i,
                 None => *self.long.entry(key()).or_insert(next),
             },
@@ -158,7 +287,7 @@ impl Vocabulary {
     /// The ids ordered by index (moves the long strings, no copies).
     pub fn into_ids(self) -> Vec<String> {
         let IdIndex { short, long } = self.index;
-        let mut pairs: Vec<(u32, String)> = short.into_iter().map(|(k, v)| (v, k.text())).collect();
+        let mut pairs: Vec<(u32, String)> = short.iter().map(|(k, v)| (v, k.text())).collect();
         pairs.extend(long.into_iter().map(|(k, v)| (v, k.into_string())));
         pairs.sort_unstable_by_key(|&(v, _)| v);
         pairs.into_iter().map(|(_, k)| k).collect()
@@ -334,6 +463,19 @@ fn parse_chunk<'a>(text: &'a [u8], known: &Vocabulary) -> Chunk<'a> {
     };
     // The real file is grouped by user: remember the last one and skip its hash lookup.
     let mut last_user: Option<(&str, u32)> = None;
+    // A line's song is looked up in `known` LOOKAHEAD lines after it was parsed, its table
+    // slot prefetched in between; records still go out (and new songs are numbered) in
+    // line order.
+    const LOOKAHEAD: usize = 16;
+    let mut pending: std::collections::VecDeque<(u32, &str, Probe<'_>, f32)> =
+        std::collections::VecDeque::with_capacity(LOOKAHEAD + 1);
+    let mut resolve = |chunk: &mut Chunk<'a>, (u, song, probe, count): (u32, &'a str, Probe<'a>, f32)| {
+        let s = match known.index.get_probe(probe) {
+            Some(s) => s,
+            None => local_index(&mut songs, &mut chunk.songs, song) | NEW_SONG,
+        };
+        chunk.records.push((u, s, count));
+    };
     let mut rest = text;
     while !rest.is_empty() {
         let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
@@ -351,15 +493,20 @@ fn parse_chunk<'a>(text: &'a [u8], known: &Vocabulary) -> Chunk<'a> {
                         u
                     }
                 };
-                let s = match known.index.get(song) {
-                    Some(s) => s,
-                    None => local_index(&mut songs, &mut chunk.songs, song) | NEW_SONG,
-                };
-                chunk.records.push((u, s, count as f32));
+                let probe = Probe::new(song);
+                known.index.prefetch(probe);
+                pending.push_back((u, song, probe, count as f32));
+                if pending.len() > LOOKAHEAD {
+                    let next = pending.pop_front().expect("a pending line");
+                    resolve(&mut chunk, next);
+                }
             }
             Err(why) if chunk.malformed.len() < QUOTED_PROBLEMS => chunk.malformed.push((chunk.lines, why)),
             Err(_) => chunk.more_malformed += 1,
         }
+    }
+    for next in pending {
+        resolve(&mut chunk, next);
     }
     chunk
 }
@@ -503,6 +650,30 @@ mod tests {
             assert!(err.contains("line 6:"), "{err}");
         }
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn vocabularies_number_ids_by_first_appearance_through_growth() {
+        // Short (inline) and long ids, from an empty table through many doublings.
+        let ids: Vec<String> = (0..20_000)
+            .map(|i| match i % 3 {
+                0 => format!("SO{i:016X}"),
+                1 => format!("u{i}"),
+                _ => format!("a-user-id-longer-than-23-bytes-{i}"),
+            })
+            .collect();
+        let mut vocabulary = Vocabulary::default();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(vocabulary.intern(id).unwrap(), i as u32);
+        }
+        for (i, id) in ids.iter().enumerate().step_by(7) {
+            assert_eq!(vocabulary.intern(id).unwrap(), i as u32, "{id} again");
+            assert_eq!(vocabulary.index.get(id), Some(i as u32));
+        }
+        assert_eq!(vocabulary.index.get("SO-not-there"), None);
+        assert_eq!(vocabulary.index.get(""), None);
+        assert_eq!(vocabulary.len(), ids.len());
+        assert_eq!(vocabulary.into_ids(), ids);
     }
 
     #[test]
