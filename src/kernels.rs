@@ -613,18 +613,30 @@ pub fn gram(m: usize, k: usize, a: &[f32], g: &mut [f32]) {
 /// the triplet reader, for hash-table slots a few lines ahead.
 #[inline(always)]
 pub fn prefetch<T>(row: &[T]) {
+    prefetch_with::<T, 3>(row);
+}
+
+/// [`prefetch`] into L2 only (the T1 hint): the request holds one of L2's miss slots rather
+/// than one of L1's fewer ones, so more rows can be on their way at once.
+#[inline(always)]
+pub fn prefetch_l2<T>(row: &[T]) {
+    prefetch_with::<T, 2>(row);
+}
+
+#[inline(always)]
+fn prefetch_with<T, const HINT: i32>(row: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        use std::arch::x86_64::_mm_prefetch;
         let (bytes, start) = (std::mem::size_of_val(row), row.as_ptr().cast::<i8>());
         for offset in (0..bytes).step_by(64) {
             // SAFETY: a prefetch never faults or writes; the address is inside `row`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
+            unsafe { _mm_prefetch::<HINT>(start.wrapping_add(offset)) };
         }
         if bytes > 0 {
             // The last line, when the row does not start on a line boundary.
             // SAFETY: as above.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(bytes - 1)) };
+            unsafe { _mm_prefetch::<HINT>(start.wrapping_add(bytes - 1)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

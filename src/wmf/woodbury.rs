@@ -14,7 +14,7 @@
 //! path depends only on its own interaction count and confidences and on `A`, so shards solve
 //! every row as the local fit does.
 
-use crate::kernels::{axpy, dot_tile, gemm_ab, prefetch};
+use crate::kernels::{axpy, dot_tile, gemm_ab, prefetch_l2};
 use crate::linalg::{cholesky, cholesky_solve};
 use crate::sparse::CsrRef;
 use multiversion::multiversion;
@@ -110,9 +110,9 @@ impl Prepared {
         let dim = self.dim;
         for &j in indices {
             let j = j as usize;
-            prefetch(&y[j * dim..(j + 1) * dim]);
+            prefetch_l2(&y[j * dim..(j + 1) * dim]);
             let s = self.slot[j] as usize;
-            prefetch(&self.z[s * dim..(s + 1) * dim]);
+            prefetch_l2(&self.z[s * dim..(s + 1) * dim]);
         }
     }
 
