@@ -575,7 +575,7 @@ pub fn gemm_abt(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32
 
 /// C (m x n) = A (m x k) * B (k x n), all row-major; C is overwritten.
 pub fn gemm_ab(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    sgemm(m, k, n, a, (k, 1), b, (n, 1), c);
+    sgemm_single(m, k, n, a, (k, 1), b, (n, 1), c);
 }
 
 /// C (m x n) = A (m x k, row-major) * B (k x n) where row t of B starts at `b[t * ldb]`: a
@@ -604,7 +604,7 @@ pub fn transpose(n: usize, k: usize, b: &[f32]) -> Vec<f32> {
 
 /// G (k x k) = A^T A for A (m x k, row-major); the Gram matrix, overwritten.
 pub fn gram(m: usize, k: usize, a: &[f32], g: &mut [f32]) {
-    sgemm(k, m, k, a, (1, k), a, (k, 1), g);
+    sgemm_single(k, m, k, a, (1, k), a, (k, 1), g);
 }
 
 /// Ask the CPU to bring the cache lines of `row` into L1 ahead of use (a hint: no effect on
@@ -643,23 +643,42 @@ fn prefetch_with<T, const HINT: i32>(row: &[T]) {
     let _ = row;
 }
 
-/// C (m x n, row-major) = A (m x k) * B (k x n), A and B given by (row, column) strides in
-/// elements; the one place that calls into matrixmultiply.
+/// Checks an [`sgemm`]'s operands against its shapes (panicking on a caller's bug) and
+/// handles the empty products; true when there is a product left to compute.
 #[allow(clippy::too_many_arguments)]
-fn sgemm(m: usize, k: usize, n: usize, a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize), c: &mut [f32]) {
+fn sgemm_operands(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    c: &mut [f32],
+) -> bool {
     if m == 0 || n == 0 {
-        return;
+        return false;
     }
     if k == 0 {
         c[..m * n].fill(0.0);
-        return;
+        return false;
     }
     let last = |rows: usize, cols: usize, (rs, cs): (usize, usize)| (rows - 1) * rs + (cols - 1) * cs;
     assert!(
         last(m, k, sa) < a.len() && last(k, n, sb) < b.len() && m * n <= c.len(),
         "sgemm operand too short (a bug in the caller's shapes)"
     );
-    // SAFETY: the assertion above keeps every strided access inside the slices.
+    true
+}
+
+/// C (m x n, row-major) = A (m x k) * B (k x n), A and B given by (row, column) strides in
+/// elements; the one place that calls into matrixmultiply.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(m: usize, k: usize, n: usize, a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize), c: &mut [f32]) {
+    if !sgemm_operands(m, k, n, a, sa, b, sb, c) {
+        return;
+    }
+    // SAFETY: `sgemm_operands` checked that every strided access lies inside the slices.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -676,6 +695,51 @@ fn sgemm(m: usize, k: usize, n: usize, a: &[f32], sa: (usize, usize), b: &[f32],
             c.as_mut_ptr(),
             n as isize,
             1,
+        );
+    }
+}
+
+/// [`sgemm`] by the gemm crate on the calling thread, for operands whose right-hand side has
+/// contiguous rows (it packs a column-strided B slowly: see `nn::ops`). On the WMF's shapes
+/// (Gram of 4,096 x 100 rows, 256 x 100 by 100 x 100) it ran 98 against matrixmultiply's 82
+/// GFLOP/s on one core; the sums' order differs, so results change in their last bits.
+#[allow(clippy::too_many_arguments)]
+fn sgemm_single(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: (usize, usize),
+    b: &[f32],
+    sb: (usize, usize),
+    c: &mut [f32],
+) {
+    if !sgemm_operands(m, k, n, a, sa, b, sb, c) {
+        return;
+    }
+    // SAFETY: `sgemm_operands` checked that every strided access lies inside the slices; C is
+    // written only (read_dst false), m x n row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            sa.1 as isize,
+            sa.0 as isize,
+            b.as_ptr(),
+            sb.1 as isize,
+            sb.0 as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
         );
     }
 }

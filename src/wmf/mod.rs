@@ -19,7 +19,7 @@ pub use shard::{Shard, initial_factors};
 
 /// Bumped whenever a change to this module alters the factors a fit gives for the same data,
 /// settings and seed; caches of fitted models (the pipeline's) include it in their key.
-pub const REVISION: u32 = 2;
+pub const REVISION: u32 = 3;
 
 use crate::ensure;
 use crate::error::{Error, Result};
