@@ -18,8 +18,17 @@ Each row is Figure 2's recall@10 / user AUC on the cold-start songs, beside the 
 ceiling (ridge on the true audible style). The gaps between rows say how much is lost to
 the excerpts, to the front end's bandwidth, and to non-linearity.
 
+``--metadata`` probes the metadata instead (the embedding network's inputs): ridge on the
+tag strengths, year buckets and artists as ``ridge_metadata`` reads them; the same with
+non-linear views of the tags (presence, logit of the strength, an RBF kernel's random
+features, a numpy MLP); the same with each artist's mean tags over its songs in the
+catalogue (metadata only, no plays: known for a new artist's songs too); and a metadata
+ceiling, ridge on the true style of the dimensions the world's tags and artists follow
+(``metadata_dims``), with and without the genre.
+
     python3 benchmarks/bench_cold_start.py --split artists   # writes the world first
     python3 benchmarks/cold_start_probe.py --split artists --seeds 0,1,2 --rates 8000 16000
+    python3 benchmarks/cold_start_probe.py --split artists --seeds 0,1,2 --metadata
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ ap.add_argument(
     default=[],
     help="also train the excerpt MLP with a second head predicting the tag strengths, at these loss weights",
 )
+ap.add_argument("--metadata", action="store_true", help="probe the metadata models instead of the audio ones")
 ap.add_argument("--excerpts-only", action="store_true", help="skip the whole-song and WPE rows")
 ap.add_argument(
     "--random-features",
@@ -225,6 +235,44 @@ def whole_song_rows(args, score, whole, y, fit, val, test_idx, seed, ds, users, 
     return wpe
 
 
+def one_hot(labels) -> np.ndarray:
+    _, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    out = np.zeros((len(inverse), inverse.max() + 1))
+    out[np.arange(len(inverse)), inverse] = 1.0
+    return out
+
+
+def metadata_rows(score, ds, strengths, style, metadata_dims, genre, y, fit, val, test_idx, seed, decay):
+    """The --metadata probe's rows (see the module's docstring)."""
+    year = np.asarray(ds.songs.year, np.int64)
+    years = one_hot(np.where(year > 0, year // 5, -1))  # 5-year buckets, one for unknown
+    artists = one_hot(ds.songs.artist_name)
+    by_artist = artists.copy()
+    artists[:, artists[fit].sum(0) == 0] = 0.0  # an artist with no training song says nothing
+    # Each song's artist's mean tag strengths over all the artist's songs in the catalogue.
+    artist_tags = by_artist @ ((by_artist.T @ strengths) / by_artist.sum(0)[:, None])
+    present = (strengths > 0).astype(np.float64)
+    clipped = np.clip(strengths, 1e-3, 1 - 1e-3)
+    logit = np.where(strengths > 0, np.log(clipped / (1 - clipped)), 0.0)
+    base = [strengths, years, artists]
+    score("ridge: tags, years, artists (ridge_metadata)", ridge_blocks(base, y, fit, val, test_idx))
+    score("ridge: + tag presence", ridge_blocks([*base, present], y, fit, val, test_idx))
+    score("ridge: + tag presence + logit strength", ridge_blocks([*base, present, logit], y, fit, val, test_idx))
+    for n, scale in ((1000, 0.5), (1000, 2.0)):
+        f = random_fourier(np.hstack([strengths, years]), fit, n, scale, seed)
+        name = f"ridge: + {n} RBF features of tags and years (scale {scale:g})"
+        score(name, ridge_blocks([*base, f], y, fit, val, test_idx))
+    mlp_in = np.hstack([strengths, present, years])
+    score("MLP on tags, presence, years", mlp(mlp_in, y, fit, val, test_idx, seed=seed, decay=decay))
+    score("ridge: + the artist's mean tags", ridge_blocks([*base, artist_tags], y, fit, val, test_idx))
+    truth_md = style[:, metadata_dims]
+    score("metadata ceiling: ridge on the true metadata style", ridge(truth_md, y, fit, val, test_idx))
+    score(
+        "metadata ceiling: the same and the genre",
+        ridge_blocks([truth_md, one_hot(genre)], y, fit, val, test_idx),
+    )
+
+
 def main() -> None:
     args = ap.parse_args()
     truth = musrec.synthetic.load_truth(args.world)
@@ -250,11 +298,17 @@ def main() -> None:
         order = np.array([where[s] for s in ds.songs.song_id])
         style = np.asarray(truth["song_style"], np.float64)[order]
         audible = style[:, np.asarray(truth["audio_dims"], int)]
-        whole = np.asarray(truth["real_sound"]["descriptors"], np.float64)[order]
-        score("audio ceiling: ridge on the true audible style", ridge(audible, y, fit, val, test_idx))
         # Each song's tag strengths (its Last.fm weights over the largest in training).
         strengths = ds.songs.tags.toarray().astype(np.float64)
         strengths /= max(float(strengths[fit].max()), 1e-12)
+        if args.metadata:
+            genre = np.asarray(truth["song_genre"])[order]
+            metadata_dims = np.asarray(truth["metadata_dims"], int)
+            metadata_rows(score, ds, strengths, style, metadata_dims, genre, y, fit, val, test_idx, seed, args.decay)
+            print(f"seed {seed} done", flush=True)
+            continue
+        whole = np.asarray(truth["real_sound"]["descriptors"], np.float64)[order]
+        score("audio ceiling: ridge on the true audible style", ridge(audible, y, fit, val, test_idx))
         wpe = None
         if not args.excerpts_only:
             wpe = whole_song_rows(args, score, whole, y, fit, val, test_idx, seed, ds, users, wmf, audible)
