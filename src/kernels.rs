@@ -141,6 +141,10 @@ pub fn dot_tile<const R: usize, const C: usize>(ys: [&[f32]; R], zs: [&[f32]; C]
             // SAFETY: the CPU has the features.
             return unsafe { x86::dot_tile512(ys, zs) };
         }
+        if x86::has_avx2() {
+            // SAFETY: the CPU has the features.
+            return unsafe { x86::dot_tile256(ys, zs) };
+        }
     }
     dot_tile_portable(ys, zs)
 }
@@ -359,6 +363,110 @@ mod x86 {
             o.copy_from_slice(&four[..C]);
         }
         out
+    }
+
+    /// [`super::dot_tile`] in AVX2 registers: each pair's 16 lane sums in two registers
+    /// (lanes 0-7 and 8-15), the tile in sub-tiles of at most 2 x 2 pairs (eight sums and
+    /// the loads fit in the 16 registers; a 4 x 4 tile's 32 would spill), the last chunk
+    /// loaded masked (zeros, as the portable code pads), each row's sums folded together.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot_tile256<const R: usize, const C: usize>(ys: [&[f32]; R], zs: [&[f32]; C]) -> [[f32; C]; R] {
+        let n = ys.first().map_or(0, |y| y.len());
+        assert!(
+            R <= 4 && C <= 4 && ys.iter().chain(&zs).all(|v| v.len() == n),
+            "dot_tile256 operand shapes (a bug in the caller)"
+        );
+        let zero = _mm256_setzero_ps();
+        let mut sums = [[(zero, zero); 4]; 4];
+        for r0 in (0..R).step_by(2) {
+            for c0 in (0..C).step_by(2) {
+                match ((R - r0).min(2), (C - c0).min(2)) {
+                    (1, 1) => sub_tile256::<1, 1>(&ys, &zs, r0, c0, &mut sums),
+                    (1, _) => sub_tile256::<1, 2>(&ys, &zs, r0, c0, &mut sums),
+                    (_, 1) => sub_tile256::<2, 1>(&ys, &zs, r0, c0, &mut sums),
+                    _ => sub_tile256::<2, 2>(&ys, &zs, r0, c0, &mut sums),
+                }
+            }
+        }
+        let mut out = [[0f32; C]; R];
+        for (o, row) in out.iter_mut().zip(sums) {
+            let folded = fold4x8(row.map(|(lo, _)| lo), row.map(|(_, hi)| hi));
+            let mut four = [0f32; 4];
+            // SAFETY: four floats stored into a 4-float array.
+            unsafe { _mm_storeu_ps(four.as_mut_ptr(), folded) };
+            o.copy_from_slice(&four[..C]);
+        }
+        out
+    }
+
+    /// The lane sums of `ys[r0..r0 + R2]` against `zs[c0..c0 + C2]` into `sums[r][c]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn sub_tile256<const R2: usize, const C2: usize>(
+        ys: &[&[f32]],
+        zs: &[&[f32]],
+        r0: usize,
+        c0: usize,
+        sums: &mut [[(__m256, __m256); 4]; 4],
+    ) {
+        let n = ys[0].len();
+        let zero = _mm256_setzero_ps();
+        let mut acc = [[(zero, zero); C2]; R2];
+        let lanes = |i: usize| -> __m256i {
+            // All ones in the lanes i.. that lie inside the vectors (n - i of them, or 8).
+            let left = n.saturating_sub(i).min(8) as i32;
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+        };
+        let mut i = 0;
+        while i < n {
+            let masks = (n - i < 16).then(|| (lanes(i), lanes(i + 8)));
+            let load = |v: &[f32]| -> (__m256, __m256) {
+                let (lo, hi) = (v.as_ptr().wrapping_add(i), v.as_ptr().wrapping_add(i + 8));
+                // SAFETY: a full chunk lies inside the slice; otherwise the masks cover only
+                // elements i..n of a slice n long (a masked-out lane is not read).
+                unsafe {
+                    match masks {
+                        None => (_mm256_loadu_ps(lo), _mm256_loadu_ps(hi)),
+                        Some((mlo, mhi)) => (_mm256_maskload_ps(lo, mlo), _mm256_maskload_ps(hi, mhi)),
+                    }
+                }
+            };
+            let zc: [(__m256, __m256); C2] = std::array::from_fn(|c| load(zs[c0 + c]));
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let (ylo, yhi) = load(ys[r0 + r]);
+                for ((lo, hi), (zlo, zhi)) in acc_r.iter_mut().zip(&zc) {
+                    *lo = _mm256_add_ps(*lo, _mm256_mul_ps(ylo, *zlo));
+                    *hi = _mm256_add_ps(*hi, _mm256_mul_ps(yhi, *zhi));
+                }
+            }
+            i += 16;
+        }
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (c, &pair) in acc_r.iter().enumerate() {
+                sums[r0 + r][c0 + c] = pair;
+            }
+        }
+    }
+
+    /// [`fold4x16`] for sums held as lanes 0-7 (`lo`) and 8-15 (`hi`) of four pairs: the
+    /// same additions in the same order.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn fold4x8(lo: [__m256; 4], hi: [__m256; 4]) -> __m128 {
+        // Per 128-bit group, as in fold4x16: [(a0 + a2) + (a1 + a3), the same for b, c, d].
+        let groups = |[a, b, c, d]: [__m256; 4]| {
+            let ab = _mm256_add_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+            let cd = _mm256_add_ps(_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+            let (ab, cd) = (_mm256_castps_pd(ab), _mm256_castps_pd(cd));
+            _mm256_add_ps(
+                _mm256_castpd_ps(_mm256_unpacklo_pd(ab, cd)),
+                _mm256_castpd_ps(_mm256_unpackhi_pd(ab, cd)),
+            )
+        };
+        // [g0 + g2 | g1 + g3], then those two.
+        let g = _mm256_add_ps(groups(lo), groups(hi));
+        _mm_add_ps(_mm256_castps256_ps128(g), _mm256_extractf128_ps::<1>(g))
     }
 
     /// The lane sums of four registers, `[sum a, sum b, sum c, sum d]`, each in
@@ -929,6 +1037,11 @@ mod tests {
             if x86::has_avx512() {
                 // SAFETY: the CPU has the features.
                 assert_eq!(unsafe { x86::dot_tile512(yr, zr) }, want, "{R} x {C}, dim {dim}");
+            }
+            #[cfg(target_arch = "x86_64")]
+            if x86::has_avx2() {
+                // SAFETY: the CPU has the features.
+                assert_eq!(unsafe { x86::dot_tile256(yr, zr) }, want, "{R} x {C}, dim {dim}");
             }
             for (r, row) in want.iter().enumerate() {
                 for (c, &got) in row.iter().enumerate() {
