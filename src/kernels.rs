@@ -596,26 +596,41 @@ pub fn gemv_rows(x: &[f32], b: &[f32], k: usize, y: &mut [f32]) {
     }
 }
 
-/// Columns per register tile of [`gemm_ab_small`] (two AVX-512 registers).
-const TILE_COLS: usize = 32;
+/// Columns per register tile of [`gemm_ab_small`]: two AVX-512 registers, or two AVX2 ones
+/// (four rows of 32 columns are 16 AVX2 accumulators, all the registers there are: LLVM
+/// spilled them and split the rows into odd widths).
+const TILE_COLS_512: usize = 32;
+const TILE_COLS_256: usize = 16;
 
 /// C (m x n) = A (m x k) * B (k x n), all row-major, C overwritten, without packing: for a
 /// few rows against a B that stays in cache, like the conjugate gradient's `A p` per block,
 /// where matrixmultiply's packing of B and its masked edge kernels cost more than the
 /// product (a block of one popular item is a 1 x k x k product). `#[inline(always)]`, so it
 /// takes the target features of the multiversioned caller. Each entry sums over `k` in
-/// order, so the result does not depend on `m` or on the thread count.
+/// order, so the result does not depend on `m`, on the tile width or on the thread count.
 #[inline(always)]
 pub fn gemm_ab_small(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "gemm_ab_small operand too short (a bug in the caller's shapes)"
     );
-    let full = n / TILE_COLS * TILE_COLS;
-    // The last n % 32 columns of B, zero-padded to a full tile, so they vectorise too.
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !x86::has_avx512() {
+            return gemm_ab_small_tiled::<TILE_COLS_256>(m, n, k, a, b, c);
+        }
+    }
+    gemm_ab_small_tiled::<TILE_COLS_512>(m, n, k, a, b, c)
+}
+
+/// [`gemm_ab_small`] in tiles of four rows by `W` columns.
+#[inline(always)]
+fn gemm_ab_small_tiled<const W: usize>(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let full = n / W * W;
+    // The last n % W columns of B, zero-padded to a full tile, so they vectorise too.
     let tail: Vec<f32> = if full < n {
-        let mut t = vec![0f32; k * TILE_COLS];
-        for (dst, src) in t.chunks_exact_mut(TILE_COLS).zip(b.chunks_exact(n)) {
+        let mut t = vec![0f32; k * W];
+        for (dst, src) in t.chunks_exact_mut(W).zip(b.chunks_exact(n)) {
             dst[..n - full].copy_from_slice(&src[full..]);
         }
         t
@@ -624,50 +639,54 @@ pub fn gemm_ab_small(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut
     };
     let mut r = 0;
     while r + 4 <= m {
-        small_rows::<4>(r, n, k, a, b, &tail, c);
+        small_rows::<4, W>(r, n, k, a, b, &tail, c);
         r += 4;
     }
     while r < m {
-        small_rows::<1>(r, n, k, a, b, &tail, c);
+        small_rows::<1, W>(r, n, k, a, b, &tail, c);
         r += 1;
     }
 }
 
-/// Rows `r0..r0 + R` of [`gemm_ab_small`], one 32-column tile at a time, the last from `tail`.
+/// Rows `r0..r0 + R` of [`gemm_ab_small`], one `W`-column tile at a time, the last from `tail`.
 #[inline(always)]
-fn small_rows<const R: usize>(r0: usize, n: usize, k: usize, a: &[f32], b: &[f32], tail: &[f32], c: &mut [f32]) {
+fn small_rows<const R: usize, const W: usize>(
+    r0: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    tail: &[f32],
+    c: &mut [f32],
+) {
     let rows: [&[f32]; R] = std::array::from_fn(|i| &a[(r0 + i) * k..(r0 + i + 1) * k]);
-    for j in (0..n).step_by(TILE_COLS) {
-        let (src, stride, offset) = if j + TILE_COLS <= n {
-            (b, n, j)
-        } else {
-            (tail, TILE_COLS, 0)
-        };
-        let acc = small_tile::<R>(&rows, k, src, stride, offset);
-        let width = TILE_COLS.min(n - j);
+    for j in (0..n).step_by(W) {
+        let (src, stride, offset) = if j + W <= n { (b, n, j) } else { (tail, W, 0) };
+        let acc = small_tile::<R, W>(&rows, k, src, stride, offset);
+        let width = W.min(n - j);
         for (i, acc) in acc.iter().enumerate() {
             c[(r0 + i) * n + j..(r0 + i) * n + j + width].copy_from_slice(&acc[..width]);
         }
     }
 }
 
-/// R x 32 accumulators: sum over t of rows[i][t] * src[t * stride + offset..][..32].
+/// R x W accumulators: sum over t of rows[i][t] * src[t * stride + offset..][..W].
 #[inline(always)]
-fn small_tile<const R: usize>(
+fn small_tile<const R: usize, const W: usize>(
     rows: &[&[f32]; R],
     k: usize,
     src: &[f32],
     stride: usize,
     offset: usize,
-) -> [[f32; TILE_COLS]; R] {
-    let mut acc = [[0f32; TILE_COLS]; R];
+) -> [[f32; W]; R] {
+    let mut acc = [[0f32; W]; R];
     for t in 0..k {
-        let bt: &[f32; TILE_COLS] = src[t * stride + offset..t * stride + offset + TILE_COLS]
+        let bt: &[f32; W] = src[t * stride + offset..t * stride + offset + W]
             .try_into()
             .expect("tile width");
         for i in 0..R {
             let s = rows[i][t];
-            for l in 0..TILE_COLS {
+            for l in 0..W {
                 acc[i][l] += s * bt[l];
             }
         }
