@@ -286,27 +286,17 @@ pub fn top_n(
                     let ihi = (ilo + ITEM_CHUNK).min(pool_len);
                     let width = ihi - ilo;
                     if let (Scoring::Int8(screen), Some(batch)) = (&scoring, &batch) {
-                        st.scores.resize(TILE * width, 0.0);
-                        st.upper.resize(TILE * width, 0.0);
                         for t0 in (0..rows).step_by(TILE) {
-                            let t = TILE.min(rows - t0);
-                            screen.bounds_many(
+                            let tile = t0..(t0 + TILE).min(rows);
+                            screen.select_many(
                                 batch,
                                 t0,
-                                t,
                                 (ilo, ihi),
                                 &mut st.dots,
-                                &mut st.scores[..t * width],
-                                &mut st.upper[..t * width],
+                                &mut st.heaps[tile.clone()],
+                                &mut st.candidates[tile],
+                                |j, pos| excluded(pos, pool_ids, exclusions, qlo + t0 + j),
                             );
-                            for j in 0..t {
-                                let r = t0 + j;
-                                let lower = &mut st.scores[j * width..(j + 1) * width];
-                                let upper = &mut st.upper[j * width..(j + 1) * width];
-                                mask(lower, ilo, pool_ids, exclusions, qlo + r);
-                                mask(upper, ilo, pool_ids, exclusions, qlo + r);
-                                select(&mut st.heaps[r], lower, upper, ilo as u32, &mut st.candidates[r]);
-                            }
                         }
                         return st;
                     }
@@ -539,11 +529,9 @@ impl Sample {
                 let u = &queries[r * dim..(r + 1) * dim];
                 let lower = &mut lower[r * width..(r + 1) * width];
                 widen(lower, &mut upper, &self.norms, up_f32(2.0 * gamma * norm_up(u) as f64));
-                let per_query = ex.per_query.map_or(&[][..], |m| m.row(first + r).0);
                 let mut best = TopN::new(n);
                 for (&pos, &l) in self.positions.iter().zip(lower.iter()) {
-                    let id = pool_ids.map_or(pos as i32, |map| map[pos as usize]);
-                    if per_query.binary_search(&id).is_err() && ex.global.binary_search(&id).is_err() {
+                    if !excluded(pos, pool_ids, ex, first + r) {
                         best.push(pos, l);
                     }
                 }
@@ -650,6 +638,13 @@ fn widen(row: &mut [f32], upper: &mut [f32], norms: &[f32], g: f32) {
         *u = *s + radius;
         *s -= radius;
     }
+}
+
+/// Whether pool position `pos` is excluded from query `query`'s ranking (for the few rows
+/// looked at one by one; [`mask`] does whole rows of scores).
+fn excluded(pos: u32, pool_ids: Option<&[i32]>, ex: Exclusions<'_>, query: usize) -> bool {
+    let id = pool_ids.map_or(pos as i32, |map| map[pos as usize]);
+    ex.per_query.is_some_and(|m| m.row(query).0.binary_search(&id).is_ok()) || ex.global.binary_search(&id).is_ok()
 }
 
 /// Set the scores of excluded items in `row` (pool positions `lo..lo+row.len()`) to -inf.

@@ -263,10 +263,10 @@ fn quantise_query(query: &[f32], kp: usize) -> (Vec<i16>, (f64, f64, f64)) {
     (p, (su, unorm.sqrt() * slack, err.sqrt() * slack))
 }
 
-/// Queries scored together by one pass of [`Screened::bounds_many`] over a group of rows.
+/// Queries scored together by one pass of [`Screened::select_many`] over a group of rows.
 pub(super) const TILE: usize = 8;
 
-/// Many queries' codes for [`Screened::bounds_many`] (VNNI screens only).
+/// Many queries' codes for [`Screened::select_many`] (VNNI screens only).
 pub(super) struct QueryBatch {
     /// `chunks` words per query.
     words: Vec<i32>,
@@ -277,13 +277,13 @@ pub(super) struct QueryBatch {
 }
 
 impl Screened {
-    /// Whether [`Screened::bounds_many`] runs on this screen: its integer dots for many
+    /// Whether [`Screened::select_many`] runs on this screen: its integer dots for many
     /// queries at once pay only with VNNI, where one instruction multiplies 64 codes.
     pub(super) fn batches(&self) -> bool {
         self.kernel.interleaved()
     }
 
-    /// The codes of `queries` (row-major, `k` each) for [`Screened::bounds_many`].
+    /// The codes of `queries` (row-major, `k` each) for [`Screened::select_many`].
     pub(super) fn quantise(&self, queries: &[f32]) -> QueryBatch {
         let chunks = self.padded / 4;
         let mut batch = QueryBatch {
@@ -303,23 +303,27 @@ impl Screened {
     }
 
     /// For the queries `q0..q0 + q` of `batch` (`q <= TILE`) and the rows `lo..hi` (`lo` a
-    /// multiple of 16): guaranteed bounds `lower[r * width + j] <= dot(query, row) <=
-    /// upper[r * width + j]` around each f32 score (`width = hi - lo`), computed in f32 from
-    /// the exact integer dots; `dots` is scratch of `q * width` rounded up to whole groups.
+    /// multiple of 16): [`super::select`] over each row's guaranteed bounds `lower <=
+    /// dot(query, row) <= upper`, computed in f32 from the exact integer dots and never
+    /// stored: a row enters `candidates[j]` (with its upper bound) when the upper bound
+    /// reaches query `j`'s heap threshold, and `heaps[j]` with its lower bound when that does
+    /// too; rows for which `excluded(j, row)` holds are left out. `dots` is scratch.
+    ///
     /// The bound is [`Screened::top_n`]'s, with a margin of 1e-6 relative that covers the f32
     /// arithmetic's rounding (at most a few 2^-24) instead of f64's.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn bounds_many(
+    pub(super) fn select_many(
         &self,
         batch: &QueryBatch,
         q0: usize,
-        q: usize,
         (lo, hi): (usize, usize),
         dots: &mut Vec<i32>,
-        lower: &mut [f32],
-        upper: &mut [f32],
+        heaps: &mut [TopN],
+        candidates: &mut [Vec<(u32, f32)>],
+        excluded: impl Fn(usize, u32) -> bool,
     ) {
-        debug_assert!(self.batches() && q <= TILE && lo.is_multiple_of(GROUP));
+        let q = heaps.len();
+        debug_assert!(self.batches() && q <= TILE && candidates.len() == q && lo.is_multiple_of(GROUP));
         let width = hi - lo;
         let stride = width.div_ceil(GROUP) * GROUP;
         dots.resize(TILE * stride, 0);
@@ -349,49 +353,106 @@ impl Screened {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (words, correction, packed);
-        for j in 0..q {
+        for (j, (heap, out)) in heaps.iter_mut().zip(candidates.iter_mut()).enumerate() {
             let block = Block {
                 dots: &dots[j * stride..j * stride + width],
                 scale: &self.scale[lo..hi],
                 resid: &self.resid[lo..hi],
                 code_norm: &self.code_norm[lo..hi],
             };
-            let rows = j * width..(j + 1) * width;
+            let excluded = |row: u32| excluded(j, row);
+            let query = batch.consts[q0 + j];
             // SAFETY: as above, AVX-512 F is there.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                bounds_f32_avx512(&block, batch.consts[q0 + j], &mut lower[rows.clone()], &mut upper[rows])
+                select_bounds_avx512(&block, query, lo as u32, heap, out, excluded)
             }
             #[cfg(not(target_arch = "x86_64"))]
-            bounds_f32(&block, batch.consts[q0 + j], &mut lower[rows.clone()], &mut upper[rows]);
+            select_bounds(&block, query, lo as u32, heap, out, excluded, super::at_least);
         }
     }
 }
 
-/// [`bounds`] in f32, 16 lanes at a time where compiled for AVX-512: `centre = d (s_i s_u)`
-/// and `radius = resid_i |u| + err code_norm_i` each take at most three f32 roundings
-/// (2^-24 relative each), so a margin of 1e-6 of `|centre| + radius` covers them and the
-/// subtraction's own rounding; 1e-30 covers underflow.
+/// [`Screened::select_many`] for one query over one block whose first row is `first`: per
+/// 16 rows, `centre = d (s_i s_u)` and `radius = resid_i |u| + err code_norm_i` each take at
+/// most three f32 roundings (2^-24 relative each), so a margin of 1e-6 of `|centre| + radius`
+/// covers them and the subtraction's own rounding (1e-30 covers underflow); the upper bounds
+/// are compared with the threshold 16 at a time, and only the rows that pass (few, once the
+/// heap is full) are looked at. (Upper bounds alone in explicit registers, each passing row's
+/// bounds computed again: 6% slower.)
 #[inline(always)]
-fn bounds_f32(block: &Block<'_>, [su, unorm, err]: [f32; 3], lower: &mut [f32], upper: &mut [f32]) {
-    let rows = block
-        .dots
-        .iter()
-        .zip(block.scale)
-        .zip(block.resid.iter().zip(block.code_norm));
-    for ((l, u), ((&d, &s), (&r, &c))) in lower.iter_mut().zip(upper.iter_mut()).zip(rows) {
-        let centre = d as f32 * (s * su);
-        let radius = r * unorm + err * c;
-        let margin = (centre.abs() + radius) * 1e-6 + 1e-30;
-        *l = centre - radius - margin;
-        *u = centre + radius + margin;
+fn select_bounds(
+    block: &Block<'_>,
+    [su, unorm, err]: [f32; 3],
+    first: u32,
+    heap: &mut TopN,
+    out: &mut Vec<(u32, f32)>,
+    excluded: impl Fn(u32) -> bool,
+    hits: impl Fn(&[f32], f32) -> u32,
+) {
+    let mut threshold = heap.threshold();
+    // One group's bounds, over arrays of a fixed length so that it vectorises.
+    let bounds = |d: &[i32; GROUP], s: &[f32; GROUP], r: &[f32; GROUP], c: &[f32; GROUP]| {
+        let (mut centre, mut radius, mut upper) = ([0f32; GROUP], [0f32; GROUP], [0f32; GROUP]);
+        for l in 0..GROUP {
+            centre[l] = d[l] as f32 * (s[l] * su);
+            radius[l] = r[l] * unorm + err * c[l];
+            radius[l] += (centre[l].abs() + radius[l]) * 1e-6 + 1e-30;
+            upper[l] = centre[l] + radius[l];
+        }
+        (centre, radius, upper)
+    };
+    let spans = block.dots.chunks(GROUP).zip(block.scale.chunks(GROUP));
+    let consts = block.resid.chunks(GROUP).zip(block.code_norm.chunks(GROUP));
+    for (g, ((d, s), (r, c))) in spans.zip(consts).enumerate() {
+        let (centre, radius, upper) = match (d.try_into(), s.try_into(), r.try_into(), c.try_into()) {
+            (Ok(d), Ok(s), Ok(r), Ok(c)) => bounds(d, s, r, c),
+            _ => {
+                // The block's last, partial group, zero-padded (the padding is not tested).
+                let pad_i = |v: &[i32]| std::array::from_fn(|l| v.get(l).copied().unwrap_or(0));
+                let pad = |v: &[f32]| std::array::from_fn(|l| v.get(l).copied().unwrap_or(0.0));
+                bounds(&pad_i(d), &pad(s), &pad(r), &pad(c))
+            }
+        };
+        let mut m = hits(&upper[..d.len()], threshold);
+        while m != 0 {
+            let l = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let id = first + (g * GROUP + l) as u32;
+            if excluded(id) {
+                continue;
+            }
+            out.push((id, upper[l]));
+            let lower = centre[l] - radius[l];
+            if lower >= threshold {
+                heap.push(id, lower);
+                threshold = heap.threshold();
+            }
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn bounds_f32_avx512(block: &Block<'_>, query: [f32; 3], lower: &mut [f32], upper: &mut [f32]) {
-    bounds_f32(block, query, lower, upper)
+unsafe fn select_bounds_avx512(
+    block: &Block<'_>,
+    query: [f32; 3],
+    first: u32,
+    heap: &mut TopN,
+    out: &mut Vec<(u32, f32)>,
+    excluded: impl Fn(u32) -> bool,
+) {
+    use std::arch::x86_64::*;
+    let hits = |upper: &[f32], t: f32| {
+        if upper.len() == GROUP {
+            // SAFETY: 16 floats are read from a span of 16; AVX-512 F is enabled here.
+            // Ordered compare: NaN fails, as `>=` does.
+            unsafe { _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_loadu_ps(upper.as_ptr()), _mm512_set1_ps(t)) as u32 }
+        } else {
+            super::at_least(upper, t)
+        }
+    };
+    select_bounds(block, query, first, heap, out, excluded, hits)
 }
 
 /// The SIMD level a screen runs at, detected once (std caches the CPUID).
