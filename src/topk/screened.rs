@@ -283,6 +283,11 @@ impl Screened {
         self.kernel.interleaved()
     }
 
+    /// Whether a screen built on this CPU would batch (see [`Screened::batches`]).
+    pub(super) fn batches_here() -> bool {
+        Kernel::detect().interleaved()
+    }
+
     /// The codes of `queries` (row-major, `k` each) for [`Screened::select_many`].
     pub(super) fn quantise(&self, queries: &[f32]) -> QueryBatch {
         let chunks = self.padded / 4;
