@@ -486,7 +486,16 @@ struct ByNorm {
 
 impl ByNorm {
     fn new(pool: &Pool<'_>) -> ByNorm {
-        let by_position: Vec<f32> = pool.rows.par_chunks_exact(pool.dim).map(norm_up).collect();
+        // A row with a NaN (which never ranks) comes last: a chunk then starts with one only
+        // if it holds nothing else, and is left out whole.
+        let by_position: Vec<f32> = pool
+            .rows
+            .par_chunks_exact(pool.dim)
+            .map(|y| {
+                let norm = norm_up(y);
+                if norm.is_nan() { f32::NEG_INFINITY } else { norm }
+            })
+            .collect();
         let mut positions: Vec<u32> = (0..pool.len() as u32).collect();
         positions.par_sort_unstable_by(|&a, &b| {
             by_position[b as usize]
