@@ -198,6 +198,43 @@ mod x86 {
         has!("avx2") && has!("fma")
     }
 
+    /// The body of [`dot512x4`], a macro so that [`in_registers`] has it inline: called, the
+    /// function made the caller spill and reload the accumulators of `out` around every four
+    /// rows (a `#[target_feature]` function cannot be `#[inline(always)]`). Expands only in a
+    /// function with the AVX-512 features.
+    macro_rules! dot512x4_body {
+        ($a:expr, $bs:expr) => {{
+            let (a, bs): (&[f32], [&[f32]; 4]) = ($a, $bs);
+            let n = a.len();
+            assert!(
+                bs.iter().all(|b| b.len() == n),
+                "dot512x4 operand lengths (a bug in the caller)"
+            );
+            let full = n / 16 * 16;
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut i = 0;
+            while i < full {
+                // SAFETY: i + 16 <= full <= the length of every slice.
+                let x = unsafe { _mm512_loadu_ps(a.as_ptr().add(i)) };
+                for (acc, b) in acc.iter_mut().zip(&bs) {
+                    let y = unsafe { _mm512_loadu_ps(b.as_ptr().add(i)) };
+                    *acc = _mm512_add_ps(*acc, _mm512_mul_ps(x, y));
+                }
+                i += 16;
+            }
+            let mut out = [0f32; 4];
+            for ((o, acc), b) in out.iter_mut().zip(acc).zip(&bs) {
+                let mut tail = 0f32;
+                for (x, y) in a[full..].iter().zip(&b[full..]) {
+                    tail += x * y;
+                }
+                let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+                *o = fold8(_mm256_add_ps(_mm512_castps512_ps256(acc), high)) + tail;
+            }
+            out
+        }};
+    }
+
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
     fn dot512(a: &[f32], b: &[f32]) -> f32 {
@@ -227,33 +264,7 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512cd,avx512dq,avx512vl,avx2,fma")]
     pub(super) fn dot512x4(a: &[f32], bs: [&[f32]; 4]) -> [f32; 4] {
-        let n = a.len();
-        assert!(
-            bs.iter().all(|b| b.len() == n),
-            "dot512x4 operand lengths (a bug in the caller)"
-        );
-        let full = n / 16 * 16;
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let mut i = 0;
-        while i < full {
-            // SAFETY: i + 16 <= full <= the length of every slice.
-            let x = unsafe { _mm512_loadu_ps(a.as_ptr().add(i)) };
-            for (acc, b) in acc.iter_mut().zip(&bs) {
-                let y = unsafe { _mm512_loadu_ps(b.as_ptr().add(i)) };
-                *acc = _mm512_add_ps(*acc, _mm512_mul_ps(x, y));
-            }
-            i += 16;
-        }
-        let mut out = [0f32; 4];
-        for ((o, acc), b) in out.iter_mut().zip(acc).zip(&bs) {
-            let mut tail = 0f32;
-            for (x, y) in a[full..].iter().zip(&b[full..]) {
-                tail += x * y;
-            }
-            let high = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
-            *o = fold8(_mm256_add_ps(_mm512_castps512_ps256(acc), high)) + tail;
-        }
-        out
+        dot512x4_body!(a, bs)
     }
 
     #[inline]
@@ -542,30 +553,33 @@ mod x86 {
         }
         // Four rows' dot products at a time (independent of `out`), then their updates in
         // row order: the same sums as one row after another.
-        let mut add = |yt: &[f32], d: f32, ct: f32| {
-            if let Some(w) = weight.of(ct, d) {
-                let wv = _mm512_set1_ps(w);
-                for (k, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: the mask covers only elements inside `yt` (n long).
-                    let y = unsafe { _mm512_maskz_loadu_ps(mask(k), yt.as_ptr().add(16 * k)) };
-                    *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, y));
+        // A macro rather than a closure, which LLVM left out of line for some `C`.
+        macro_rules! add {
+            ($yt:expr, $d:expr, $ct:expr) => {{
+                let yt: &[f32] = $yt;
+                if let Some(w) = weight.of($ct, $d) {
+                    let wv = _mm512_set1_ps(w);
+                    for (k, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: the mask covers only elements inside `yt` (n long).
+                        let y = unsafe { _mm512_maskz_loadu_ps(mask(k), yt.as_ptr().add(16 * k)) };
+                        *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, y));
+                    }
                 }
-            }
-        };
-        let mut quads = rows.chunks_exact(4 * n).zip(c.chunks_exact(4));
-        for (ys, cs) in &mut quads {
+            }};
+        }
+        for (ys, cs) in rows.chunks_exact(4 * n).zip(c.chunks_exact(4)) {
             let (y0, rest) = ys.split_at(n);
             let (y1, rest) = rest.split_at(n);
             let (y2, y3) = rest.split_at(n);
-            let [d0, d1, d2, d3] = dot512x4(v, [y0, y1, y2, y3]);
-            add(y0, d0, cs[0]);
-            add(y1, d1, cs[1]);
-            add(y2, d2, cs[2]);
-            add(y3, d3, cs[3]);
+            let [d0, d1, d2, d3] = dot512x4_body!(v, [y0, y1, y2, y3]);
+            add!(y0, d0, cs[0]);
+            add!(y1, d1, cs[1]);
+            add!(y2, d2, cs[2]);
+            add!(y3, d3, cs[3]);
         }
         let done = c.len() / 4 * 4;
         for (yt, &ct) in rows[done * n..].chunks_exact(n).zip(&c[done..]) {
-            add(yt, dot512(yt, v), ct);
+            add!(yt, dot512(yt, v), ct);
         }
         for (k, a) in acc.iter().enumerate() {
             // SAFETY: the mask covers only elements inside `out`.
@@ -617,20 +631,30 @@ pub fn gemm_ab_small(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut
     #[cfg(target_arch = "x86_64")]
     {
         if !x86::has_avx512() {
-            return gemm_ab_small_tiled::<TILE_COLS_256>(m, n, k, a, b, c);
+            return gemm_ab_small_tiled::<TILE_COLS_256, { TILE_COLS_256 / 2 }>(m, n, k, a, b, c);
         }
     }
-    gemm_ab_small_tiled::<TILE_COLS_512>(m, n, k, a, b, c)
+    gemm_ab_small_tiled::<TILE_COLS_512, { TILE_COLS_512 / 2 }>(m, n, k, a, b, c)
 }
 
 /// [`gemm_ab_small`] in tiles of four rows by `W` columns.
 #[inline(always)]
-fn gemm_ab_small_tiled<const W: usize>(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+fn gemm_ab_small_tiled<const W: usize, const H: usize>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+) {
     let full = n / W * W;
-    // The last n % W columns of B, zero-padded to a full tile, so they vectorise too.
+    // The last n % W columns of B, zero-padded to a tile of H = W / 2 columns when they fit
+    // in one (100 factors: 3 x 32 + 4, padded to 16 rather than 32), else to a full one, so
+    // they vectorise too. A tile's width does not change any entry's sum.
+    let tail_width = if n - full <= H { H } else { W };
     let tail: Vec<f32> = if full < n {
-        let mut t = vec![0f32; k * W];
-        for (dst, src) in t.chunks_exact_mut(W).zip(b.chunks_exact(n)) {
+        let mut t = vec![0f32; k * tail_width];
+        for (dst, src) in t.chunks_exact_mut(tail_width).zip(b.chunks_exact(n)) {
             dst[..n - full].copy_from_slice(&src[full..]);
         }
         t
@@ -639,33 +663,46 @@ fn gemm_ab_small_tiled<const W: usize>(m: usize, n: usize, k: usize, a: &[f32], 
     };
     let mut r = 0;
     while r + 4 <= m {
-        small_rows::<4, W>(r, n, k, a, b, &tail, c);
+        small_rows::<4, W, H>(r, (n, k), a, b, &tail, c);
         r += 4;
     }
     while r < m {
-        small_rows::<1, W>(r, n, k, a, b, &tail, c);
+        small_rows::<1, W, H>(r, (n, k), a, b, &tail, c);
         r += 1;
     }
 }
 
 /// Rows `r0..r0 + R` of [`gemm_ab_small`], one `W`-column tile at a time, the last from `tail`.
 #[inline(always)]
-fn small_rows<const R: usize, const W: usize>(
+fn small_rows<const R: usize, const W: usize, const H: usize>(
     r0: usize,
-    n: usize,
-    k: usize,
+    (n, k): (usize, usize),
     a: &[f32],
     b: &[f32],
     tail: &[f32],
     c: &mut [f32],
 ) {
     let rows: [&[f32]; R] = std::array::from_fn(|i| &a[(r0 + i) * k..(r0 + i + 1) * k]);
-    for j in (0..n).step_by(W) {
-        let (src, stride, offset) = if j + W <= n { (b, n, j) } else { (tail, W, 0) };
-        let acc = small_tile::<R, W>(&rows, k, src, stride, offset);
-        let width = W.min(n - j);
+    let mut store = |j: usize, acc: &[[f32; W]; R], width: usize| {
         for (i, acc) in acc.iter().enumerate() {
             c[(r0 + i) * n + j..(r0 + i) * n + j + width].copy_from_slice(&acc[..width]);
+        }
+    };
+    let full = n / W * W;
+    for j in (0..full).step_by(W) {
+        store(j, &small_tile::<R, W>(&rows, k, b, n, j), W);
+    }
+    if full < n {
+        let width = n - full;
+        if tail.len() == k * H {
+            let half = small_tile::<R, H>(&rows, k, tail, H, 0);
+            let mut acc = [[0f32; W]; R];
+            for (wide, narrow) in acc.iter_mut().zip(&half) {
+                wide[..H].copy_from_slice(narrow);
+            }
+            store(full, &acc, width);
+        } else {
+            store(full, &small_tile::<R, W>(&rows, k, tail, W, 0), width);
         }
     }
 }
@@ -968,6 +1005,8 @@ mod tests {
             (5, 33, 9),
             (9, 100, 100),
             (2, 64, 1),
+            (3, 18, 4),
+            (6, 50, 11),
             (0, 8, 8),
         ] {
             let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
@@ -982,6 +1021,16 @@ mod tests {
                         "m={m} n={n} k={k} at ({i}, {j})"
                     );
                 }
+            }
+            // Nor on the tiles' widths, full or halved at the tail: the same bits.
+            for tiled in [
+                gemm_ab_small_tiled::<32, 16>,
+                gemm_ab_small_tiled::<16, 8>,
+                gemm_ab_small_tiled::<8, 4>,
+            ] {
+                let mut other = vec![f32::NAN; m * n];
+                tiled(m, n, k, &a, &b, &mut other);
+                assert_eq!(other, c, "m={m} n={n} k={k}");
             }
             // A row's result does not depend on the rows around it.
             if m > 1 {
