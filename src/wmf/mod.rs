@@ -303,12 +303,15 @@ pub fn fit(
     let mut report = FitReport::default();
     let small = 4 * k * (user_items.n_rows + user_items.n_cols) <= RETAIN_ACROSS_FIT_BYTES;
     let retain = small.then(crate::memory::Retain::new);
+    // Woodbury's table, one buffer for every half-sweep (see `sweep::solve_side_keeping`).
+    let mut table = Vec::new();
     for it in 0..params.iterations {
         fit_half_sweep(threads, small, || {
-            sweep::solve_side(&mut x, &y, k, data.users(), data.user_conf(), params)
+            sweep::solve_side_keeping(&mut x, (&y, k), (data.users(), data.user_conf()), params, &mut table)
         })?;
         fit_half_sweep(threads, small, || {
-            sweep::solve_side(&mut y, &x, k, data.items.view(), data.item_conf(), params)
+            let items = (data.items.view(), data.item_conf());
+            sweep::solve_side_keeping(&mut y, (&x, k), items, params, &mut table)
         })?;
         let loss = if params.compute_loss {
             let l = threads.run(|| loss::training_loss(&x, &y, k, data.users(), data.user_conf(), params));
@@ -406,7 +409,15 @@ pub fn fold_in_with_gram(
         solver: Solver::Cholesky,
         ..params.clone()
     };
-    threads.run(|| sweep::solve_side_with_gram(&mut out, fixed, gram, k, rows.view(), &rows.data, &exact))?;
+    threads.run(|| {
+        sweep::solve_side_with_gram(
+            &mut out,
+            (fixed, gram, k),
+            (rows.view(), &rows.data),
+            &exact,
+            &mut Vec::new(),
+        )
+    })?;
     Ok(out)
 }
 

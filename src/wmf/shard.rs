@@ -60,7 +60,8 @@ impl Shard {
         );
         ensure!(gram.len() == k * k, "the Gram matrix is not {k} x {k}");
         super::half_sweep(threads, || {
-            sweep::solve_side_with_gram(x, fixed, gram, k, self.rows.view(), &self.rows.data, &self.params)
+            let rows = (self.rows.view(), &self.rows.data[..]);
+            sweep::solve_side_with_gram(x, (fixed, gram, k), rows, &self.params, &mut Vec::new())
         })
     }
 }

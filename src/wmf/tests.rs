@@ -104,10 +104,16 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// The users' half-sweep of `prepared` against `y` into `x`, Woodbury's table in `table`.
+fn solve_users(x: &mut [f32], y: &[f32], prepared: &Prepared<'_>, p: &WmfParams, table: &mut Vec<f32>) -> Result<()> {
+    let users = (prepared.users(), prepared.user_conf());
+    sweep::solve_side_keeping(x, (y, p.factors), users, p, table)
+}
+
 fn half_step(m: &Csr, y: &[f32], p: &WmfParams, start: Vec<f32>) -> Vec<f32> {
     let prepared = prepare(p, m.view()).unwrap();
     let mut x = start;
-    sweep::solve_side(&mut x, y, p.factors, prepared.users(), prepared.user_conf(), p).unwrap();
+    solve_users(&mut x, y, &prepared, p, &mut Vec::new()).unwrap();
     x
 }
 
@@ -133,7 +139,14 @@ fn item_half_step_matches_dense_closed_form() {
     let t = m.view().transpose();
     let prepared = prepare(&p, m.view()).unwrap();
     let mut y = vec![0f32; 9 * 4];
-    sweep::solve_side(&mut y, &x, 4, prepared.items.view(), prepared.item_conf(), &p).unwrap();
+    sweep::solve_side_keeping(
+        &mut y,
+        (&x, 4),
+        (prepared.items.view(), prepared.item_conf()),
+        &p,
+        &mut Vec::new(),
+    )
+    .unwrap();
     assert!(max_abs_diff(&y, &dense_half_step(&t, &x, &p)) < 1e-4);
 }
 
@@ -240,6 +253,15 @@ fn rows_with_few_interactions_are_solved_exactly_by_woodbury() {
     }
     let one = crate::parallel::Threads::new(1).unwrap();
     assert_eq!(one.run(|| half_step(&m, &y, &p, start.clone())), x);
+    // Nor does a table buffer left by another half-sweep (larger or smaller, and dirty); its
+    // memory comes back for the next one.
+    let prepared = prepare(&p, m.view()).unwrap();
+    for stale in [vec![f32::NAN; 5_000], vec![f32::NAN; 3]] {
+        let (mut again, mut table) = (start.clone(), stale);
+        solve_users(&mut again, &y, &prepared, &p, &mut table).unwrap();
+        assert_eq!(again, x);
+        assert!(table.capacity() >= 60 * k / 2, "capacity {}", table.capacity());
+    }
 }
 
 #[test]
@@ -398,7 +420,7 @@ fn singular_systems_are_reported_not_nan() {
     let y = vec![0f32; 9 * 4];
     let prepared = prepare(&p, m.view()).unwrap();
     let mut x = vec![0f32; 7 * 4];
-    let err = sweep::solve_side(&mut x, &y, 4, prepared.users(), prepared.user_conf(), &p).unwrap_err();
+    let err = solve_users(&mut x, &y, &prepared, &p, &mut Vec::new()).unwrap_err();
     assert!(err.to_string().contains("positive definite"));
     // CG stops such rows where they are instead of dividing by zero.
     let p = WmfParams {
@@ -406,7 +428,7 @@ fn singular_systems_are_reported_not_nan() {
         ..params(Solver::Cg { steps: 3 })
     };
     let mut x = vec![0f32; 7 * 4];
-    sweep::solve_side(&mut x, &y, 4, prepared.users(), prepared.user_conf(), &p).unwrap();
+    solve_users(&mut x, &y, &prepared, &p, &mut Vec::new()).unwrap();
     assert!(x.iter().all(|v| v.is_finite()));
 }
 

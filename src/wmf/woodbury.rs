@@ -61,7 +61,14 @@ const UNUSED: u32 = u32::MAX;
 
 impl Prepared {
     /// None when A is not numerically positive definite (then every row takes CG).
-    pub(crate) fn new(a: &[f32], y: &[f32], dim: usize, m: CsrRef<'_>, rows: &[bool]) -> Option<Prepared> {
+    /// `table`'s memory holds `z` (its contents are overwritten).
+    pub(crate) fn new(
+        a: &[f32],
+        y: &[f32],
+        dim: usize,
+        (m, rows): (CsrRef<'_>, &[bool]),
+        table: Vec<f32>,
+    ) -> Option<Prepared> {
         let mut l: Vec<f64> = a.iter().map(|&v| v as f64).collect();
         cholesky(&mut l, dim).ok()?;
         let mut inverse = vec![0f64; dim * dim];
@@ -88,7 +95,13 @@ impl Prepared {
                 which[s as usize] = j as u32;
             }
         }
-        let mut z = vec![0f32; used as usize * dim];
+        let mut z = table;
+        z.clear();
+        if z.capacity() < used as usize * dim {
+            // Growing would copy the old allocation; its contents are not needed.
+            z = Vec::new();
+        }
+        z.resize(used as usize * dim, 0.0);
         // Gathered 256 at a time, one GEMM each (A^{-1} is symmetric: the rows of Y A^{-1}).
         // A row of a product does not depend on the other rows in it, so neither does z_j.
         z.par_chunks_mut(dim * 256)
@@ -101,6 +114,11 @@ impl Prepared {
                 gemm_ab(js.len(), dim, dim, &gathered, &inverse, out);
             });
         Some(Prepared { slot, z, dim })
+    }
+
+    /// The memory of the `A^{-1} y` table, for the next [`Prepared::new`].
+    pub(crate) fn into_table(self) -> Vec<f32> {
+        self.z
     }
 
     /// Start loading the factors a row with these other-side indices reads (`y_j` and
